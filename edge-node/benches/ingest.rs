@@ -1,0 +1,299 @@
+//! Ingest benchmark: whole pipeline and barcode stage on A4 300-dpi pages,
+//! beside the peer decoders (zbarimg, zxing-cpp) measured in the same run.
+//!
+//! ```text
+//! cargo bench -p dangan-edge --bench ingest -- [--pages N] [--work DIR] [--python PY] [--no-peers]
+//! ```
+//!
+//! Data sets (made once under the work folder, default /tmp/dangan-bench):
+//! - `pages`: N plain pages from ../shared/bench/gen_pages.py (no barcodes,
+//!   the slowest case for a decoder);
+//! - `barcodes`: 50 Code 128 + 50 QR labelled pages from gen_barcode_pages.py;
+//! - `hard`: the hard barcode fixtures of dangan-testkit (thin bars, blur,
+//!   skew, rotation, low contrast, mid-page), as JPEG with labels.tsv.
+//!
+//! Python with Pillow, numpy, python-barcode, qrcode and zxing-cpp is needed
+//! for the generators and the peers (see README, "Benchmarks").
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dangan_edge::barcode::{BarcodeSettings, Scanner, Symbology};
+use dangan_edge::decode::{self, Limits};
+use dangan_edge::raster::PageRaster;
+
+struct Args {
+    pages: usize,
+    work: PathBuf,
+    python: String,
+    peers: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        pages: 2000,
+        work: PathBuf::from("/tmp/dangan-bench"),
+        python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
+        peers: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--pages" => args.pages = it.next().and_then(|v| v.parse().ok()).unwrap_or(args.pages),
+            "--work" => args.work = it.next().map(PathBuf::from).unwrap_or(args.work),
+            "--python" => args.python = it.next().unwrap_or(args.python),
+            "--no-peers" => args.peers = false,
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+fn shared_bench() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench")
+}
+
+fn ensure_set(args: &Args, name: &str, generator: &str, extra: &[&str]) -> PathBuf {
+    let dir = args.work.join(name);
+    let marker = dir.join(".complete");
+    if marker.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("generating {name} with {generator} ...");
+    let status = Command::new(&args.python)
+        .arg(shared_bench().join(generator))
+        .args(extra)
+        .arg("-o")
+        .arg(&dir)
+        .status()
+        .expect("run the python generator");
+    assert!(status.success(), "{generator} failed");
+    std::fs::write(&marker, b"").expect("marker");
+    dir
+}
+
+fn write_hard_set(args: &Args) -> PathBuf {
+    let dir = args.work.join("hard");
+    dangan_testkit::sets::write_hard(&dir).expect("write the hard fixtures");
+    dir
+}
+
+/// Runs the release `dangan-edge ingest` on a folder; returns pages, seconds, peak RSS in MiB.
+fn run_ingest(args: &Args, dir: &Path) -> (u64, f64, f64) {
+    let data = args.work.join("data-run");
+    let _ = std::fs::remove_dir_all(&data);
+    let bin = env!("CARGO_BIN_EXE_dangan-edge");
+    let status = Command::new(bin)
+        .args(["init", "--district", "330106", "--data"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()
+        .expect("init");
+    assert!(status.success());
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["ingest", "--batch", "bench", "--json", "--data"])
+        .arg(&data)
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ingest");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while child.try_wait().expect("wait").is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status_path)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let output = child.wait_with_output().expect("output");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ingest json");
+    let pages = report["pages"].as_u64().unwrap_or(0);
+    (pages, seconds, peak_kib as f64 / 1024.0)
+}
+
+fn image_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "jpeg"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn labels(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(dir.join("labels.tsv")).unwrap_or_default();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+    let file_col = header.iter().position(|h| *h == "file").unwrap_or(0);
+    let text_col = header.iter().position(|h| *h == "text").unwrap_or(2);
+    lines
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let expected = cols
+                .get(text_col)?
+                .split('|')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Some((cols.get(file_col)?.to_string(), expected))
+        })
+        .collect()
+}
+
+/// Barcode stage alone, one core: returns (pages/s, pages where every expected text was found, pages with expectations).
+fn barcode_stage(dir: &Path, scanner: &Scanner) -> (f64, usize, usize, usize) {
+    let expected = labels(dir);
+    let mut elapsed = Duration::ZERO;
+    let (mut found, mut labelled, mut false_reads) = (0, 0, 0);
+    let files = image_files(dir);
+    for file in &files {
+        let bytes = std::fs::read(file).expect("read");
+        let source = decode::open(&bytes, &Limits::default()).expect("decode");
+        let frame = source.frame(0).expect("frame");
+        let raster = PageRaster::new(frame.luma, frame.dpi);
+        let started = Instant::now();
+        let codes = scanner.scan(&raster);
+        elapsed += started.elapsed();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match expected.get(&name) {
+            Some(want) if !want.is_empty() => {
+                labelled += 1;
+                if want.iter().all(|w| codes.iter().any(|c| &c.text == w)) {
+                    found += 1;
+                }
+            }
+            _ => false_reads += usize::from(!codes.is_empty()),
+        }
+    }
+    (
+        files.len() as f64 / elapsed.as_secs_f64(),
+        found,
+        labelled,
+        false_reads,
+    )
+}
+
+const ZXING_HARD: &str = r#"
+import csv, os, sys, time
+import zxingcpp
+from PIL import Image
+d = sys.argv[1]
+rows = list(csv.DictReader(open(os.path.join(d, "labels.tsv")), delimiter="\t"))
+ok = total = 0
+t = 0.0
+for r in rows:
+    want = [x for x in r["text"].split("|") if x]
+    if not want:
+        continue
+    total += 1
+    im = Image.open(os.path.join(d, r["file"])); im.load()
+    t0 = time.perf_counter()
+    res = zxingcpp.read_barcodes(im)
+    t += time.perf_counter() - t0
+    if all(any(x.text == w for x in res) for w in want):
+        ok += 1
+print(f"{ok}\t{total}\t{total / t if t else 0:.2f}")
+"#;
+
+fn main() {
+    let args = parse_args();
+    std::fs::create_dir_all(&args.work).expect("work dir");
+    let pages_arg = args.pages.to_string();
+    let plain = ensure_set(
+        &args,
+        &format!("pages-{}", args.pages),
+        "gen_pages.py",
+        &["-n", &pages_arg],
+    );
+    let labelled = ensure_set(
+        &args,
+        "barcodes",
+        "gen_barcode_pages.py",
+        &["--code128", "50", "--qr", "50"],
+    );
+    let hard = write_hard_set(&args);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("## Dangan ingest benchmark ({cores} cores)\n");
+
+    println!("| set | pages | seconds | pages/s | peak RSS MiB |");
+    println!("|---|---|---|---|---|");
+    for (name, dir) in [("plain", &plain), ("labelled", &labelled)] {
+        let (pages, seconds, peak) = run_ingest(&args, dir);
+        println!(
+            "| {name} (whole pipeline, `dangan-edge ingest`) | {pages} | {seconds:.2} | {:.1} | {peak:.0} |",
+            pages as f64 / seconds
+        );
+    }
+
+    let defaults = Scanner::new(&BarcodeSettings::default());
+    let all_formats = Scanner::new(&BarcodeSettings {
+        formats: vec![
+            Symbology::Code128,
+            Symbology::Code39,
+            Symbology::Qr,
+            Symbology::DataMatrix,
+            Symbology::Pdf417,
+        ],
+        ..BarcodeSettings::default()
+    });
+    println!(
+        "\n| barcode stage alone, one core | pages/s | pages found / labelled | false reads on unlabelled pages |"
+    );
+    println!("|---|---|---|---|");
+    for (name, dir, scanner) in [
+        ("plain, default formats", &plain, &defaults),
+        ("labelled, default formats", &labelled, &defaults),
+        ("hard fixtures, all formats", &hard, &all_formats),
+    ] {
+        let (rate, found, labelled, false_reads) = barcode_stage(dir, scanner);
+        println!("| {name} | {rate:.1} | {found}/{labelled} | {false_reads} |");
+    }
+
+    if !args.peers {
+        return;
+    }
+    println!("\n### Peers, same run\n");
+    let script = args.work.join("zxing_hard.py");
+    std::fs::write(&script, ZXING_HARD).expect("script");
+    match Command::new(&args.python).arg(&script).arg(&hard).output() {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let cols: Vec<&str> = text.trim().split('\t').collect();
+            println!(
+                "zxing-cpp read_barcodes (all formats) on the hard fixtures: {}/{} pages found, {} pages/s decode only\n",
+                cols.first().unwrap_or(&"?"),
+                cols.get(1).unwrap_or(&"?"),
+                cols.get(2).unwrap_or(&"?")
+            );
+        }
+        Ok(out) => println!(
+            "zxing-cpp hard run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(err) => println!("zxing-cpp hard run failed: {err}"),
+    }
+    let status = Command::new(&args.python)
+        .arg(shared_bench().join("bench_barcodes.py"))
+        .arg(&labelled)
+        .args(["--runs", "3"])
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        println!("bench_barcodes.py failed (needs zbar-tools and the zxing-cpp Python package)");
+    }
+}

@@ -1,0 +1,205 @@
+//! Per-page analysis after decoding: barcodes, blank check, thumbnail, and
+//! storing the page's blob durably in the cache.
+use dangan_shared::BlobId;
+use fast_image_resize::images::Image as ResizeImage;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::GrayImage;
+
+use crate::barcode::{Barcode, Scanner};
+use crate::cache::{BlobCache, CacheError};
+use crate::decode::{BlobFormat, ColourMode, Frame};
+use crate::raster::PageRaster;
+
+/// What ingest records about one page.
+#[derive(Debug, Clone)]
+pub struct PageFacts {
+    pub frame: u32,
+    pub blob: BlobId,
+    pub blob_size: u64,
+    pub blob_format: BlobFormat,
+    pub width: u32,
+    pub height: u32,
+    pub dpi: Option<u32>,
+    pub colour: ColourMode,
+    pub barcodes: Vec<Barcode>,
+    pub blank: bool,
+    pub ink_ratio: f64,
+}
+
+#[derive(Debug)]
+pub struct Analyzer {
+    scanner: Scanner,
+    blank_max_ink_ratio: f64,
+    thumbnail_width: u32,
+}
+
+impl Analyzer {
+    pub fn new(scanner: Scanner, blank_max_ink_ratio: f64, thumbnail_width: u32) -> Self {
+        Self {
+            scanner,
+            blank_max_ink_ratio,
+            thumbnail_width,
+        }
+    }
+
+    /// Analyses a decoded frame and stores its blob and thumbnail. The blob
+    /// is durable when this returns.
+    pub fn analyze(&self, frame: Frame, cache: &BlobCache) -> Result<PageFacts, CacheError> {
+        let Frame {
+            index,
+            width,
+            height,
+            dpi,
+            colour,
+            luma,
+            blob,
+            blob_format,
+        } = frame;
+        let blob_id = BlobId::of(&blob);
+        cache.put_blob(&blob_id, &blob)?;
+        let blob_size = blob.len() as u64;
+        drop(blob);
+        let raster = PageRaster::new(luma, dpi);
+        let barcodes = self.scanner.scan(&raster);
+        let ink_ratio = ink_ratio(&raster.reduced);
+        let thumbnail = thumbnail_jpeg(&raster.reduced, self.thumbnail_width);
+        cache.put_thumbnail(&blob_id, &thumbnail)?;
+        Ok(PageFacts {
+            frame: index,
+            blob: blob_id,
+            blob_size,
+            blob_format,
+            width,
+            height,
+            dpi,
+            colour,
+            // A page whose barcodes were read is never blank, whatever its ink.
+            blank: barcodes.is_empty() && ink_ratio < self.blank_max_ink_ratio,
+            barcodes,
+            ink_ratio,
+        })
+    }
+}
+
+/// The fraction of the page's inner area that is ink: pixels clearly darker
+/// than the paper. The outer 4% on every side is left out, because scanners
+/// put shadows and feeder marks there.
+pub fn ink_ratio(page: &GrayImage) -> f64 {
+    let (width, height) = page.dimensions();
+    let margin_x = width / 25;
+    let margin_y = height / 25;
+    if width <= 2 * margin_x || height <= 2 * margin_y {
+        return 0.0;
+    }
+    let mut histogram = [0u64; 256];
+    for y in margin_y..height - margin_y {
+        let row = &page.as_raw()[(y * width) as usize..((y + 1) * width) as usize];
+        for &value in &row[margin_x as usize..(width - margin_x) as usize] {
+            histogram[value as usize] += 1;
+        }
+    }
+    let total: u64 = histogram.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    // The paper is the median brightness: even a dense form is mostly paper.
+    let mut seen = 0;
+    let mut paper = 255usize;
+    for (value, count) in histogram.iter().enumerate() {
+        seen += count;
+        if seen * 2 >= total {
+            paper = value;
+            break;
+        }
+    }
+    // Ink must be well below the paper: scanner noise and grey paper texture
+    // stay within a few tens of levels.
+    let threshold = paper.saturating_sub((paper / 4).max(48));
+    let ink: u64 = histogram[..threshold].iter().sum();
+    ink as f64 / total as f64
+}
+
+/// A JPEG thumbnail `width` pixels wide (never wider than the page).
+pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
+    let (src_width, src_height) = page.dimensions();
+    let width = width.min(src_width).max(1);
+    let height =
+        ((u64::from(src_height) * u64::from(width) / u64::from(src_width.max(1))) as u32).max(1);
+    let small = resize(page, width, height).unwrap_or_else(|| {
+        image::imageops::resize(page, width, height, image::imageops::FilterType::Triangle)
+    });
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
+    // Encoding an in-memory gray buffer to a Vec cannot fail.
+    let _ = small.write_with_encoder(encoder);
+    out
+}
+
+fn resize(page: &GrayImage, width: u32, height: u32) -> Option<GrayImage> {
+    let src = ResizeImage::from_vec_u8(
+        page.width(),
+        page.height(),
+        page.as_raw().clone(),
+        PixelType::U8,
+    )
+    .ok()?;
+    let mut dst = ResizeImage::new(width, height, PixelType::U8);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(&src, &mut dst, &options).ok()?;
+    GrayImage::from_raw(width, height, dst.into_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Luma;
+
+    fn paper(width: u32, height: u32) -> GrayImage {
+        GrayImage::from_fn(width, height, |x, y| {
+            Luma([225 + ((x * 7 + y * 13) % 11) as u8])
+        })
+    }
+
+    #[test]
+    fn blank_paper_has_no_ink_and_text_does() {
+        let mut page = paper(600, 800);
+        assert!(ink_ratio(&page) < 0.0001);
+        // A few dust specks stay under the default threshold.
+        for (x, y) in [(100, 100), (300, 400), (500, 700)] {
+            page.put_pixel(x, y, Luma([30]));
+        }
+        assert!(ink_ratio(&page) < 0.002);
+        // Lines of "text" across the page do not.
+        for line in 0..20 {
+            for y in 100 + line * 30..104 + line * 30 {
+                for x in 60..540 {
+                    if (x / 7) % 3 != 0 {
+                        page.put_pixel(x, y, Luma([40]));
+                    }
+                }
+            }
+        }
+        assert!(ink_ratio(&page) > 0.01, "{}", ink_ratio(&page));
+    }
+
+    #[test]
+    fn dark_edges_do_not_count() {
+        let mut page = paper(600, 800);
+        for y in 0..800 {
+            for x in 0..20 {
+                page.put_pixel(x, y, Luma([10]));
+            }
+        }
+        assert!(ink_ratio(&page) < 0.0001);
+    }
+
+    #[test]
+    fn thumbnails_keep_the_aspect_ratio() {
+        let jpeg = thumbnail_jpeg(&paper(1240, 1754), 320);
+        let thumb = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (320, 452));
+        let tiny = thumbnail_jpeg(&paper(100, 50), 320);
+        let tiny = image::load_from_memory(&tiny).unwrap();
+        assert_eq!((tiny.width(), tiny.height()), (100, 50));
+    }
+}

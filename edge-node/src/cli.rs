@@ -1,0 +1,553 @@
+//! Argument parsing and output for `dangan-edge`.
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use dangan_edge::fsck::{self, FsckReport};
+use dangan_edge::ingest::{self, IngestOptions, IngestReport};
+use dangan_edge::node::Node;
+use dangan_edge::store::{BatchDetail, BatchSummary};
+use dangan_edge::watch::{self, WatchOptions};
+use dangan_shared::OrgCode;
+
+use crate::text::{Lang, code_label, state_label};
+
+/// Dangan edge node: the district archive room's offline pre-archive.
+///
+/// Scans come in from files, directory trees, a hot folder or a SANE
+/// scanner; every page is hashed, probed, searched for barcodes, checked for
+/// blankness, thumbnailed, stored once in a content-addressed cache and
+/// recorded in a local SQLite database, grouped into business files by its
+/// barcodes. Nothing needs a network.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dangan-edge",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// The data folder (database, image cache, quarantine, edge.toml).
+    /// Accepted before or after the subcommand.
+    #[arg(long, global = true, env = "DANGAN_EDGE_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// Print one machine-readable JSON document on standard output instead
+    /// of text (no progress bar). The fields are documented in the README.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Language of messages for people: zh (Simplified Chinese) or en.
+    #[arg(
+        long,
+        global = true,
+        env = "DANGAN_LANG",
+        value_enum,
+        default_value = "zh"
+    )]
+    lang: Lang,
+
+    /// More log output on standard error (-v info, -vv debug). RUST_LOG
+    /// overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new data folder: the SQLite pre-archive, the image cache, the
+    /// quarantine folder and a commented edge.toml.
+    Init {
+        /// The district (区县) this node scans for: its 6-digit
+        /// administrative division code, e.g. 330106.
+        #[arg(long, value_name = "CODE")]
+        district: OrgCode,
+    },
+    /// Import files and directory trees into a batch. Unreadable files are
+    /// quarantined with their reason; that is an outcome, not a failure, so
+    /// the exit status is 0 unless the import itself could not run.
+    /// Running the same command again after an interruption finishes the job
+    /// without recording anything twice.
+    Ingest {
+        /// Files or directories. Directories are read recursively in natural
+        /// name order (p2 before p10); hidden files and files whose extension
+        /// is not an image type (see ingest.extensions) are ignored there.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        target: BatchTarget,
+    },
+    /// Watch a hot folder that scanner software writes into and ingest each
+    /// file once it has stopped growing; ingested files are removed from the
+    /// folder (their pages are in the cache). Runs until stopped, unless --once.
+    Watch {
+        /// The hot folder (created if missing).
+        #[arg(value_name = "HOTFOLDER")]
+        hot_folder: PathBuf,
+        #[command(flatten)]
+        target: BatchTarget,
+        /// Take what is in the folder (and what the scanner delivers, with
+        /// --scan), then exit.
+        #[arg(long)]
+        once: bool,
+        /// Leave ingested files in the hot folder instead of removing them.
+        #[arg(long)]
+        keep: bool,
+        /// Also drive a SANE scanner: run `scanimage --batch` into the hot
+        /// folder with the device from --scan-device or [scanner] in edge.toml.
+        #[arg(long)]
+        scan: bool,
+        /// SANE device name for --scan (see `scanimage -L`), e.g. `test`.
+        #[arg(long, value_name = "DEVICE", requires = "scan")]
+        scan_device: Option<String>,
+        /// An extra argument for scanimage, repeatable, e.g.
+        /// --scan-arg=--batch-count=3 (added after [scanner] args).
+        #[arg(
+            long = "scan-arg",
+            value_name = "ARG",
+            allow_hyphen_values = true,
+            requires = "scan"
+        )]
+        scan_args: Vec<String>,
+    },
+    /// Report batches.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+    /// Check the image cache against the database: every recorded blob
+    /// present with the right hash, no unreferenced blobs, no interrupted
+    /// writes. Exit status 0 when nothing is wrong, 1 otherwise.
+    Fsck {
+        /// Remove unreferenced blobs and interrupted writes and re-make
+        /// missing thumbnails. Missing or corrupt blobs are only reported.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct BatchTarget {
+    /// The batch to add pages to (created if new). Default: the district
+    /// code and today's date, e.g. 330106-20261125, so that repeating a
+    /// command on the same day continues the same batch.
+    #[arg(long, value_name = "NAME")]
+    batch: Option<String>,
+    /// Business type code (业务类型) of the batch's files, e.g. YL01.
+    #[arg(long, value_name = "CODE")]
+    business_type: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BatchCommand {
+    /// List batches with their state and counts.
+    List,
+    /// Show one batch: business files in scan order with their pages,
+    /// quarantined files and exceptions.
+    Show {
+        /// The batch name.
+        name: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let lang = cli.lang;
+    let json = cli.json;
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if json {
+                let body = serde_json::json!({ "error": format!("{err:#}") });
+                println!("{body}");
+            } else {
+                eprintln!("{}: {err:#}", lang.pick("错误", "error"));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn data_dir(cli: &Cli) -> Result<PathBuf> {
+    match &cli.data {
+        Some(dir) => Ok(dir.clone()),
+        None => bail!(
+            "{}",
+            cli.lang.pick(
+                "未指定数据目录：请使用 --data DIR 或设置 DANGAN_EDGE_DATA",
+                "no data folder: give --data DIR or set DANGAN_EDGE_DATA"
+            )
+        ),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let dir = data_dir(&cli)?;
+    let lang = cli.lang;
+    match &cli.command {
+        Command::Init { district } => {
+            Node::init(&dir, district)
+                .with_context(|| format!("cannot initialise {}", dir.display()))?;
+            if cli.json {
+                print_json(&serde_json::json!({ "data": dir, "district": district }))?;
+            } else {
+                println!(
+                    "{} {} ({} {})",
+                    lang.pick("已创建数据目录", "created data folder"),
+                    dir.display(),
+                    lang.pick("区县", "district"),
+                    district
+                );
+            }
+        }
+        Command::Ingest { paths, target } => {
+            let (node, mut store) = Node::open(&dir)?;
+            let _lock = node.lock_for_writing()?;
+            node.cache.clear_temp()?;
+            let options = ingest_options(&store, target, !cli.json, false)?;
+            let (files, ignored) = ingest::enumerate(paths, &node.config.ingest.extensions)?;
+            let mut report = ingest::ingest_files(&node, &mut store, &files, &options)?;
+            report.ignored = ignored.iter().map(|p| p.display().to_string()).collect();
+            print_ingest(&cli, &report)?;
+        }
+        Command::Watch {
+            hot_folder,
+            target,
+            once,
+            keep,
+            scan,
+            scan_device,
+            scan_args,
+        } => {
+            let (node, mut store) = Node::open(&dir)?;
+            let _lock = node.lock_for_writing()?;
+            node.cache.clear_temp()?;
+            let scan_device = scan.then(|| {
+                scan_device
+                    .clone()
+                    .unwrap_or_else(|| node.config.scanner.device.clone())
+            });
+            let mut all_args = node.config.scanner.args.clone();
+            all_args.extend(scan_args.iter().cloned());
+            let options = WatchOptions {
+                ingest: ingest_options(&store, target, false, !keep)?,
+                once: *once,
+                scan_device,
+                scan_args: all_args,
+            };
+            let total = watch::watch(&node, &mut store, hot_folder, &options, |round| {
+                if cli.json {
+                    if let Ok(line) = serde_json::to_string(round) {
+                        println!("{line}");
+                    }
+                } else {
+                    println!(
+                        "{}: {} {}, {} {}, {} {}",
+                        round.batch,
+                        round.pages,
+                        lang.pick("页已入库", "pages recorded"),
+                        round.quarantined,
+                        lang.pick("个文件已隔离", "files quarantined"),
+                        round.skipped,
+                        lang.pick("个已跳过", "skipped")
+                    );
+                }
+            })?;
+            if !cli.json {
+                print_ingest(&cli, &total)?;
+            }
+        }
+        Command::Batch { command } => {
+            let (_node, store) = Node::open(&dir)?;
+            match command {
+                BatchCommand::List => {
+                    let batches = store.batches()?;
+                    if cli.json {
+                        print_json(&batches)?;
+                    } else {
+                        print_batch_list(lang, &batches);
+                    }
+                }
+                BatchCommand::Show { name } => {
+                    let detail = store.batch_detail(name)?;
+                    if cli.json {
+                        print_json(&detail)?;
+                    } else {
+                        print_batch(lang, &detail);
+                    }
+                }
+            }
+        }
+        Command::Fsck { repair } => {
+            let (node, store) = Node::open(&dir)?;
+            let _lock = node.lock_for_writing()?;
+            let report = fsck::fsck(&node, &store, *repair)?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print_fsck(lang, &report);
+            }
+            return Ok(if report.clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ingest_options(
+    store: &dangan_edge::store::Store,
+    target: &BatchTarget,
+    progress: bool,
+    remove_ingested: bool,
+) -> Result<IngestOptions> {
+    let batch = match &target.batch {
+        Some(name) if name.trim().is_empty() => bail!("the batch name is empty"),
+        Some(name) => name.clone(),
+        None => default_batch_name(&store.district()?),
+    };
+    Ok(IngestOptions {
+        batch,
+        business_type: target.business_type.clone(),
+        progress: progress && std::io::stderr().is_terminal(),
+        remove_ingested,
+    })
+}
+
+fn default_batch_name(district: &OrgCode) -> String {
+    let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let format = time::macros::format_description!("[year][month][day]");
+    format!("{district}-{}", now.format(&format).unwrap_or_default())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn print_ingest(cli: &Cli, report: &IngestReport) -> Result<()> {
+    if cli.json {
+        return print_json(report);
+    }
+    let lang = cli.lang;
+    println!("{} {}", lang.pick("批次", "batch"), report.batch);
+    let rows = [
+        (lang.pick("新增页面", "pages added"), report.pages),
+        (
+            lang.pick("其中重复内容", "of which duplicates"),
+            report.duplicates,
+        ),
+        (
+            lang.pick("已入库跳过", "already recorded, skipped"),
+            report.skipped,
+        ),
+        (
+            lang.pick("隔离文件", "quarantined files"),
+            report.quarantined,
+        ),
+        (
+            lang.pick("业务件（批次合计）", "business files (batch total)"),
+            report.business_files,
+        ),
+        (
+            lang.pick("异常（批次合计）", "exceptions (batch total)"),
+            report.exceptions,
+        ),
+    ];
+    for (label, value) in rows {
+        println!("  {label}: {value}");
+    }
+    if !report.ignored.is_empty() {
+        println!(
+            "  {}: {}",
+            lang.pick("忽略的非图像文件", "ignored non-image files"),
+            report.ignored.len()
+        );
+    }
+    if report.elapsed_seconds > 0.0 && report.pages > 0 {
+        println!(
+            "  {:.1} s, {:.1} {}",
+            report.elapsed_seconds,
+            report.pages as f64 / report.elapsed_seconds,
+            lang.pick("页/秒", "pages/s")
+        );
+    }
+    if report.quarantined > 0 || report.exceptions > 0 {
+        println!(
+            "  {} dangan-edge batch show {}",
+            lang.pick("查看详情：", "details:"),
+            report.batch
+        );
+    }
+    Ok(())
+}
+
+fn print_batch_list(lang: Lang, batches: &[BatchSummary]) {
+    if batches.is_empty() {
+        println!("{}", lang.pick("还没有批次", "no batches yet"));
+        return;
+    }
+    println!(
+        "{:<24} {:<8} {:>7} {:>7} {:>7} {:>7}",
+        lang.pick("批次", "batch"),
+        lang.pick("状态", "state"),
+        lang.pick("页", "pages"),
+        lang.pick("业务件", "files"),
+        lang.pick("隔离", "quarant."),
+        lang.pick("异常", "except.")
+    );
+    for b in batches {
+        println!(
+            "{:<24} {:<8} {:>7} {:>7} {:>7} {:>7}",
+            b.batch.name,
+            state_label(lang, &b.batch.state),
+            b.pages,
+            b.business_files,
+            b.quarantined,
+            b.exceptions
+        );
+    }
+}
+
+fn print_batch(lang: Lang, detail: &BatchDetail) {
+    let b = &detail.batch;
+    println!(
+        "{} {}  [{}]  {} {}",
+        lang.pick("批次", "batch"),
+        b.name,
+        state_label(lang, &b.state),
+        lang.pick("区县", "district"),
+        b.district
+    );
+    println!(
+        "  {} {}, {} {}, {} {}, {} {}",
+        detail.counts.pages,
+        lang.pick("页", "pages"),
+        detail.counts.business_files,
+        lang.pick("个业务件", "business files"),
+        detail.counts.quarantined,
+        lang.pick("个隔离文件", "quarantined"),
+        detail.counts.exceptions,
+        lang.pick("个异常", "exceptions")
+    );
+    for file in &detail.business_files {
+        let number = file
+            .business_number
+            .as_deref()
+            .unwrap_or(lang.pick("（无业务流水号）", "(no business number)"));
+        println!(
+            "\n  {} {}: {}",
+            lang.pick("业务件", "business file"),
+            file.seq,
+            number
+        );
+        for page in &file.pages {
+            let mut flags = Vec::new();
+            if page.separator {
+                flags.push(lang.pick("分隔页", "separator"));
+            }
+            if page.blank {
+                flags.push(lang.pick("空白页", "blank"));
+            }
+            if page.duplicate {
+                flags.push(lang.pick("重复内容", "duplicate"));
+            }
+            let codes: Vec<String> = page
+                .barcodes
+                .iter()
+                .map(|c| format!("{}:{}", c.format, c.text))
+                .collect();
+            println!(
+                "    #{:<5} {}[{}] {}x{} {}dpi {} {} {}",
+                page.seq,
+                page.source,
+                page.frame,
+                page.width,
+                page.height,
+                page.dpi
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                &page.blob[..12],
+                codes.join(" "),
+                flags.join(" ")
+            );
+        }
+    }
+    if !detail.quarantined.is_empty() {
+        println!("\n  {}", lang.pick("隔离文件：", "quarantined files:"));
+        for q in &detail.quarantined {
+            println!(
+                "    {}: {} — {}",
+                q.source,
+                code_label(lang, &q.code),
+                q.reason
+            );
+        }
+    }
+    if !detail.exceptions.is_empty() {
+        println!("\n  {}", lang.pick("异常：", "exceptions:"));
+        for e in &detail.exceptions {
+            let page = e.page.map(|p| format!("#{p} ")).unwrap_or_default();
+            println!("    {page}{}: {}", code_label(lang, &e.code), e.reason);
+        }
+    }
+}
+
+fn print_fsck(lang: Lang, report: &FsckReport) {
+    println!(
+        "{} {} {} ({:.1} MB)",
+        lang.pick("已检查", "checked"),
+        report.blobs_checked,
+        lang.pick("个图像对象", "blobs"),
+        report.bytes_checked as f64 / 1e6
+    );
+    if report.findings.is_empty() {
+        println!(
+            "{}",
+            lang.pick(
+                "缓存与数据库一致，未发现问题。",
+                "cache and database agree; nothing found."
+            )
+        );
+        return;
+    }
+    for f in &report.findings {
+        let fixed = if f.repaired {
+            lang.pick(" [已修复]", " [repaired]")
+        } else {
+            ""
+        };
+        println!("  {} {}: {}{}", f.kind, f.subject, f.detail, fixed);
+    }
+    if !report.consistent {
+        println!(
+            "{}",
+            lang.pick(
+                "发现损坏：有页面的图像缺失或不符。",
+                "damage found: some pages' images are missing or wrong."
+            )
+        );
+    }
+}

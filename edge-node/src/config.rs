@@ -1,0 +1,367 @@
+//! `edge.toml`: read into a raw struct with documented defaults, then
+//! validated into the [`Config`] the rest of the node is built from.
+//!
+//! Every field has a default, so an empty file is a working embedded setup.
+//! The example written by `init` ([`EXAMPLE`]) documents each field and what
+//! goes wrong if it is set badly; keep the two in step.
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::barcode::BarcodeSettings;
+use crate::decode::Limits;
+
+/// The file name of the configuration inside the data folder.
+pub const FILE_NAME: &str = "edge.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: grouping.{rule} is not a valid regular expression: {source}")]
+    Pattern {
+        path: PathBuf,
+        rule: &'static str,
+        source: regex::Error,
+    },
+    #[error("{path}: {field} {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    ingest: RawIngest,
+    barcodes: BarcodeSettings,
+    grouping: RawGrouping,
+    watch: RawWatch,
+    scanner: RawScanner,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawIngest {
+    workers: usize,
+    max_pixels: u64,
+    pdf_render_dpi: u32,
+    blank_max_ink_ratio: f64,
+    thumbnail_width: u32,
+    extensions: Vec<String>,
+}
+
+impl Default for RawIngest {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            workers: 0,
+            max_pixels: limits.max_pixels,
+            pdf_render_dpi: limits.pdf_render_dpi,
+            blank_max_ink_ratio: 0.002,
+            thumbnail_width: 320,
+            extensions: DEFAULT_EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+}
+
+/// Extensions taken from a directory tree. Image formats Dangan does not read
+/// are listed too, so that such files are quarantined with a reason instead
+/// of silently passed over. Files named explicitly on the command line are
+/// always taken, whatever their extension.
+const DEFAULT_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "jfif", "png", "tif", "tiff", "pdf", "gif", "bmp", "webp", "jp2", "j2k",
+    "jpx", "jxl", "heic", "heif", "pnm", "pbm", "pgm", "ppm",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawGrouping {
+    separator: String,
+    label: String,
+    business_number: String,
+}
+
+impl Default for RawGrouping {
+    fn default() -> Self {
+        Self {
+            separator: "^PATCHT$".into(),
+            label: "^(BOX|VOL)-".into(),
+            business_number: "^[0-9A-Z][0-9A-Z-]{7,31}$".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawWatch {
+    settle_ms: u64,
+    poll_ms: u64,
+}
+
+impl Default for RawWatch {
+    fn default() -> Self {
+        Self {
+            settle_ms: 2000,
+            poll_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawScanner {
+    device: String,
+    args: Vec<String>,
+}
+
+/// How barcode values are classified; tried in this order.
+#[derive(Debug, Clone)]
+pub struct GroupingRules {
+    pub separator: Regex,
+    pub label: Regex,
+    pub business_number: Regex,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    pub workers: usize,
+    pub limits: Limits,
+    pub blank_max_ink_ratio: f64,
+    pub thumbnail_width: u32,
+    pub extensions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    pub settle: std::time::Duration,
+    pub poll: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScannerSettings {
+    /// SANE device name; empty means no scanner is configured.
+    pub device: String,
+    pub args: Vec<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ingest: IngestSettings,
+    pub barcodes: BarcodeSettings,
+    pub grouping: GroupingRules,
+    pub watch: WatchSettings,
+    pub scanner: ScannerSettings,
+}
+
+impl Config {
+    /// Reads `edge.toml` from the data folder; a missing file means defaults.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::parse(&text, &path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
+        Self::resolve(raw, path)
+    }
+
+    fn resolve(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |field: &'static str, problem: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem: problem.to_owned(),
+        };
+        let pattern = |rule: &'static str, text: &str| {
+            Regex::new(text).map_err(|source| ConfigError::Pattern {
+                path: path.to_owned(),
+                rule,
+                source,
+            })
+        };
+        let ingest = raw.ingest;
+        if ingest.max_pixels < 1_000_000 {
+            return Err(invalid(
+                "ingest.max_pixels",
+                "must be at least 1000000 (one megapixel)",
+            ));
+        }
+        if !(50..=1200).contains(&ingest.pdf_render_dpi) {
+            return Err(invalid(
+                "ingest.pdf_render_dpi",
+                "must be between 50 and 1200",
+            ));
+        }
+        if !(0.0..0.5).contains(&ingest.blank_max_ink_ratio) {
+            return Err(invalid("ingest.blank_max_ink_ratio", "must be in [0, 0.5)"));
+        }
+        if !(64..=1024).contains(&ingest.thumbnail_width) {
+            return Err(invalid(
+                "ingest.thumbnail_width",
+                "must be between 64 and 1024",
+            ));
+        }
+        if raw.barcodes.formats.is_empty() {
+            return Err(invalid(
+                "barcodes.formats",
+                "is empty: no barcode could be found, so no page could be grouped",
+            ));
+        }
+        if raw.watch.poll_ms == 0 || raw.watch.settle_ms < raw.watch.poll_ms {
+            return Err(invalid(
+                "watch.settle_ms",
+                "must be at least watch.poll_ms, which must be above 0",
+            ));
+        }
+        let workers = if ingest.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            ingest.workers
+        };
+        Ok(Self {
+            ingest: IngestSettings {
+                workers,
+                limits: Limits {
+                    max_pixels: ingest.max_pixels,
+                    pdf_render_dpi: ingest.pdf_render_dpi,
+                },
+                blank_max_ink_ratio: ingest.blank_max_ink_ratio,
+                thumbnail_width: ingest.thumbnail_width,
+                extensions: ingest
+                    .extensions
+                    .iter()
+                    .map(|e| e.trim_start_matches('.').to_lowercase())
+                    .collect(),
+            },
+            barcodes: raw.barcodes,
+            grouping: GroupingRules {
+                separator: pattern("separator", &raw.grouping.separator)?,
+                label: pattern("label", &raw.grouping.label)?,
+                business_number: pattern("business_number", &raw.grouping.business_number)?,
+            },
+            watch: WatchSettings {
+                settle: std::time::Duration::from_millis(raw.watch.settle_ms),
+                poll: std::time::Duration::from_millis(raw.watch.poll_ms),
+            },
+            scanner: ScannerSettings {
+                device: raw.scanner.device,
+                args: raw.scanner.args,
+            },
+        })
+    }
+}
+
+/// The commented `edge.toml` that `init` writes. Every value shown is the default.
+pub const EXAMPLE: &str = r#"# Dangan edge node configuration.
+#
+# Every setting below shows its default; delete a line to go back to it.
+# The district code and the database live in the data folder, not here.
+# Secrets never go in this file (they come from environment variables).
+
+[ingest]
+# Worker threads for decoding, barcodes and thumbnails. 0 = one per CPU core.
+# More workers than cores only adds memory (each holds one decoded page).
+workers = 0
+# Largest image, in pixels (width × height), that will be decoded. Checked from
+# the file header before decoding, so a "decompression bomb" is quarantined
+# instead of exhausting memory. The default admits a 300-dpi A0 sheet
+# (about 140 megapixels). Set it too low and real large-format scans are
+# quarantined; too high and one hostile file can take the node's memory.
+max_pixels = 150000000
+# Resolution at which PDF pages that are not a single scanned image are
+# rendered. Lower loses fine print; higher makes large, slow pages.
+pdf_render_dpi = 300
+# A page is blank when less than this fraction of its inner area is ink.
+# Too high and pages with a few handwritten words count as blank; too low
+# and dust and scanner noise make blank backs count as content.
+blank_max_ink_ratio = 0.002
+# Thumbnail width in pixels (64–1024).
+thumbnail_width = 320
+# File extensions taken when a whole directory tree is imported (lowercase,
+# no dot). Unsupported image types are listed so that they are quarantined
+# with a reason rather than skipped unseen; other files are ignored and
+# reported. Files named on the command line are always taken.
+extensions = ["jpg", "jpeg", "jpe", "jfif", "png", "tif", "tiff", "pdf", "gif", "bmp", "webp", "jp2", "j2k", "jpx", "jxl", "heic", "heif", "pnm", "pbm", "pgm", "ppm"]
+
+[barcodes]
+# Symbologies looked for: "code128", "code39", "qr", "data_matrix", "pdf417".
+# Each extra format costs time on every page and adds a chance of a false
+# read from text; leave out what your forms do not carry.
+formats = ["code128", "code39", "qr"]
+
+[grouping]
+# Regular expressions that classify a barcode's text, tried in this order:
+# a separator sheet starts a new business file; a box or volume label is
+# recorded and otherwise ignored; a business number (业务流水号) starts a
+# business file linked to it. Text that matches none is kept on the page.
+# A business-number pattern that is too loose turns stray codes into bogus
+# business files; one that is too strict leaves files unlinked (exceptions).
+separator = '^PATCHT$'
+label = '^(BOX|VOL)-'
+business_number = '^[0-9A-Z][0-9A-Z-]{7,31}$'
+
+[watch]
+# A file in the hot folder is taken only after its size and modification
+# time have not changed for this long (milliseconds). Too short and a file
+# the scanner is still writing is read half-written (and quarantined as
+# truncated); too long only delays ingest.
+settle_ms = 2000
+# How often the hot folder is looked at (milliseconds).
+poll_ms = 500
+
+[scanner]
+# SANE device for `dangan-edge watch --scan` (see `scanimage -L`), e.g.
+# "fujitsu:fi-7160:12345". Empty: no scanner is driven by Dangan.
+device = ""
+# Extra arguments for scanimage, e.g. ["--source", "ADF Duplex", "--resolution", "300"].
+args = []
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let example = Config::parse(EXAMPLE, Path::new("edge.toml")).unwrap();
+        let empty = Config::parse("", Path::new("edge.toml")).unwrap();
+        assert_eq!(
+            example.ingest.limits.max_pixels,
+            empty.ingest.limits.max_pixels
+        );
+        assert_eq!(example.ingest.extensions, empty.ingest.extensions);
+        assert_eq!(
+            example.grouping.business_number.as_str(),
+            empty.grouping.business_number.as_str()
+        );
+        assert_eq!(example.barcodes.formats, empty.barcodes.formats);
+        assert_eq!(example.watch.settle, empty.watch.settle);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field_named() {
+        let err = Config::parse("[grouping]\nseparator = '('", Path::new("e.toml")).unwrap_err();
+        assert!(err.to_string().contains("grouping.separator"), "{err}");
+        let err = Config::parse("[ingest]\nmax_pixels = 5", Path::new("e.toml")).unwrap_err();
+        assert!(err.to_string().contains("ingest.max_pixels"), "{err}");
+        let err = Config::parse("[ingest]\nspeed = 5", Path::new("e.toml")).unwrap_err();
+        assert!(err.to_string().contains("speed"), "{err}");
+    }
+}

@@ -1,0 +1,28 @@
+//! Dangan edge node: the district's pre-archive.
+//!
+//! Module map:
+//! - [`node`]: a data folder (database, cache, quarantine, `edge.toml`) and its write lock.
+//! - [`config`]: `edge.toml`, raw and validated.
+//! - [`store`]: the SQLite pre-archive: batches, business files, pages, sources, exceptions.
+//! - [`cache`]: the content-addressed image cache with durable writes.
+//! - [`ingest`]: the pipeline from source files to recorded pages, in parallel, in order.
+//! - [`decode`]: reads a source file (JPEG, PNG, TIFF, PDF) into page frames,
+//!   refusing bad input with a reason.
+//! - [`raster`]: a page's pixels at full and reduced resolution.
+//! - [`barcode`]: finds barcodes on a page (rxing).
+//! - [`analyze`]: blank check, thumbnail and blob storage for one page.
+//! - [`grouping`]: which business file a page belongs to, from its barcodes.
+//! - [`watch`]: the hot folder and the SANE scanner source.
+//! - [`fsck`]: checks the cache against the database.
+pub mod analyze;
+pub mod barcode;
+pub mod cache;
+pub mod config;
+pub mod decode;
+pub mod fsck;
+pub mod grouping;
+pub mod ingest;
+pub mod node;
+pub mod raster;
+pub mod store;
+pub mod watch;

@@ -1,0 +1,11 @@
+//! `dangan-edge`: the district edge node's command line.
+//!
+//! Thin by design: parse the arguments, start logging, open the data folder,
+//! call the library, print the result (text in the operator's language, or
+//! JSON with `--json`).
+mod cli;
+mod text;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

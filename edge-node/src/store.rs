@@ -1,0 +1,626 @@
+//! The pre-archive database (SQLite, WAL): batches, business files, pages,
+//! sources, blobs, quarantine and exceptions.
+//!
+//! Schema changes are numbered migrations applied in order and recorded in
+//! `PRAGMA user_version`; a database newer than this binary is refused.
+//!
+//! Invariants:
+//! - a `blobs` row exists only for a blob already durable in the cache;
+//! - every page belongs to exactly one business file of its batch, and pages
+//!   of a batch are numbered by scan order (`seq`) without gaps;
+//! - a source (path + content hash) is recorded once, so ingesting it again
+//!   adds nothing.
+use std::path::Path;
+
+use dangan_shared::{BlobId, OrgCode};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::barcode::Barcode;
+
+pub const DB_FILE: &str = "edge.db";
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE batches (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    district      TEXT NOT NULL,
+    business_type TEXT,
+    state         TEXT NOT NULL DEFAULT 'open'
+                  CHECK (state IN ('open','scanned','in_qc','rework','accepted','syncing','archived')),
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE TABLE blobs (
+    id         TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    format     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE sources (
+    id              INTEGER PRIMARY KEY,
+    batch_id        INTEGER NOT NULL REFERENCES batches(id),
+    path            TEXT NOT NULL,
+    file_hash       TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('ingested','quarantined')),
+    format          TEXT,
+    frame_count     INTEGER,
+    reason_code     TEXT,
+    reason          TEXT,
+    quarantine_path TEXT,
+    recorded_at     TEXT NOT NULL,
+    UNIQUE (path, file_hash)
+);
+CREATE INDEX sources_batch ON sources(batch_id, status);
+CREATE TABLE business_files (
+    id              INTEGER PRIMARY KEY,
+    batch_id        INTEGER NOT NULL REFERENCES batches(id),
+    seq             INTEGER NOT NULL,
+    business_number TEXT,
+    opened_by       TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    UNIQUE (batch_id, seq)
+);
+CREATE INDEX business_files_number ON business_files(business_number);
+CREATE TABLE pages (
+    id               INTEGER PRIMARY KEY,
+    batch_id         INTEGER NOT NULL REFERENCES batches(id),
+    seq              INTEGER NOT NULL,
+    business_file_id INTEGER NOT NULL REFERENCES business_files(id),
+    source_id        INTEGER NOT NULL REFERENCES sources(id),
+    frame            INTEGER NOT NULL,
+    blob_id          TEXT NOT NULL REFERENCES blobs(id),
+    duplicate        INTEGER NOT NULL,
+    format           TEXT NOT NULL,
+    width            INTEGER NOT NULL,
+    height           INTEGER NOT NULL,
+    dpi              INTEGER,
+    colour           TEXT NOT NULL,
+    barcodes         TEXT NOT NULL,
+    separator        INTEGER NOT NULL,
+    blank            INTEGER NOT NULL,
+    ink_ratio        REAL NOT NULL,
+    created_at       TEXT NOT NULL,
+    UNIQUE (batch_id, seq),
+    UNIQUE (source_id, frame)
+);
+CREATE INDEX pages_business_file ON pages(business_file_id, seq);
+CREATE INDEX pages_blob ON pages(blob_id);
+CREATE TABLE exceptions (
+    id               INTEGER PRIMARY KEY,
+    batch_id         INTEGER NOT NULL REFERENCES batches(id),
+    page_id          INTEGER REFERENCES pages(id),
+    code             TEXT NOT NULL,
+    detail           TEXT NOT NULL,
+    created_at       TEXT NOT NULL
+);
+CREATE INDEX exceptions_batch ON exceptions(batch_id);
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{path} is not a Dangan edge data folder (no {DB_FILE}); run `dangan-edge init` first")]
+    NotInitialised { path: String },
+    #[error("{path} is already initialised (for district {district})")]
+    AlreadyInitialised { path: String, district: String },
+    #[error(
+        "the database was written by a newer dangan-edge (schema {found}, this binary knows {known})"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("no batch named {0:?}")]
+    NoSuchBatch(String),
+    #[error("batch {name:?} is {state}; pages can only be added to an open batch")]
+    BatchNotOpen { name: String, state: String },
+    #[error("batch {name:?} exists with business type {existing:?}, not {requested:?}")]
+    BusinessTypeMismatch {
+        name: String,
+        existing: String,
+        requested: String,
+    },
+    #[error("the database holds a malformed value: {0}")]
+    Corrupt(String),
+}
+
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a committed page survives a power cut, not only a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a new database for `district`. Refuses an existing one.
+    pub fn create(dir: &Path, district: &OrgCode) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if path.exists() {
+            let existing = Self::open(dir)?;
+            return Err(StoreError::AlreadyInitialised {
+                path: dir.display().to_string(),
+                district: existing.district()?.to_string(),
+            });
+        }
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('district', ?1), ('created_at', ?2)",
+            params![district.as_str(), now()],
+        )?;
+        Ok(Self { conn })
+    }
+
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NotInitialised {
+                path: dir.display().to_string(),
+            });
+        }
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(Self { conn })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn transaction(&mut self) -> rusqlite::Result<Transaction<'_>> {
+        self.conn.transaction()
+    }
+
+    pub fn district(&self) -> Result<OrgCode, StoreError> {
+        let text: String =
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key = 'district'", [], |row| {
+                    row.get(0)
+                })?;
+        text.parse()
+            .map_err(|err: dangan_shared::ParseOrgCodeError| StoreError::Corrupt(err.to_string()))
+    }
+
+    /// Finds the batch, creating it when it does not exist. Pages may only be
+    /// added to a batch that is still open.
+    pub fn open_batch(
+        &mut self,
+        name: &str,
+        business_type: Option<&str>,
+    ) -> Result<BatchRow, StoreError> {
+        let district = self.district()?;
+        if let Some(batch) = self.batch(name)? {
+            if batch.state != "open" {
+                return Err(StoreError::BatchNotOpen {
+                    name: name.to_owned(),
+                    state: batch.state,
+                });
+            }
+            if let (Some(existing), Some(requested)) = (&batch.business_type, business_type)
+                && existing != requested
+            {
+                return Err(StoreError::BusinessTypeMismatch {
+                    name: name.to_owned(),
+                    existing: existing.clone(),
+                    requested: requested.to_owned(),
+                });
+            }
+            if batch.business_type.is_none() && business_type.is_some() {
+                self.conn.execute(
+                    "UPDATE batches SET business_type = ?1, updated_at = ?2 WHERE id = ?3",
+                    params![business_type, now(), batch.id],
+                )?;
+                return self
+                    .batch(name)?
+                    .ok_or_else(|| StoreError::NoSuchBatch(name.to_owned()));
+            }
+            return Ok(batch);
+        }
+        let now = now();
+        self.conn.execute(
+            "INSERT INTO batches(name, district, business_type, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'open', ?4, ?4)",
+            params![name, district.as_str(), business_type, now],
+        )?;
+        self.batch(name)?
+            .ok_or_else(|| StoreError::NoSuchBatch(name.to_owned()))
+    }
+
+    pub fn batch(&self, name: &str) -> Result<Option<BatchRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, name, district, business_type, state, created_at, updated_at
+                 FROM batches WHERE name = ?1",
+                [name],
+                BatchRow::from_row,
+            )
+            .optional()?)
+    }
+
+    /// A source already recorded with these exact bytes at this path.
+    pub fn find_source(
+        &self,
+        path: &str,
+        file_hash: &BlobId,
+    ) -> Result<Option<SourceRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT s.id, b.name, s.status, s.quarantine_path FROM sources s
+                 JOIN batches b ON b.id = s.batch_id WHERE s.path = ?1 AND s.file_hash = ?2",
+                params![path, file_hash.to_hex()],
+                |row| {
+                    Ok(SourceRow {
+                        id: row.get(0)?,
+                        batch: row.get(1)?,
+                        status: row.get(2)?,
+                        quarantine_path: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn batches(&self) -> Result<Vec<BatchSummary>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT b.id, b.name, b.district, b.business_type, b.state, b.created_at, b.updated_at,
+                (SELECT count(*) FROM pages p WHERE p.batch_id = b.id),
+                (SELECT count(*) FROM business_files f WHERE f.batch_id = b.id),
+                (SELECT count(*) FROM sources s WHERE s.batch_id = b.id AND s.status = 'quarantined'),
+                (SELECT count(*) FROM exceptions e WHERE e.batch_id = b.id)
+                  + (SELECT count(*) FROM business_files f WHERE f.batch_id = b.id AND f.business_number IS NULL)
+             FROM batches b ORDER BY b.created_at, b.id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(BatchSummary {
+                batch: BatchRow::from_row(row)?,
+                pages: row.get(7)?,
+                business_files: row.get(8)?,
+                quarantined: row.get(9)?,
+                exceptions: row.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Everything about one batch, in scan order.
+    pub fn batch_detail(&self, name: &str) -> Result<BatchDetail, StoreError> {
+        let batch = self
+            .batch(name)?
+            .ok_or_else(|| StoreError::NoSuchBatch(name.to_owned()))?;
+        let mut files: Vec<BusinessFileView> = Vec::new();
+        let mut file_ids: Vec<i64> = Vec::new();
+        {
+            let mut statement = self.conn.prepare(
+                "SELECT id, seq, business_number, opened_by FROM business_files
+                 WHERE batch_id = ?1 ORDER BY seq",
+            )?;
+            let rows = statement.query_map([batch.id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    BusinessFileView {
+                        seq: row.get(1)?,
+                        business_number: row.get(2)?,
+                        opened_by: row.get(3)?,
+                        pages: Vec::new(),
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (id, file) = row?;
+                file_ids.push(id);
+                files.push(file);
+            }
+        }
+        let mut statement = self.conn.prepare(
+            "SELECT p.business_file_id, p.seq, p.blob_id, s.path, p.frame, p.format, p.width, p.height,
+                    p.dpi, p.colour, p.barcodes, p.separator, p.blank, p.duplicate, b.size
+             FROM pages p JOIN sources s ON s.id = p.source_id JOIN blobs b ON b.id = p.blob_id
+             WHERE p.batch_id = ?1 ORDER BY p.seq",
+        )?;
+        let rows = statement.query_map([batch.id], |row| {
+            let barcodes: String = row.get(10)?;
+            Ok((
+                row.get::<_, i64>(0)?,
+                PageView {
+                    seq: row.get(1)?,
+                    blob: row.get(2)?,
+                    source: row.get(3)?,
+                    frame: row.get(4)?,
+                    format: row.get(5)?,
+                    width: row.get(6)?,
+                    height: row.get(7)?,
+                    dpi: row.get(8)?,
+                    colour: row.get(9)?,
+                    barcodes: serde_json::from_str(&barcodes).unwrap_or_default(),
+                    separator: row.get(11)?,
+                    blank: row.get(12)?,
+                    duplicate: row.get(13)?,
+                    size: row.get(14)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (file_id, page) = row?;
+            if let Some(index) = file_ids.iter().position(|id| *id == file_id) {
+                files[index].pages.push(page);
+            }
+        }
+        let quarantined = self.quarantined(batch.id)?;
+        let exceptions = self.exceptions(batch.id, &files)?;
+        let page_count = files.iter().map(|f| f.pages.len()).sum();
+        Ok(BatchDetail {
+            counts: Counts {
+                pages: page_count,
+                business_files: files.len(),
+                quarantined: quarantined.len(),
+                exceptions: exceptions.len(),
+            },
+            batch,
+            business_files: files,
+            quarantined,
+            exceptions,
+        })
+    }
+
+    fn quarantined(&self, batch_id: i64) -> Result<Vec<QuarantineView>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT path, reason_code, reason, quarantine_path, recorded_at FROM sources
+             WHERE batch_id = ?1 AND status = 'quarantined' ORDER BY id",
+        )?;
+        let rows = statement.query_map([batch_id], |row| {
+            Ok(QuarantineView {
+                source: row.get(0)?,
+                code: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                reason: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                quarantine_path: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                recorded_at: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Recorded page exceptions, then one per business file without a
+    /// business number (derived, so it disappears once the file is linked).
+    fn exceptions(
+        &self,
+        batch_id: i64,
+        files: &[BusinessFileView],
+    ) -> Result<Vec<ExceptionView>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT e.code, e.detail, p.seq, s.path, p.frame, f.seq, f.business_number
+             FROM exceptions e
+             LEFT JOIN pages p ON p.id = e.page_id
+             LEFT JOIN sources s ON s.id = p.source_id
+             LEFT JOIN business_files f ON f.id = p.business_file_id
+             WHERE e.batch_id = ?1 ORDER BY e.id",
+        )?;
+        let rows = statement.query_map([batch_id], |row| {
+            Ok(ExceptionView {
+                code: row.get(0)?,
+                reason: row.get(1)?,
+                page: row.get(2)?,
+                source: row.get(3)?,
+                frame: row.get(4)?,
+                business_file: row.get(5)?,
+                business_number: row.get(6)?,
+            })
+        })?;
+        let mut exceptions: Vec<ExceptionView> = rows.collect::<Result<_, _>>()?;
+        for file in files.iter().filter(|f| f.business_number.is_none()) {
+            let first = file.pages.first();
+            exceptions.push(ExceptionView {
+                code: "no_business_number".into(),
+                reason: format!(
+                    "business file {} ({} pages) has no business number: no barcode linked it",
+                    file.seq,
+                    file.pages.len()
+                ),
+                page: first.map(|p| p.seq),
+                source: first.map(|p| p.source.clone()),
+                frame: first.map(|p| p.frame),
+                business_file: Some(file.seq),
+                business_number: None,
+            });
+        }
+        Ok(exceptions)
+    }
+
+    /// Every blob id the database references, with its recorded size.
+    pub fn blob_rows(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, size FROM blobs ORDER BY id")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Pages whose blob has no `blobs` row (never expected; fsck reports it).
+    pub fn pages_without_blob_row(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT b.name, p.seq, p.blob_id FROM pages p JOIN batches b ON b.id = p.batch_id
+             WHERE NOT EXISTS (SELECT 1 FROM blobs x WHERE x.id = p.blob_id) ORDER BY b.name, p.seq",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Quarantine files the database expects to exist.
+    pub fn quarantine_paths(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT quarantine_path FROM sources WHERE status = 'quarantined' ORDER BY id",
+        )?;
+        let rows = statement.query_map([], |row| row.get::<_, Option<String>>(0))?;
+        Ok(rows
+            .filter_map(|r| r.transpose())
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchRow {
+    #[serde(skip)]
+    pub id: i64,
+    pub name: String,
+    pub district: String,
+    pub business_type: Option<String>,
+    pub state: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl BatchRow {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            district: row.get(2)?,
+            business_type: row.get(3)?,
+            state: row.get(4)?,
+            created_at: row.get(5)?,
+            updated_at: row.get(6)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceRow {
+    pub id: i64,
+    pub batch: String,
+    pub status: String,
+    pub quarantine_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSummary {
+    #[serde(flatten)]
+    pub batch: BatchRow,
+    pub pages: i64,
+    pub business_files: i64,
+    pub quarantined: i64,
+    pub exceptions: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub pages: usize,
+    pub business_files: usize,
+    pub quarantined: usize,
+    pub exceptions: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchDetail {
+    #[serde(flatten)]
+    pub batch: BatchRow,
+    pub counts: Counts,
+    pub business_files: Vec<BusinessFileView>,
+    pub quarantined: Vec<QuarantineView>,
+    pub exceptions: Vec<ExceptionView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BusinessFileView {
+    pub seq: i64,
+    pub business_number: Option<String>,
+    pub opened_by: String,
+    pub pages: Vec<PageView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PageView {
+    pub seq: i64,
+    pub blob: String,
+    pub size: i64,
+    pub source: String,
+    pub frame: i64,
+    pub format: String,
+    pub width: i64,
+    pub height: i64,
+    pub dpi: Option<i64>,
+    pub colour: String,
+    pub barcodes: Vec<BarcodeView>,
+    pub separator: bool,
+    pub blank: bool,
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BarcodeView {
+    pub format: String,
+    pub text: String,
+}
+
+impl From<&Barcode> for BarcodeView {
+    fn from(barcode: &Barcode) -> Self {
+        Self {
+            format: barcode.format.to_string(),
+            text: barcode.text.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineView {
+    pub source: String,
+    pub code: String,
+    pub reason: String,
+    pub quarantine_path: String,
+    pub recorded_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExceptionView {
+    pub code: String,
+    pub reason: String,
+    /// The page's scan position in the batch (`seq`).
+    pub page: Option<i64>,
+    pub source: Option<String>,
+    pub frame: Option<i64>,
+    /// The business file's position in the batch (`seq`).
+    pub business_file: Option<i64>,
+    pub business_number: Option<String>,
+}

@@ -1,0 +1,125 @@
+//! Whole fixture sets written to a folder: the quick-start demo batch and
+//! the hard barcode set (with `labels.tsv`, in the format of
+//! `../shared/bench/gen_barcode_pages.py`).
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::containers::{self, PdfPageImage};
+use crate::pages::{self, CodeSpec, PageSpec, Place, Symbology};
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))
+}
+
+/// A small demo batch: see `dangan-fixtures demo --help`.
+pub fn write_demo(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let dpi = 200;
+    let page = |seed: u64, codes: Vec<CodeSpec>| {
+        pages::render_page(&PageSpec::with_codes(dpi, seed, codes))
+    };
+    let jpeg = |image: &image::DynamicImage| pages::encode_jpeg(image, 85, dpi);
+    write(
+        out,
+        "0001.jpg",
+        &jpeg(&pages::render_page(&pages::separator_sheet(dpi, 1))),
+    )?;
+    write(
+        out,
+        "0002.jpg",
+        &jpeg(&page(
+            2,
+            vec![CodeSpec::new(
+                Symbology::Code128,
+                "YL2026110001",
+                Place::TopRight,
+            )],
+        )),
+    )?;
+    write(out, "0003.jpg", &jpeg(&page(3, vec![])))?;
+    write(
+        out,
+        "0004.png",
+        &pages::encode_png(
+            &image::DynamicImage::ImageLuma8(pages::blank_page(dpi, 4)),
+            dpi,
+        ),
+    )?;
+    write(
+        out,
+        "0005.jpg",
+        &jpeg(&page(
+            5,
+            vec![CodeSpec::new(Symbology::Qr, "YL2026110002", Place::TopLeft)],
+        )),
+    )?;
+    let tiff_pages = [
+        page(
+            6,
+            vec![CodeSpec::new(
+                Symbology::Code39,
+                "YL2026110003",
+                Place::TopCentre,
+            )],
+        )
+        .to_luma8(),
+        page(7, vec![]).to_luma8(),
+        page(8, vec![]).to_luma8(),
+    ];
+    write(out, "0006.tif", &containers::tiff_g4(&tiff_pages, dpi))?;
+    let form = jpeg(&page(
+        9,
+        vec![CodeSpec::new(
+            Symbology::Code128,
+            "YL2026110004",
+            Place::TopRight,
+        )],
+    ));
+    let (width, height) = pages::a4_px(dpi);
+    let pdf = containers::pdf_with_images(
+        &[
+            PdfPageImage::Jpeg {
+                bytes: form,
+                width,
+                height,
+                gray: true,
+            },
+            PdfPageImage::Flate {
+                image: page(10, vec![]).to_luma8(),
+            },
+        ],
+        dpi,
+    );
+    write(out, "0007.pdf", &pdf)?;
+    let broken = jpeg(&page(11, vec![]));
+    write(out, "0008.jpg", &containers::truncate(&broken, 0.5))?;
+    write(
+        out,
+        "0009.jpg",
+        "扫描软件的说明文件，不是图像。\n".as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// The hard barcode fixtures as 300-dpi JPEGs plus labels.tsv (expected
+/// texts separated by `|`).
+pub fn write_hard(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut labels = String::from("file\tsymbology\ttext\n");
+    for (name, spec, expected) in pages::hard_fixtures() {
+        let file = format!("{name}.jpg");
+        write(
+            out,
+            &file,
+            &pages::encode_jpeg(&pages::render_page(&spec), 90, spec.dpi),
+        )?;
+        let symbology = spec
+            .codes
+            .first()
+            .map(|c| c.symbology.name())
+            .unwrap_or("none");
+        labels.push_str(&format!("{file}\t{symbology}\t{}\n", expected.join("|")));
+    }
+    write(out, "labels.tsv", labels.as_bytes())
+}

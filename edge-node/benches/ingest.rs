@@ -2,7 +2,7 @@
 //! beside the peer decoders (zbarimg, zxing-cpp) measured in the same run.
 //!
 //! ```text
-//! cargo bench -p dangan-edge --bench ingest -- [--pages N] [--work DIR] [--python PY] [--no-peers]
+//! cargo bench -p dangan-edge --bench ingest -- [--pages N] [--work DIR] [--python PY] [--no-peers] [--stages-only]
 //! ```
 //!
 //! Data sets (made once under the work folder, default /tmp/dangan-bench):
@@ -29,6 +29,8 @@ struct Args {
     work: PathBuf,
     python: String,
     peers: bool,
+    /// Only the per-stage breakdown (quick, for tuning).
+    stages_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +39,7 @@ fn parse_args() -> Args {
         work: PathBuf::from("/tmp/dangan-bench"),
         python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
         peers: true,
+        stages_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -45,6 +48,7 @@ fn parse_args() -> Args {
             "--work" => args.work = it.next().map(PathBuf::from).unwrap_or(args.work),
             "--python" => args.python = it.next().unwrap_or(args.python),
             "--no-peers" => args.peers = false,
+            "--stages-only" => args.stages_only = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -189,6 +193,60 @@ fn barcode_stage(dir: &Path, scanner: &Scanner) -> (f64, usize, usize, usize) {
     )
 }
 
+/// Per-stage cost on one core, over the first `limit` pages of `dir`.
+fn stage_breakdown(dir: &Path, scanner: &Scanner, limit: usize) {
+    let cache_dir = tempfile::tempdir().expect("temp cache");
+    let cache = dangan_edge::cache::BlobCache::new(cache_dir.path());
+    cache.create().expect("cache");
+    let names = [
+        "read + BLAKE3",
+        "decode (open + frame)",
+        "reduce to 150 dpi",
+        "barcodes",
+        "ink ratio",
+        "thumbnail",
+        "store blob (fsync)",
+    ];
+    let mut totals = [Duration::ZERO; 7];
+    let files: Vec<PathBuf> = image_files(dir).into_iter().take(limit).collect();
+    for file in &files {
+        let mut lap = Instant::now();
+        let mut mark = |stage: usize, totals: &mut [Duration; 7]| {
+            totals[stage] += lap.elapsed();
+            lap = Instant::now();
+        };
+        let bytes = std::fs::read(file).expect("read");
+        let id = dangan_shared::BlobId::of(&bytes);
+        mark(0, &mut totals);
+        let source = decode::open(&bytes, &Limits::default()).expect("decode");
+        let frame = source.frame(0).expect("frame");
+        mark(1, &mut totals);
+        let raster = PageRaster::new(frame.luma, frame.dpi);
+        mark(2, &mut totals);
+        let _ = scanner.scan(&raster);
+        mark(3, &mut totals);
+        let _ = dangan_edge::analyze::ink_ratio(&raster.reduced);
+        mark(4, &mut totals);
+        let thumbnail = dangan_edge::analyze::thumbnail_jpeg(&raster.reduced, 320);
+        mark(5, &mut totals);
+        cache.put_blob(&id, &frame.blob).expect("blob");
+        cache.put_thumbnail(&id, &thumbnail).expect("thumbnail");
+        mark(6, &mut totals);
+    }
+    println!(
+        "\n| stage (one core, {} plain pages) | ms/page |",
+        files.len()
+    );
+    println!("|---|---|");
+    let mut sum = 0.0;
+    for (name, total) in names.iter().zip(totals) {
+        let ms = total.as_secs_f64() * 1000.0 / files.len() as f64;
+        sum += ms;
+        println!("| {name} | {ms:.1} |");
+    }
+    println!("| total | {sum:.1} |");
+}
+
 const ZXING_HARD: &str = r#"
 import csv, os, sys, time
 import zxingcpp
@@ -231,6 +289,11 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("## Dangan ingest benchmark ({cores} cores)\n");
 
+    let defaults = Scanner::new(&BarcodeSettings::default());
+    if args.stages_only {
+        stage_breakdown(&plain, &defaults, 100);
+        return;
+    }
     println!("| set | pages | seconds | pages/s | peak RSS MiB |");
     println!("|---|---|---|---|---|");
     for (name, dir) in [("plain", &plain), ("labelled", &labelled)] {
@@ -241,7 +304,6 @@ fn main() {
         );
     }
 
-    let defaults = Scanner::new(&BarcodeSettings::default());
     let all_formats = Scanner::new(&BarcodeSettings {
         formats: vec![
             Symbology::Code128,
@@ -252,6 +314,7 @@ fn main() {
         ],
         ..BarcodeSettings::default()
     });
+    stage_breakdown(&plain, &defaults, 100);
     println!(
         "\n| barcode stage alone, one core | pages/s | pages found / labelled | false reads on unlabelled pages |"
     );

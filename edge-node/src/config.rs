@@ -231,7 +231,9 @@ impl Config {
             ));
         }
         let workers = if ingest.workers == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            // One more than the cores: a worker waiting for its blob's fsync
+            // leaves its core to the extra one.
+            std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
         } else {
             ingest.workers
         };
@@ -276,8 +278,9 @@ pub const EXAMPLE: &str = r#"# Dangan edge node configuration.
 # Secrets never go in this file (they come from environment variables).
 
 [ingest]
-# Worker threads for decoding, barcodes and thumbnails. 0 = one per CPU core.
-# More workers than cores only adds memory (each holds one decoded page).
+# Worker threads for decoding, barcodes and thumbnails. 0 = one per CPU core
+# plus one (a worker waiting on the disk leaves its core to another). More
+# workers only add memory (each holds one decoded page, 10–30 MB).
 workers = 0
 # Largest image, in pixels (width × height), that will be decoded. Checked from
 # the file header before decoding, so a "decompression bomb" is quarantined
@@ -305,6 +308,25 @@ extensions = ["jpg", "jpeg", "jpe", "jfif", "png", "tif", "tiff", "pdf", "gif", 
 # Each extra format costs time on every page and adds a chance of a false
 # read from text; leave out what your forms do not carry.
 formats = ["code128", "code39", "qr"]
+# Strips (fractions of the page height, 0 = top) searched first, where forms
+# print their codes. Codes elsewhere are still found by the whole-page search,
+# only later; an empty list skips the fast look.
+fast_bands = [{ top = 0.0, bottom = 0.25 }, { top = 0.85, bottom = 1.0 }]
+# Search the whole page after the bands. Turning it off is faster but misses
+# every code outside the bands: mid-page separator sheets, pages fed sideways.
+whole_page = true
+# Find barcode-shaped regions and decode them at full resolution. Without it,
+# bars thinner than about 3.5 px at 300 dpi and second 1D codes are missed.
+detect_regions = true
+# At most this many detected regions are decoded per page. Too low and a code
+# on a page full of tables may be crowded out; too high and such pages are slow.
+max_regions = 12
+# Also run a 1D row scan over the whole page: catches very short or very
+# blurred 1D codes, but roughly doubles the time spent on each page.
+linear_page_pass = false
+# Reads shorter than this are dropped (false reads from text are short). Set
+# it above your shortest printed code and those codes are lost.
+min_text_len = 4
 
 [grouping]
 # Regular expressions that classify a barcode's text, tried in this order:
@@ -352,6 +374,9 @@ mod tests {
             empty.grouping.business_number.as_str()
         );
         assert_eq!(example.barcodes.formats, empty.barcodes.formats);
+        assert_eq!(example.barcodes.fast_bands, empty.barcodes.fast_bands);
+        assert_eq!(example.barcodes.max_regions, empty.barcodes.max_regions);
+        assert_eq!(example.barcodes.min_text_len, empty.barcodes.min_text_len);
         assert_eq!(example.watch.settle, empty.watch.settle);
     }
 

@@ -542,15 +542,28 @@ fn exif_resolution(tiff: &[u8]) -> Option<u32> {
 }
 
 fn decode_jpeg(bytes: &[u8], info: &JpegInfo) -> Result<Frame, DecodeError> {
-    let decoder = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))
-        .map_err(|e| corrupt(format!("JPEG: {e}")))?;
-    let image = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(format!("JPEG: {e}")))?;
     let colour = if info.components == 1 {
         ColourMode::Gray
     } else {
         ColourMode::Colour
     };
-    let luma = luma_over_white(image);
+    // Gray and YCbCr JPEGs are decoded straight to luminance: for a colour
+    // page that skips chroma upsampling and colour conversion altogether.
+    // Anything else (CMYK, Adobe RGB) goes through `image`.
+    let luma = match info.components {
+        1 | 3 => decode_jpeg_luma(bytes),
+        _ => None,
+    };
+    let luma = match luma {
+        Some(luma) => luma,
+        None => {
+            let decoder = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))
+                .map_err(|e| corrupt(format!("JPEG: {e}")))?;
+            let image =
+                DynamicImage::from_decoder(decoder).map_err(|e| corrupt(format!("JPEG: {e}")))?;
+            luma_over_white(image)
+        }
+    };
     Ok(Frame {
         index: 0,
         width: luma.width(),
@@ -561,6 +574,24 @@ fn decode_jpeg(bytes: &[u8], info: &JpegInfo) -> Result<Frame, DecodeError> {
         blob: bytes.to_vec(),
         blob_format: BlobFormat::Jpeg,
     })
+}
+
+/// Decodes a gray or YCbCr JPEG to its luminance channel with zune-jpeg, or
+/// None when zune cannot (the caller falls back to `image`).
+fn decode_jpeg_luma(bytes: &[u8]) -> Option<GrayImage> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    // The pixel limit is enforced before decoding; zune's own size cap
+    // (16384 per side) would refuse large-format scans the limit admits.
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::Luma)
+        .set_max_width(1 << 20)
+        .set_max_height(1 << 20);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let pixels = decoder.decode().ok()?;
+    let info = decoder.info()?;
+    GrayImage::from_raw(u32::from(info.width), u32::from(info.height), pixels)
 }
 
 // ---------------------------------------------------------------------------

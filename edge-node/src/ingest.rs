@@ -150,7 +150,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), IngestError> {
         })?;
         if kind.is_dir() {
             walk(&path, out)?;
-        } else if kind.is_file() {
+        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+            // Symlinks to files are followed; symlinks to folders are not,
+            // so a link loop cannot make the walk endless.
             out.push(path);
         }
     }
@@ -200,6 +202,9 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
     &digits[start..]
 }
 
+/// The quarantine code of a file that could not be read at all.
+const UNREADABLE: &str = "unreadable";
+
 /// What a worker made of one source file.
 enum Outcome {
     /// Already recorded with the same bytes at the same path.
@@ -242,7 +247,7 @@ impl Pipeline<'_> {
                     path: path.to_owned(),
                     file_hash: BlobId::of(b""),
                     bytes: Vec::new(),
-                    code: "unreadable",
+                    code: UNREADABLE,
                     reason: format!("unreadable file: {err}"),
                 });
             }
@@ -529,7 +534,14 @@ impl Writer<'_> {
                     report.skipped += 1;
                     return Ok(());
                 }
-                let stored = self.store_quarantined(&path, &file_hash, &bytes)?;
+                // A file that cannot even be read cannot be copied or moved:
+                // it is recorded where it is, for the operator to fix.
+                let unreadable = code == UNREADABLE;
+                let stored = if unreadable {
+                    None
+                } else {
+                    Some(self.store_quarantined(&path, &file_hash, &bytes)?)
+                };
                 tx.execute(
                     "INSERT INTO sources(batch_id, path, file_hash, size, status, reason_code, reason,
                                          quarantine_path, recorded_at)
@@ -541,14 +553,16 @@ impl Writer<'_> {
                         bytes.len() as i64,
                         code,
                         reason,
-                        stored.to_string_lossy(),
+                        stored.as_ref().map(|p| p.to_string_lossy().into_owned()),
                         now()
                     ],
                 )?;
                 tx.commit()?;
                 info!(path = %path.display(), code, %reason, "quarantined");
                 report.quarantined += 1;
-                remove_source(&path);
+                if !unreadable {
+                    remove_source(&path);
+                }
             }
             Outcome::Pages {
                 path,

@@ -43,34 +43,46 @@ impl PageRaster {
 /// Averages `factor`×`factor` blocks; a partial block at the right or bottom
 /// edge is dropped (at most `factor - 1` pixels of margin).
 pub fn box_reduce(image: &GrayImage, factor: u32) -> GrayImage {
-    if factor <= 1 {
+    if factor <= 1 || image.width() < factor || image.height() < factor {
         return image.clone();
     }
-    let width = (image.width() / factor).max(1);
-    let height = (image.height() / factor).max(1);
-    let factor_usize = factor as usize;
+    let width = (image.width() / factor) as usize;
+    let height = (image.height() / factor) as usize;
+    let factor = factor as usize;
     let src_width = image.width() as usize;
     let src = image.as_raw();
-    let mut out = vec![0u8; width as usize * height as usize];
-    let area = factor * factor;
-    let mut sums = vec![0u32; width as usize];
-    for (y, out_row) in out.chunks_exact_mut(width as usize).enumerate() {
-        sums.iter_mut().for_each(|s| *s = 0);
-        for dy in 0..factor_usize {
-            let src_y = (y * factor_usize + dy).min(image.height() as usize - 1);
-            let row = &src[src_y * src_width..(src_y + 1) * src_width];
-            for (x, sum) in sums.iter_mut().enumerate() {
-                let start = x * factor_usize;
-                let end = (start + factor_usize).min(src_width);
-                *sum += row[start..end].iter().map(|&v| u32::from(v)).sum::<u32>();
+    let area = (factor * factor) as u32;
+    let mut out = vec![0u8; width * height];
+    if factor == 2 {
+        // The common case (300 dpi → 150 dpi): two source rows at a time,
+        // branch-free so that it vectorises.
+        for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+            let (top, _) = src[2 * y * src_width..][..2 * width].as_chunks::<2>();
+            let (bottom, _) = src[(2 * y + 1) * src_width..][..2 * width].as_chunks::<2>();
+            for ((dst, a), b) in out_row.iter_mut().zip(top).zip(bottom) {
+                let sum = u16::from(a[0]) + u16::from(a[1]) + u16::from(b[0]) + u16::from(b[1]);
+                *dst = ((sum + 2) >> 2) as u8;
             }
         }
-        for (dst, sum) in out_row.iter_mut().zip(&sums) {
-            *dst = ((sum + area / 2) / area) as u8;
+    } else {
+        let mut sums = vec![0u32; width];
+        for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+            sums.fill(0);
+            for dy in 0..factor {
+                let start = (y * factor + dy) * src_width;
+                let row = &src[start..start + width * factor];
+                for (sum, block) in sums.iter_mut().zip(row.chunks_exact(factor)) {
+                    *sum += block.iter().map(|&v| u32::from(v)).sum::<u32>();
+                }
+            }
+            for (dst, sum) in out_row.iter_mut().zip(&sums) {
+                *dst = ((sum + area / 2) / area) as u8;
+            }
         }
     }
     // The buffer has exactly width × height bytes by construction.
-    GrayImage::from_raw(width, height, out).unwrap_or_else(|| GrayImage::new(width, height))
+    GrayImage::from_raw(width as u32, height as u32, out)
+        .unwrap_or_else(|| GrayImage::new(width as u32, height as u32))
 }
 
 #[cfg(test)]
@@ -89,6 +101,14 @@ mod tests {
         assert_eq!(raster.reduced.dimensions(), (2, 2));
         assert_eq!(raster.reduced.get_pixel(0, 0).0[0], 100);
         assert_eq!(raster.reduced.get_pixel(1, 1).0[0], 0);
+    }
+
+    #[test]
+    fn reduces_by_three_and_drops_partial_blocks() {
+        let full = GrayImage::from_fn(7, 4, |x, _| image::Luma([if x < 3 { 30 } else { 90 }]));
+        let reduced = box_reduce(&full, 3);
+        assert_eq!(reduced.dimensions(), (2, 1));
+        assert_eq!(reduced.as_raw(), &vec![30, 90]);
     }
 
     #[test]

@@ -476,13 +476,16 @@ fn multi_page_tiff_and_pdf_become_one_page_per_frame() {
             containers::PdfPageImage::Flate {
                 image: gray(48, vec![]),
             },
+            containers::PdfPageImage::Jbig2Mmr {
+                image: gray(49, vec![]),
+            },
         ],
         200,
     );
     write(&dir, "c-scan.pdf", &pdf);
 
     let report = edge.ingest("frames", &[&dir]);
-    assert_eq!(report["pages"], 8, "{report}");
+    assert_eq!(report["pages"], 9, "{report}");
     assert_eq!(report["quarantined"], 0);
     let show = edge.show("frames");
     let all = pages(&show);
@@ -501,6 +504,7 @@ fn multi_page_tiff_and_pdf_become_one_page_per_frame() {
             ("c-scan.pdf".into(), 0),
             ("c-scan.pdf".into(), 1),
             ("c-scan.pdf".into(), 2),
+            ("c-scan.pdf".into(), 3),
         ]
     );
     let numbers: Vec<Value> = show["business_files"]
@@ -547,4 +551,73 @@ fn blank_pages_are_flagged() {
     let all = pages(&edge.show("blank"));
     assert_eq!(all[0]["blank"], true);
     assert_eq!(all[1]["blank"], false);
+}
+
+#[test]
+fn data_flag_goes_before_or_after_the_subcommand_or_in_the_environment() {
+    let edge = Edge::new();
+    let dir = edge.inputs("scans");
+    write(&dir, "a.jpg", &scan(200, 71, vec![]));
+    let before = std::process::Command::new(common::bin())
+        .arg("--data")
+        .arg(edge.data())
+        .args(["--json", "ingest", "--batch", "flags"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        before.status.success(),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    let from_env = std::process::Command::new(common::bin())
+        .args(["batch", "list", "--json"])
+        .env("DANGAN_EDGE_DATA", edge.data())
+        .output()
+        .unwrap();
+    assert!(from_env.status.success());
+    let list: Value = serde_json::from_slice(&from_env.stdout).unwrap();
+    assert_eq!(list[0]["name"], "flags");
+    assert_eq!(list[0]["pages"], 1);
+
+    // Every command explains itself.
+    for command in [
+        &["--help"][..],
+        &["init", "--help"],
+        &["ingest", "--help"],
+        &["watch", "--help"],
+        &["batch", "show", "--help"],
+        &["fsck", "--help"],
+    ] {
+        let out = std::process::Command::new(common::bin())
+            .args(command)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "{command:?}"
+        );
+    }
+
+    // A missing batch or a missing data folder is a clear error, not a crash.
+    let out = edge
+        .command(&["batch", "show", "nope", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("nope"), "{error}");
+    let out = std::process::Command::new(common::bin())
+        .args(["ingest", "--data"])
+        .arg(edge.root.path().join("no-such-folder"))
+        .arg(&dir)
+        .env("DANGAN_LANG", "en")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dangan-edge init"));
+    // Initialising twice is refused and keeps the data.
+    let out = edge.run(&["init", "--district", common::DISTRICT]);
+    assert!(!out.status.success());
+    assert_eq!(edge.show("flags")["counts"]["pages"], 1);
 }

@@ -509,6 +509,20 @@ impl Writer<'_> {
         outcome: Outcome,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
+        // The writer is the only writer, so a source not recorded now stays
+        // unrecorded until this outcome is written. One recorded since its
+        // worker looked was reached twice (the same file in two rounds).
+        if let Outcome::Pages {
+            path, file_hash, ..
+        }
+        | Outcome::Quarantine {
+            path, file_hash, ..
+        } = &outcome
+            && find_source(store.conn(), &path.to_string_lossy(), file_hash)?.is_some()
+        {
+            report.skipped += 1;
+            return Ok(());
+        }
         match outcome {
             Outcome::Vanished => {}
             Outcome::Skipped {
@@ -529,11 +543,6 @@ impl Writer<'_> {
                 reason,
             } => {
                 let tx = store.transaction()?;
-                // Another path in this run may have been the same file.
-                if find_source(&tx, &path.to_string_lossy(), &file_hash)?.is_some() {
-                    report.skipped += 1;
-                    return Ok(());
-                }
                 // A file that cannot even be read cannot be copied or moved:
                 // it is recorded where it is, for the operator to fix.
                 let unreadable = code == UNREADABLE;
@@ -572,10 +581,6 @@ impl Writer<'_> {
                 frames,
             } => {
                 let tx = store.transaction()?;
-                if find_source(&tx, &path.to_string_lossy(), &file_hash)?.is_some() {
-                    report.skipped += 1;
-                    return Ok(());
-                }
                 tx.execute(
                     "INSERT INTO sources(batch_id, path, file_hash, size, status, format, frame_count, recorded_at)
                      VALUES (?1, ?2, ?3, ?4, 'ingested', ?5, ?6, ?7)",

@@ -61,24 +61,16 @@ impl Node {
                 source,
             })?;
         }
-        let config = Config::load(data_dir)?;
-        let store = Store::create(data_dir, district)?;
-        let cache = BlobCache::new(data_dir.join("cache"));
-        cache.create()?;
+        // Refuse a bad edge.toml before creating anything else.
+        Config::load(data_dir)?;
+        drop(Store::create(data_dir, district)?);
         let quarantine = data_dir.join("quarantine");
         fs::create_dir_all(&quarantine).map_err(|source| NodeError::Io {
             action: "create",
             path: quarantine,
             source,
         })?;
-        Ok((
-            Node {
-                data_dir: data_dir.to_owned(),
-                config,
-                cache,
-            },
-            store,
-        ))
+        Self::open(data_dir)
     }
 
     pub fn open(data_dir: &Path) -> Result<(Node, Store), NodeError> {

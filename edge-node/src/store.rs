@@ -332,7 +332,9 @@ impl Store {
             .batch(name)?
             .ok_or_else(|| StoreError::NoSuchBatch(name.to_owned()))?;
         let mut files: Vec<BusinessFileView> = Vec::new();
-        let mut file_ids: Vec<i64> = Vec::new();
+        // Business file id → its index in `files` (a batch may hold thousands).
+        let mut file_index: std::collections::HashMap<i64, usize> =
+            std::collections::HashMap::new();
         {
             let mut statement = self.conn.prepare(
                 "SELECT id, seq, business_number, opened_by FROM business_files
@@ -351,7 +353,7 @@ impl Store {
             })?;
             for row in rows {
                 let (id, file) = row?;
-                file_ids.push(id);
+                file_index.insert(id, files.len());
                 files.push(file);
             }
         }
@@ -385,7 +387,7 @@ impl Store {
         })?;
         for row in rows {
             let (file_id, page) = row?;
-            if let Some(index) = file_ids.iter().position(|id| *id == file_id) {
+            if let Some(&index) = file_index.get(&file_id) {
                 files[index].pages.push(page);
             }
         }

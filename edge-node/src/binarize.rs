@@ -82,6 +82,14 @@ impl<LS: LuminanceSource> Binarizer for FastHybridBinarizer<LS> {
     }
 }
 
+/// Adds one 8-pixel row of a block to the block's sum, minimum and maximum.
+#[inline]
+fn accumulate(pixels: &[u8; BLOCK], sum: &mut u32, min: &mut u8, max: &mut u8) {
+    *sum += pixels.iter().map(|&p| u32::from(p)).sum::<u32>();
+    *min = pixels.iter().fold(*min, |m, &p| m.min(p));
+    *max = pixels.iter().fold(*max, |m, &p| m.max(p));
+}
+
 /// ZXing's black point per 8×8 block (see `HybridBinarizer::calculateBlackPoints`).
 fn black_points(
     lum: &[u8],
@@ -108,15 +116,12 @@ fn black_points(
             for (((block, sum), min), max) in
                 blocks.iter().zip(&mut sums).zip(&mut mins).zip(&mut maxs)
             {
-                *sum += block.iter().map(|&p| u32::from(p)).sum::<u32>();
-                *min = block.iter().fold(*min, |m, &p| m.min(p));
-                *max = block.iter().fold(*max, |m, &p| m.max(p));
+                accumulate(block, sum, min, max);
             }
-            if sub_width > whole {
-                let block = &pixels[width - BLOCK..];
-                sums[whole] += block.iter().map(|&p| u32::from(p)).sum::<u32>();
-                mins[whole] = block.iter().fold(mins[whole], |m, &p| m.min(p));
-                maxs[whole] = block.iter().fold(maxs[whole], |m, &p| m.max(p));
+            if sub_width > whole
+                && let Ok(block) = <&[u8; BLOCK]>::try_from(&pixels[width - BLOCK..])
+            {
+                accumulate(block, &mut sums[whole], &mut mins[whole], &mut maxs[whole]);
             }
         }
         for x in 0..sub_width {

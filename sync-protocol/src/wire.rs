@@ -1,0 +1,297 @@
+//! Wire types of `/sync/v1`. Every JSON body of the protocol is one of these.
+//!
+//! Manifest and receipt structs declare their fields in sorted key order and
+//! carry no floating-point numbers, so that serde_json's compact output of
+//! them *is* their RFC 8785 canonical form (see [`crate::jcs`]).
+use dangan_shared::BlobId;
+use serde::{Deserialize, Serialize};
+
+/// `format` of every manifest this version writes and accepts.
+pub const MANIFEST_FORMAT: &str = "dangan-manifest/1";
+/// `format` of every receipt body this version writes and accepts.
+pub const RECEIPT_FORMAT: &str = "dangan-receipt/1";
+
+/// Everything the hub archives for one batch: its business files, their
+/// metadata as values, and every page with the blob that holds its image.
+///
+/// The manifest is a pure function of the accepted batch at the edge, so it
+/// hashes the same however often it is rebuilt.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// When the batch was accepted at the edge (RFC 3339, UTC).
+    pub accepted_at: String,
+    /// The batch name, unique within its district.
+    pub batch: String,
+    pub business_files: Vec<ManifestFile>,
+    /// The batch's business type code, if the operator gave one.
+    pub business_type: Option<String>,
+    /// Sum of the distinct blobs' sizes.
+    pub bytes: u64,
+    /// Code of the district that owns the batch.
+    pub district: String,
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// Number of pages over all business files.
+    pub pages: u64,
+}
+
+/// One business file (业务件) of a batch, with its metadata as values.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// 业务流水号, or null for pages before the first number in a batch.
+    pub business_number: Option<String>,
+    pub business_type: Option<String>,
+    /// 档案门类 code (management, collection, records, payment, other).
+    pub category: Option<String>,
+    /// Business date (YYYY-MM-DD).
+    pub date: Option<String>,
+    pub employer_id: Option<String>,
+    /// Code of the organisation that owns the business file.
+    pub organisation: String,
+    pub pages: Vec<ManifestPage>,
+    pub person_id: Option<String>,
+    pub person_name: Option<String>,
+    /// `permanent` or a number of years such as `30y`.
+    pub retention: Option<String>,
+    /// Position of the business file in the batch, from 1.
+    pub seq: u32,
+}
+
+/// One scanned page.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestPage {
+    pub barcodes: Vec<ManifestBarcode>,
+    pub blank: bool,
+    pub blob: BlobId,
+    /// `gray`, `colour` or `bilevel`.
+    pub colour: String,
+    pub dpi: Option<u32>,
+    /// Format of the blob's bytes (`jpeg`, `png`, `tiff`, `pdf`, ...).
+    pub format: String,
+    /// Page within a multi-page source file, from 0.
+    pub frame: u32,
+    pub height: u32,
+    pub separator: bool,
+    /// Position of the page in the batch, from 1.
+    pub seq: u32,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// The source file the page came from, as recorded at the edge.
+    pub source: String,
+    pub width: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestBarcode {
+    pub format: String,
+    pub text: String,
+}
+
+/// `POST /sync/v1/enrol`: a new edge exchanges its one-time code.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    pub code: String,
+    /// The district the edge was initialised for; must match the code's.
+    pub district: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EnrolResponse {
+    pub node_id: String,
+    /// The node's credential, shown once; the hub keeps only its hash.
+    pub token: String,
+    pub district: String,
+    /// Identifies the hub (receipts name it).
+    pub hub_id: String,
+    /// The hub's Ed25519 public key, 64 hex digits; receipts verify with it.
+    pub hub_key: String,
+}
+
+/// The state of a batch as the edge sees it, reported on every contact.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeBatchState {
+    /// Accepted, waiting for its turn (or for a sync window).
+    Queued,
+    /// Offered to the hub; blobs or the commit still outstanding.
+    Syncing,
+    /// A verified receipt is held.
+    Archived,
+}
+
+/// `POST /sync/v1/queue`: the edge's view of every batch that is accepted or later.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueReport {
+    pub batches: Vec<QueuedBatch>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueuedBatch {
+    pub batch: String,
+    pub state: EdgeBatchState,
+    /// Known once the batch has been offered.
+    pub manifest_hash: Option<String>,
+    pub pages: u64,
+    pub bytes: u64,
+    /// The last sync error for this batch, as the edge logged it.
+    pub last_error: Option<String>,
+}
+
+/// A blob the hub still needs, and how much of it the hub already holds.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MissingBlob {
+    pub blob: BlobId,
+    pub size: u64,
+    /// Bytes of a partial upload the hub holds; the edge resumes from here.
+    pub offset: u64,
+}
+
+/// Answer to an offer (`POST /sync/v1/offers`) and to each page of
+/// `GET /sync/v1/offers/{hash}/missing`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct OfferResponse {
+    pub manifest_hash: String,
+    pub batch: String,
+    /// True when this manifest is already committed: nothing to send, commit
+    /// again to get the receipt.
+    pub committed: bool,
+    /// Missing blobs in blob-id order, at most one page of them.
+    pub missing: Vec<MissingBlob>,
+    /// Pass as `after` to get the next page; null on the last page.
+    pub next: Option<BlobId>,
+    /// How many blobs are missing in all.
+    pub missing_total: u64,
+}
+
+/// `HEAD`/`PATCH /sync/v1/blobs/{id}` state, carried in headers
+/// (`Upload-Offset`, `Upload-Length`, `Blob-Complete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobStatus {
+    /// Bytes held (all of them when complete).
+    pub offset: u64,
+    /// Total length, when the hub knows it.
+    pub length: Option<u64>,
+    /// Present, verified and durable.
+    pub complete: bool,
+}
+
+/// `POST /sync/v1/commit`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    pub batch: String,
+    pub manifest_hash: String,
+}
+
+/// What the hub signs when it archives a batch.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBody {
+    pub batch: String,
+    /// Distinct blobs in the batch.
+    pub blobs: u64,
+    /// Sum of the distinct blobs' sizes.
+    pub bytes: u64,
+    /// When the batch was committed (RFC 3339, UTC).
+    pub committed_at: String,
+    pub district: String,
+    /// Always [`RECEIPT_FORMAT`].
+    pub format: String,
+    pub hub_id: String,
+    pub manifest_hash: String,
+    /// The node that committed it.
+    pub node_id: String,
+    pub pages: u64,
+}
+
+/// A receipt: the body and the hub's Ed25519 signature over the body's
+/// canonical encoding, as 128 hex digits.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    pub body: ReceiptBody,
+    pub signature: String,
+}
+
+/// The hub's state of one batch, in `GET /sync/v1/batches` (the node's own
+/// district) and in the administrators' reconciliation.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileState {
+    /// Reported by the edge, not yet offered.
+    Queued,
+    /// Offered; blobs or the commit outstanding.
+    InFlight,
+    /// Committed at the hub with the manifest hash the edge reports.
+    Archived,
+    /// The hub's archived manifest hash differs from the edge's.
+    Divergent,
+}
+
+/// One page of `GET /sync/v1/batches?after=NAME&limit=N`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BatchListing {
+    pub district: String,
+    pub batches: Vec<ListedBatch>,
+    pub next: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListedBatch {
+    pub batch: String,
+    pub state: ReconcileState,
+    /// The hub's committed (or offered) manifest hash.
+    pub manifest_hash: Option<String>,
+    pub committed_at: Option<String>,
+}
+
+/// Body of every error response: a stable machine-readable code and a
+/// human-readable message (English; clients translate by code).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+}
+
+/// Every error the protocol can answer with, and its HTTP status.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: not JSON, wrong fields, bad header, bad blob id.
+    Malformed,
+    /// 401: no credential, unknown or revoked credential.
+    Unauthorized,
+    /// 403: a node writing another district's batch; an enrolment code for another district.
+    Forbidden,
+    /// 404: unknown offer, blob not part of any open offer of this node.
+    NotFound,
+    /// 409: `Upload-Offset` is not what the hub holds (it answers with the right one).
+    OffsetMismatch,
+    /// 409: another upload of the same blob is running; retry later.
+    BlobBusy,
+    /// 409: commit before every blob is present.
+    MissingBlobs,
+    /// 409: the district already archived this batch with a different manifest.
+    BatchConflict,
+    /// 413: manifest or blob over the hub's limit.
+    TooLarge,
+    /// 415: unknown `Content-Encoding`.
+    UnsupportedEncoding,
+    /// 422: the manifest's hash is not the hash of its canonical encoding,
+    /// or its content is inconsistent (counts, sums, duplicate sequence numbers).
+    InvalidManifest,
+    /// 422: the uploaded bytes do not hash to the blob id; the partial is
+    /// discarded and the edge sends the blob again from offset 0.
+    BlobHashMismatch,
+    /// 503: the hub's storage failed (disk full, object store down); retry later.
+    StorageUnavailable,
+    /// 500: a bug; retry later.
+    Internal,
+}

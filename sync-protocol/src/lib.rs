@@ -1,12 +1,20 @@
 //! The Dangan sync protocol (`/sync/v1`) between a district edge node and the
-//! central hub: wire types ([`wire`]), the canonical encoding and hashes
-//! ([`jcs`], [`manifest_hash`]), signed receipts, the hub's half as an axum
-//! router over a storage [`server::Backend`], and the edge's half as a typed
-//! [`client::Client`]. `PROTOCOL.md` beside this crate documents every
-//! exchange.
+//! central hub. `PROTOCOL.md` beside this crate documents every exchange.
+//!
+//! - [`wire`]: every JSON body and header-carried state of the protocol.
+//! - [`jcs`]: RFC 8785 canonical JSON, which manifests and receipts are
+//!   hashed and signed in.
+//! - [`manifest`]: the manifest hash ([`manifest_hash`]) and the consistency
+//!   checks both sides run ([`validate_manifest`]).
+//! - [`receipt`]: the hub's Ed25519 key, signed receipts, and the random
+//!   credentials both sides need.
+//! - [`server`]: the hub's half, an axum router over a storage [`server::Backend`].
+//! - [`client`]: the edge's half, a typed [`client::Client`].
 pub mod client;
+pub mod jcs;
 pub mod server;
 pub mod wire;
+
 
 /// The path prefix every sync endpoint lives under.
 pub const PROTOCOL_PREFIX: &str = "/sync/v1";

@@ -12,9 +12,11 @@
 //! - [`client`]: the edge's half, a typed [`client::Client`].
 pub mod client;
 pub mod jcs;
+pub mod manifest;
 pub mod server;
 pub mod wire;
 
+pub use manifest::{manifest_hash, validate_manifest};
 
 /// The path prefix every sync endpoint lives under.
 pub const PROTOCOL_PREFIX: &str = "/sync/v1";

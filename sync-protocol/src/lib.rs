@@ -13,10 +13,12 @@
 pub mod client;
 pub mod jcs;
 pub mod manifest;
+pub mod receipt;
 pub mod server;
 pub mod wire;
 
 pub use manifest::{manifest_hash, validate_manifest};
+pub use receipt::{HubKey, random_token, sign_receipt, token_hash, verify_receipt};
 
 /// The path prefix every sync endpoint lives under.
 pub const PROTOCOL_PREFIX: &str = "/sync/v1";

@@ -3,14 +3,40 @@
 //! [`Backend`] for everything that touches storage. The router has no
 //! storage policy of its own; `dangan-hub` implements the backend.
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use dangan_shared::BlobId;
-use tokio::io::AsyncRead;
-
-use crate::wire::{
-    BatchListing, BlobStatus, CommitRequest, EnrolRequest, EnrolResponse, ErrorCode, Manifest,
-    OfferResponse, QueueReport, Receipt,
+use async_compression::tokio::bufread::ZstdDecoder;
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
 };
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, head, post};
+use dangan_shared::BlobId;
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio_util::io::StreamReader;
+use tracing::Instrument;
+
+use crate::jcs;
+use crate::manifest::{is_hash_hex, validate_manifest};
+use crate::wire::{
+    BatchListing, BlobStatus, CommitRequest, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
+    Manifest, OfferResponse, QueueReport, Receipt, header,
+};
+
+/// Most batches one `GET /sync/v1/batches` page lists.
+pub const BATCH_PAGE: u32 = 1000;
 
 /// Who is calling: resolved from the `Authorization: Bearer` token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +47,93 @@ pub struct NodeIdentity {
 
 /// An error a backend returns; the router turns it into the status and
 /// JSON body of its code.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{code:?}: {message}")]
+///
+/// Client errors (4xx) carry their message to the edge; server errors (5xx)
+/// are logged with their message and answered with a generic one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
 pub struct ProtocolError {
     pub code: ErrorCode,
     pub message: String,
     /// For `OffsetMismatch`: the offset the hub holds (sent as `Upload-Offset`).
     pub offset: Option<u64>,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            offset: None,
+        }
+    }
+
+    /// `409 offset_mismatch`: the hub holds `offset` bytes of the blob.
+    pub fn offset_mismatch(offset: u64) -> Self {
+        Self {
+            code: ErrorCode::OffsetMismatch,
+            message: format!("the hub holds {offset} bytes of this blob; send from there"),
+            offset: Some(offset),
+        }
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Malformed, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn storage_unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::StorageUnavailable, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for ProtocolError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() {
+            tracing::error!(code = %self.code, message = %self.message, "sync request failed");
+            match self.code {
+                ErrorCode::StorageUnavailable => "the hub's storage is unavailable; retry later",
+                _ => "internal error at the hub; retry later",
+            }
+            .to_owned()
+        } else {
+            self.message
+        };
+        let body = ErrorBody {
+            error: self.code,
+            message,
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(offset) = self.offset {
+            headers.insert(
+                HeaderName::from_static(header::UPLOAD_OFFSET),
+                HeaderValue::from(offset),
+            );
+        }
+        response
+    }
 }
 
 /// Limits the router enforces before a backend sees a request.
@@ -137,8 +243,477 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<BatchListing, ProtocolError>> + Send;
 }
 
-/// The `/sync/v1` routes over `backend`. (Skeleton: routes land with the protocol crate.)
-pub fn router<B: Backend>(backend: std::sync::Arc<B>, limits: Limits) -> axum::Router {
-    let _ = (backend, limits);
-    axum::Router::new()
+/// The `/sync/v1` routes over `backend`, at their absolute paths, for the
+/// hub to merge into its app.
+pub fn router<B: Backend>(backend: Arc<B>, limits: Limits) -> Router {
+    let shared = Arc::new(Shared { backend, limits });
+    Router::new()
+        .route("/sync/v1/enrol", post(enrol::<B>))
+        .route("/sync/v1/queue", post(report_queue::<B>))
+        .route("/sync/v1/offers", post(offer::<B>))
+        .route("/sync/v1/offers/{hash}/missing", get(missing::<B>))
+        .route(
+            "/sync/v1/blobs/{id}",
+            head(blob_head::<B>).patch(blob_patch::<B>),
+        )
+        .route("/sync/v1/commit", post(commit::<B>))
+        .route("/sync/v1/batches", get(list_batches::<B>))
+        .with_state(shared)
+}
+
+struct Shared<B> {
+    backend: Arc<B>,
+    limits: Limits,
+}
+
+type AppState<B> = State<Arc<Shared<B>>>;
+
+async fn enrol<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<EnrolResponse>, ProtocolError> {
+    let request: EnrolRequest = read_json(&headers, body, shared.limits.max_json_bytes).await?;
+    Ok(Json(shared.backend.enrol(request).await?))
+}
+
+async fn report_queue<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let report: QueueReport = read_json(&headers, body, shared.limits.max_json_bytes).await?;
+    shared.backend.report_queue(&node, report).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn offer<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<OfferResponse>, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let claimed_hash = header_text(&headers, header::MANIFEST_HASH)?
+        .ok_or_else(|| ProtocolError::malformed("the Manifest-Hash header is required"))?;
+    if !is_hash_hex(claimed_hash) {
+        return Err(ProtocolError::malformed(
+            "Manifest-Hash must be 64 lowercase hex digits",
+        ));
+    }
+    let claimed_hash = claimed_hash.to_owned();
+    let bytes = read_body(&headers, body, shared.limits.max_manifest_bytes, "manifest").await?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|error| ProtocolError::malformed(format!("manifest: {error}")))?;
+    let canonical = jcs::to_canonical(&manifest).map_err(|error| {
+        ProtocolError::new(ErrorCode::InvalidManifest, format!("manifest: {error}"))
+    })?;
+    if canonical != bytes {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidManifest,
+            "the manifest is not in canonical form (RFC 8785)",
+        ));
+    }
+    drop(canonical);
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    drop(bytes);
+    if hash != claimed_hash {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidManifest,
+            format!("the manifest hashes to {hash}, not to the Manifest-Hash {claimed_hash}"),
+        ));
+    }
+    validate_manifest(&manifest)
+        .map_err(|message| ProtocolError::new(ErrorCode::InvalidManifest, message))?;
+    if manifest.district != node.district {
+        return Err(ProtocolError::forbidden(format!(
+            "this node writes district {}'s batches, not district {}'s",
+            node.district, manifest.district
+        )));
+    }
+    let span = tracing::info_span!(
+        "offer",
+        node = %node.node_id,
+        batch = %manifest.batch,
+        manifest = %&hash[..12],
+        pages = manifest.pages,
+    );
+    let response = shared
+        .backend
+        .offer(&node, manifest, hash, shared.limits.missing_page)
+        .instrument(span)
+        .await?;
+    Ok(Json(response))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn missing<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<OfferResponse>, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let Path(hash) = path.map_err(|rejection| ProtocolError::malformed(rejection.body_text()))?;
+    if !is_hash_hex(&hash) {
+        return Err(ProtocolError::malformed(
+            "the manifest hash must be 64 lowercase hex digits",
+        ));
+    }
+    let Query(query) =
+        query.map_err(|rejection| ProtocolError::malformed(rejection.body_text()))?;
+    let after = query
+        .after
+        .filter(|after| !after.is_empty())
+        .map(|after| parse_blob_id(&after))
+        .transpose()?;
+    let limit = page_limit(query.limit, shared.limits.missing_page);
+    let response = shared.backend.missing(&node, &hash, after, limit).await?;
+    Ok(Json(response))
+}
+
+/// `HEAD` has no body, so its errors are a status alone.
+async fn blob_head<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let status = async {
+        let node = authenticate(&shared, &headers).await?;
+        let blob = blob_from_path(path)?;
+        shared.backend.blob_status(&node, blob).await
+    }
+    .await;
+    match status {
+        Ok(status) => blob_status_response(StatusCode::OK, status),
+        Err(error) => {
+            let mut response = error.status().into_response();
+            if error.status().is_server_error() {
+                tracing::error!(code = %error.code, message = %error.message, "blob status failed");
+            }
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+    }
+}
+
+async fn blob_patch<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Response, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let blob = blob_from_path(path)?;
+    let offset = header_u64(&headers, header::UPLOAD_OFFSET)?
+        .ok_or_else(|| ProtocolError::malformed("the Upload-Offset header is required"))?;
+    let length = header_u64(&headers, header::UPLOAD_LENGTH)?
+        .ok_or_else(|| ProtocolError::malformed("the Upload-Length header is required"))?;
+    if length > shared.limits.max_blob_bytes {
+        return Err(ProtocolError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a blob of {length} bytes is over the hub's limit of {} bytes",
+                shared.limits.max_blob_bytes
+            ),
+        ));
+    }
+    if offset > length {
+        return Err(ProtocolError::malformed(format!(
+            "Upload-Offset {offset} is beyond Upload-Length {length}"
+        )));
+    }
+    let content_type = header_text(&headers, CONTENT_TYPE.as_str())?.unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case(header::OFFSET_OCTET_STREAM) {
+        return Err(ProtocolError::new(
+            ErrorCode::UnsupportedEncoding,
+            format!(
+                "a blob body's Content-Type must be {}, not {content_type:?}",
+                header::OFFSET_OCTET_STREAM
+            ),
+        ));
+    }
+    let reader = body_reader(&headers, body)?;
+    let mut capped = CappedReader::new(reader, length - offset);
+    let span = tracing::info_span!(
+        "blob_write",
+        node = %node.node_id,
+        blob = %blob.short(),
+        offset,
+        length,
+    );
+    let written = shared
+        .backend
+        .blob_write(&node, blob, offset, length, &mut capped)
+        .instrument(span)
+        .await;
+    // A broken body explains whatever the backend made of it: the hub kept
+    // what arrived, and `HEAD` tells the edge where to resume.
+    if capped.overflowed {
+        return Err(ProtocolError::malformed(format!(
+            "the body holds more than Upload-Length - Upload-Offset = {} bytes",
+            length - offset
+        )));
+    }
+    if let Some(error) = capped.error {
+        return Err(ProtocolError::malformed(format!(
+            "the body broke off: {error}"
+        )));
+    }
+    Ok(blob_status_response(StatusCode::NO_CONTENT, written?))
+}
+
+async fn commit<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Receipt>, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let request: CommitRequest = read_json(&headers, body, shared.limits.max_json_bytes).await?;
+    if !is_hash_hex(&request.manifest_hash) {
+        return Err(ProtocolError::malformed(
+            "manifest_hash must be 64 lowercase hex digits",
+        ));
+    }
+    Ok(Json(shared.backend.commit(&node, request).await?))
+}
+
+async fn list_batches<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<BatchListing>, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let Query(query) =
+        query.map_err(|rejection| ProtocolError::malformed(rejection.body_text()))?;
+    let after = query.after.filter(|after| !after.is_empty());
+    let limit = page_limit(query.limit, BATCH_PAGE);
+    Ok(Json(
+        shared.backend.list_batches(&node, after, limit).await?,
+    ))
+}
+
+/// Resolves `Authorization: Bearer <token>` through the backend.
+async fn authenticate<B: Backend>(
+    shared: &Shared<B>,
+    headers: &HeaderMap,
+) -> Result<NodeIdentity, ProtocolError> {
+    let value = headers.get(AUTHORIZATION).ok_or_else(|| {
+        ProtocolError::unauthorized("an Authorization: Bearer credential is required")
+    })?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            ProtocolError::unauthorized("the Authorization header must be Bearer <token>")
+        })?;
+    shared.backend.authenticate(token).await
+}
+
+/// A page size the caller asked for, within 1..=`most`.
+fn page_limit(requested: Option<u32>, most: u32) -> u32 {
+    requested.unwrap_or(most).min(most).max(1)
+}
+
+fn parse_blob_id(text: &str) -> Result<BlobId, ProtocolError> {
+    text.parse()
+        .map_err(|error| ProtocolError::malformed(format!("{error}")))
+}
+
+fn blob_from_path(path: Result<Path<String>, PathRejection>) -> Result<BlobId, ProtocolError> {
+    let Path(id) = path.map_err(|rejection| ProtocolError::malformed(rejection.body_text()))?;
+    parse_blob_id(&id)
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ProtocolError> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::trim)
+                .map_err(|_| ProtocolError::malformed(format!("the {name} header is not text")))
+        })
+        .transpose()
+}
+
+/// A header holding a decimal `u64`, if present.
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ProtocolError> {
+    header_text(headers, name)?
+        .map(|text| {
+            if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+                return Err(ProtocolError::malformed(format!(
+                    "the {name} header must be a decimal number, not {text:?}"
+                )));
+            }
+            text.parse::<u64>()
+                .map_err(|_| ProtocolError::malformed(format!("the {name} header is out of range")))
+        })
+        .transpose()
+}
+
+fn blob_status_response(code: StatusCode, status: BlobStatus) -> Response {
+    let mut response = code.into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        HeaderName::from_static(header::UPLOAD_OFFSET),
+        HeaderValue::from(status.offset),
+    );
+    if let Some(length) = status.length {
+        headers.insert(
+            HeaderName::from_static(header::UPLOAD_LENGTH),
+            HeaderValue::from(length),
+        );
+    }
+    headers.insert(
+        HeaderName::from_static(header::BLOB_COMPLETE),
+        HeaderValue::from_static(if status.complete { "true" } else { "false" }),
+    );
+    response
+}
+
+type BodyReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// The request body as a byte stream, decompressed when it is
+/// `Content-Encoding: zstd`; never buffered whole.
+fn body_reader(headers: &HeaderMap, body: Body) -> Result<BodyReader, ProtocolError> {
+    let encoding = header_text(headers, CONTENT_ENCODING.as_str())?.unwrap_or_default();
+    let stream = StreamReader::new(body.into_data_stream().map_err(io::Error::other));
+    if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
+        Ok(Box::pin(stream))
+    } else if encoding.eq_ignore_ascii_case("zstd") {
+        let mut decoder = ZstdDecoder::new(stream);
+        decoder.multiple_members(true);
+        Ok(Box::pin(decoder))
+    } else {
+        Err(ProtocolError::new(
+            ErrorCode::UnsupportedEncoding,
+            format!("Content-Encoding {encoding:?} is not supported; send zstd or nothing"),
+        ))
+    }
+}
+
+/// Reads a whole (decompressed) body of at most `limit` bytes.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>, ProtocolError> {
+    let too_large = || {
+        ProtocolError::new(
+            ErrorCode::TooLarge,
+            format!("the {what} is over the hub's limit of {limit} bytes"),
+        )
+    };
+    let encoded = header_text(headers, CONTENT_ENCODING.as_str())?
+        .is_some_and(|encoding| !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity"));
+    if !encoded
+        && header_u64(headers, CONTENT_LENGTH.as_str())?.is_some_and(|length| length > limit)
+    {
+        return Err(too_large());
+    }
+    let reader = body_reader(headers, body)?;
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|error| ProtocolError::malformed(format!("reading the {what}: {error}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<T, ProtocolError> {
+    let bytes = read_body(headers, body, limit, "body").await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| ProtocolError::malformed(format!("body: {error}")))
+}
+
+/// Passes on at most `remaining` bytes, then makes sure the body really
+/// ends there: one byte more fails the read (and sets `overflowed`) rather
+/// than letting a backend take a longer body for a complete blob. Any read
+/// error is remembered, so the router can answer for it.
+struct CappedReader {
+    inner: BodyReader,
+    remaining: u64,
+    overflowed: bool,
+    error: Option<String>,
+}
+
+impl CappedReader {
+    fn new(inner: BodyReader, remaining: u64) -> Self {
+        Self {
+            inner,
+            remaining,
+            overflowed: false,
+            error: None,
+        }
+    }
+
+    fn note<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(error) = &result
+            && self.error.is_none()
+        {
+            self.error = Some(error.to_string());
+        }
+        result
+    }
+}
+
+impl AsyncRead for CappedReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if this.remaining == 0 {
+            let mut probe = [0_u8; 1];
+            let mut probe = ReadBuf::new(&mut probe);
+            let result = ready!(this.inner.as_mut().poll_read(cx, &mut probe));
+            this.note(result)?;
+            if probe.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.overflowed = true;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the body is longer than Upload-Length - Upload-Offset",
+            )));
+        }
+        let most = usize::try_from(this.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.remaining());
+        let window = buf.initialize_unfilled_to(most);
+        let mut limited = ReadBuf::new(window);
+        let result = ready!(this.inner.as_mut().poll_read(cx, &mut limited));
+        this.note(result)?;
+        let read = limited.filled().len();
+        buf.advance(read);
+        this.remaining -= read as u64;
+        Poll::Ready(Ok(()))
+    }
 }

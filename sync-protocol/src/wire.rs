@@ -282,7 +282,8 @@ pub enum ErrorCode {
     BatchConflict,
     /// 413: manifest or blob over the hub's limit.
     TooLarge,
-    /// 415: unknown `Content-Encoding`.
+    /// 415: unknown `Content-Encoding`, or a blob body whose `Content-Type`
+    /// is not `application/offset+octet-stream`.
     UnsupportedEncoding,
     /// 422: the manifest's hash is not the hash of its canonical encoding,
     /// or its content is inconsistent (counts, sums, duplicate sequence numbers).
@@ -294,4 +295,96 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// 500: a bug; retry later.
     Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status every response with this code carries.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Malformed => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::OffsetMismatch | Self::BlobBusy | Self::MissingBlobs | Self::BatchConflict => 409,
+            Self::TooLarge => 413,
+            Self::UnsupportedEncoding => 415,
+            Self::InvalidManifest | Self::BlobHashMismatch => 422,
+            Self::StorageUnavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// The code as it appears on the wire (`offset_mismatch`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::OffsetMismatch => "offset_mismatch",
+            Self::BlobBusy => "blob_busy",
+            Self::MissingBlobs => "missing_blobs",
+            Self::BatchConflict => "batch_conflict",
+            Self::TooLarge => "too_large",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::InvalidManifest => "invalid_manifest",
+            Self::BlobHashMismatch => "blob_hash_mismatch",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Header names of the protocol (lowercase, as HTTP/2 sends them; HTTP
+/// header names are case-insensitive).
+pub mod header {
+    /// Bytes of a blob the hub holds (`HEAD`, `PATCH` answers, `409`), or the
+    /// offset a `PATCH` body starts at.
+    pub const UPLOAD_OFFSET: &str = "upload-offset";
+    /// A blob's total uncompressed length.
+    pub const UPLOAD_LENGTH: &str = "upload-length";
+    /// `true` once a blob is present, verified and durable, else `false`.
+    pub const BLOB_COMPLETE: &str = "blob-complete";
+    /// The lowercase hex BLAKE3 of an offer's body (the canonical manifest).
+    pub const MANIFEST_HASH: &str = "manifest-hash";
+    /// The `Content-Type` of a `PATCH` body, as in tus.
+    pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_name_themselves_as_serde_does() {
+        let all = [
+            ErrorCode::Malformed,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::OffsetMismatch,
+            ErrorCode::BlobBusy,
+            ErrorCode::MissingBlobs,
+            ErrorCode::BatchConflict,
+            ErrorCode::TooLarge,
+            ErrorCode::UnsupportedEncoding,
+            ErrorCode::InvalidManifest,
+            ErrorCode::BlobHashMismatch,
+            ErrorCode::StorageUnavailable,
+            ErrorCode::Internal,
+        ];
+        for code in all {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
+            assert!((400..600).contains(&code.status()));
+        }
+    }
 }

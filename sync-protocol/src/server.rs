@@ -12,6 +12,7 @@ use async_compression::tokio::bufread::ZstdDecoder;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
+use axum::body::BodyDataStream;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header::{
@@ -20,10 +21,12 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
+use bytes::Bytes;
 use dangan_shared::BlobId;
-use futures_util::TryStreamExt;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio_util::io::StreamReader;
 use tracing::Instrument;
@@ -273,8 +276,15 @@ async fn enrol<B: Backend>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<EnrolResponse>, ProtocolError> {
-    let request: EnrolRequest = read_json(&headers, body, shared.limits.max_json_bytes).await?;
-    Ok(Json(shared.backend.enrol(request).await?))
+    let mut body = RawBody::new(body);
+    let result = async {
+        let request: EnrolRequest =
+            read_json(&headers, &mut body, shared.limits.max_json_bytes).await?;
+        Ok::<_, ProtocolError>(Json(shared.backend.enrol(request).await?))
+    }
+    .await;
+    body.drain().await;
+    result
 }
 
 async fn report_queue<B: Backend>(
@@ -282,10 +292,17 @@ async fn report_queue<B: Backend>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ProtocolError> {
-    let node = authenticate(&shared, &headers).await?;
-    let report: QueueReport = read_json(&headers, body, shared.limits.max_json_bytes).await?;
-    shared.backend.report_queue(&node, report).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let mut body = RawBody::new(body);
+    let result = async {
+        let node = authenticate(&shared, &headers).await?;
+        let report: QueueReport =
+            read_json(&headers, &mut body, shared.limits.max_json_bytes).await?;
+        shared.backend.report_queue(&node, report).await?;
+        Ok::<_, ProtocolError>(StatusCode::NO_CONTENT)
+    }
+    .await;
+    body.drain().await;
+    result
 }
 
 async fn offer<B: Backend>(
@@ -293,57 +310,69 @@ async fn offer<B: Backend>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<OfferResponse>, ProtocolError> {
-    let node = authenticate(&shared, &headers).await?;
-    let claimed_hash = header_text(&headers, header::MANIFEST_HASH)?
-        .ok_or_else(|| ProtocolError::malformed("the Manifest-Hash header is required"))?;
-    if !is_hash_hex(claimed_hash) {
-        return Err(ProtocolError::malformed(
-            "Manifest-Hash must be 64 lowercase hex digits",
-        ));
-    }
-    let claimed_hash = claimed_hash.to_owned();
-    let bytes = read_body(&headers, body, shared.limits.max_manifest_bytes, "manifest").await?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|error| ProtocolError::malformed(format!("manifest: {error}")))?;
-    let canonical = jcs::to_canonical(&manifest).map_err(|error| {
-        ProtocolError::new(ErrorCode::InvalidManifest, format!("manifest: {error}"))
-    })?;
-    if canonical != bytes {
-        return Err(ProtocolError::new(
-            ErrorCode::InvalidManifest,
-            "the manifest is not in canonical form (RFC 8785)",
-        ));
-    }
-    drop(canonical);
-    let hash = blake3::hash(&bytes).to_hex().to_string();
-    drop(bytes);
-    if hash != claimed_hash {
-        return Err(ProtocolError::new(
-            ErrorCode::InvalidManifest,
-            format!("the manifest hashes to {hash}, not to the Manifest-Hash {claimed_hash}"),
-        ));
-    }
-    validate_manifest(&manifest)
-        .map_err(|message| ProtocolError::new(ErrorCode::InvalidManifest, message))?;
-    if manifest.district != node.district {
-        return Err(ProtocolError::forbidden(format!(
-            "this node writes district {}'s batches, not district {}'s",
-            node.district, manifest.district
-        )));
-    }
-    let span = tracing::info_span!(
-        "offer",
-        node = %node.node_id,
-        batch = %manifest.batch,
-        manifest = %&hash[..12],
-        pages = manifest.pages,
-    );
-    let response = shared
-        .backend
-        .offer(&node, manifest, hash, shared.limits.missing_page)
-        .instrument(span)
+    let mut body = RawBody::new(body);
+    let result = async {
+        let node = authenticate(&shared, &headers).await?;
+        let claimed_hash = header_text(&headers, header::MANIFEST_HASH)?
+            .ok_or_else(|| ProtocolError::malformed("the Manifest-Hash header is required"))?;
+        if !is_hash_hex(claimed_hash) {
+            return Err(ProtocolError::malformed(
+                "Manifest-Hash must be 64 lowercase hex digits",
+            ));
+        }
+        let claimed_hash = claimed_hash.to_owned();
+        let bytes = read_body(
+            &headers,
+            &mut body,
+            shared.limits.max_manifest_bytes,
+            "manifest",
+        )
         .await?;
-    Ok(Json(response))
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|error| ProtocolError::malformed(format!("manifest: {error}")))?;
+        let canonical = jcs::to_canonical(&manifest).map_err(|error| {
+            ProtocolError::new(ErrorCode::InvalidManifest, format!("manifest: {error}"))
+        })?;
+        if canonical != bytes {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidManifest,
+                "the manifest is not in canonical form (RFC 8785)",
+            ));
+        }
+        drop(canonical);
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        drop(bytes);
+        if hash != claimed_hash {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidManifest,
+                format!("the manifest hashes to {hash}, not to the Manifest-Hash {claimed_hash}"),
+            ));
+        }
+        validate_manifest(&manifest)
+            .map_err(|message| ProtocolError::new(ErrorCode::InvalidManifest, message))?;
+        if manifest.district != node.district {
+            return Err(ProtocolError::forbidden(format!(
+                "this node writes district {}'s batches, not district {}'s",
+                node.district, manifest.district
+            )));
+        }
+        let span = tracing::info_span!(
+            "offer",
+            node = %node.node_id,
+            batch = %manifest.batch,
+            manifest = %&hash[..12],
+            pages = manifest.pages,
+        );
+        let response = shared
+            .backend
+            .offer(&node, manifest, hash, shared.limits.missing_page)
+            .instrument(span)
+            .await?;
+        Ok::<_, ProtocolError>(Json(response))
+    }
+    .await;
+    body.drain().await;
+    result
 }
 
 #[derive(Deserialize)]
@@ -410,65 +439,71 @@ async fn blob_patch<B: Backend>(
     path: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Response, ProtocolError> {
-    let node = authenticate(&shared, &headers).await?;
-    let blob = blob_from_path(path)?;
-    let offset = header_u64(&headers, header::UPLOAD_OFFSET)?
-        .ok_or_else(|| ProtocolError::malformed("the Upload-Offset header is required"))?;
-    let length = header_u64(&headers, header::UPLOAD_LENGTH)?
-        .ok_or_else(|| ProtocolError::malformed("the Upload-Length header is required"))?;
-    if length > shared.limits.max_blob_bytes {
-        return Err(ProtocolError::new(
-            ErrorCode::TooLarge,
-            format!(
-                "a blob of {length} bytes is over the hub's limit of {} bytes",
-                shared.limits.max_blob_bytes
-            ),
-        ));
+    let mut body = RawBody::new(body);
+    let result = async {
+        let node = authenticate(&shared, &headers).await?;
+        let blob = blob_from_path(path)?;
+        let offset = header_u64(&headers, header::UPLOAD_OFFSET)?
+            .ok_or_else(|| ProtocolError::malformed("the Upload-Offset header is required"))?;
+        let length = header_u64(&headers, header::UPLOAD_LENGTH)?
+            .ok_or_else(|| ProtocolError::malformed("the Upload-Length header is required"))?;
+        if length > shared.limits.max_blob_bytes {
+            return Err(ProtocolError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "a blob of {length} bytes is over the hub's limit of {} bytes",
+                    shared.limits.max_blob_bytes
+                ),
+            ));
+        }
+        if offset > length {
+            return Err(ProtocolError::malformed(format!(
+                "Upload-Offset {offset} is beyond Upload-Length {length}"
+            )));
+        }
+        let content_type = header_text(&headers, CONTENT_TYPE.as_str())?.unwrap_or_default();
+        let media_type = content_type.split(';').next().unwrap_or_default().trim();
+        if !media_type.eq_ignore_ascii_case(header::OFFSET_OCTET_STREAM) {
+            return Err(ProtocolError::new(
+                ErrorCode::UnsupportedEncoding,
+                format!(
+                    "a blob body's Content-Type must be {}, not {content_type:?}",
+                    header::OFFSET_OCTET_STREAM
+                ),
+            ));
+        }
+        let reader = body_reader(&headers, &mut body)?;
+        let mut capped = CappedReader::new(reader, length - offset);
+        let span = tracing::info_span!(
+            "blob_write",
+            node = %node.node_id,
+            blob = %blob.short(),
+            offset,
+            length,
+        );
+        let written = shared
+            .backend
+            .blob_write(&node, blob, offset, length, &mut capped)
+            .instrument(span)
+            .await;
+        // A broken body explains whatever the backend made of it: the hub kept
+        // what arrived, and `HEAD` tells the edge where to resume.
+        if capped.overflowed {
+            return Err(ProtocolError::malformed(format!(
+                "the body holds more than Upload-Length - Upload-Offset = {} bytes",
+                length - offset
+            )));
+        }
+        if let Some(error) = capped.error {
+            return Err(ProtocolError::malformed(format!(
+                "the body broke off: {error}"
+            )));
+        }
+        Ok::<_, ProtocolError>(blob_status_response(StatusCode::NO_CONTENT, written?))
     }
-    if offset > length {
-        return Err(ProtocolError::malformed(format!(
-            "Upload-Offset {offset} is beyond Upload-Length {length}"
-        )));
-    }
-    let content_type = header_text(&headers, CONTENT_TYPE.as_str())?.unwrap_or_default();
-    let media_type = content_type.split(';').next().unwrap_or_default().trim();
-    if !media_type.eq_ignore_ascii_case(header::OFFSET_OCTET_STREAM) {
-        return Err(ProtocolError::new(
-            ErrorCode::UnsupportedEncoding,
-            format!(
-                "a blob body's Content-Type must be {}, not {content_type:?}",
-                header::OFFSET_OCTET_STREAM
-            ),
-        ));
-    }
-    let reader = body_reader(&headers, body)?;
-    let mut capped = CappedReader::new(reader, length - offset);
-    let span = tracing::info_span!(
-        "blob_write",
-        node = %node.node_id,
-        blob = %blob.short(),
-        offset,
-        length,
-    );
-    let written = shared
-        .backend
-        .blob_write(&node, blob, offset, length, &mut capped)
-        .instrument(span)
-        .await;
-    // A broken body explains whatever the backend made of it: the hub kept
-    // what arrived, and `HEAD` tells the edge where to resume.
-    if capped.overflowed {
-        return Err(ProtocolError::malformed(format!(
-            "the body holds more than Upload-Length - Upload-Offset = {} bytes",
-            length - offset
-        )));
-    }
-    if let Some(error) = capped.error {
-        return Err(ProtocolError::malformed(format!(
-            "the body broke off: {error}"
-        )));
-    }
-    Ok(blob_status_response(StatusCode::NO_CONTENT, written?))
+    .await;
+    body.drain().await;
+    result
 }
 
 async fn commit<B: Backend>(
@@ -476,14 +511,21 @@ async fn commit<B: Backend>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Receipt>, ProtocolError> {
-    let node = authenticate(&shared, &headers).await?;
-    let request: CommitRequest = read_json(&headers, body, shared.limits.max_json_bytes).await?;
-    if !is_hash_hex(&request.manifest_hash) {
-        return Err(ProtocolError::malformed(
-            "manifest_hash must be 64 lowercase hex digits",
-        ));
+    let mut body = RawBody::new(body);
+    let result = async {
+        let node = authenticate(&shared, &headers).await?;
+        let request: CommitRequest =
+            read_json(&headers, &mut body, shared.limits.max_json_bytes).await?;
+        if !is_hash_hex(&request.manifest_hash) {
+            return Err(ProtocolError::malformed(
+                "manifest_hash must be 64 lowercase hex digits",
+            ));
+        }
+        Ok::<_, ProtocolError>(Json(shared.backend.commit(&node, request).await?))
     }
-    Ok(Json(shared.backend.commit(&node, request).await?))
+    .await;
+    body.drain().await;
+    result
 }
 
 async fn list_batches<B: Backend>(
@@ -585,13 +627,58 @@ fn blob_status_response(code: StatusCode, status: BlobStatus) -> Response {
     response
 }
 
-type BodyReader = Pin<Box<dyn AsyncRead + Send>>;
+/// Most bytes of an unread request body drained before an early answer.
+const DRAIN_BYTES: usize = 8 << 20;
+/// Longest time spent draining.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// A request body as a stream of raw (possibly compressed) chunks.
+///
+/// A handler that answers before reading the whole body drains the rest
+/// (within bounds): HTTP/1 clients write the whole body before they read
+/// the answer, and a connection closed on unread data resets, losing the
+/// answer (a `409` with the offset to resume from, a `413`).
+struct RawBody(BodyDataStream);
+
+impl RawBody {
+    fn new(body: Body) -> Self {
+        Self(body.into_data_stream())
+    }
+
+    async fn drain(&mut self) {
+        let drain = async {
+            let mut drained = 0;
+            while let Some(Ok(chunk)) = self.0.next().await {
+                drained += chunk.len();
+                if drained > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+}
+
+impl Stream for RawBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.0)
+            .poll_next(cx)
+            .map(|item| item.map(|chunk| chunk.map_err(io::Error::other)))
+    }
+}
+
+type BodyReader<'a> = Pin<Box<dyn AsyncRead + Send + 'a>>;
 
 /// The request body as a byte stream, decompressed when it is
 /// `Content-Encoding: zstd`; never buffered whole.
-fn body_reader(headers: &HeaderMap, body: Body) -> Result<BodyReader, ProtocolError> {
+fn body_reader<'a>(
+    headers: &HeaderMap,
+    body: &'a mut RawBody,
+) -> Result<BodyReader<'a>, ProtocolError> {
     let encoding = header_text(headers, CONTENT_ENCODING.as_str())?.unwrap_or_default();
-    let stream = StreamReader::new(body.into_data_stream().map_err(io::Error::other));
+    let stream = StreamReader::new(body);
     if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
         Ok(Box::pin(stream))
     } else if encoding.eq_ignore_ascii_case("zstd") {
@@ -609,7 +696,7 @@ fn body_reader(headers: &HeaderMap, body: Body) -> Result<BodyReader, ProtocolEr
 /// Reads a whole (decompressed) body of at most `limit` bytes.
 async fn read_body(
     headers: &HeaderMap,
-    body: Body,
+    body: &mut RawBody,
     limit: u64,
     what: &str,
 ) -> Result<Vec<u8>, ProtocolError> {
@@ -641,7 +728,7 @@ async fn read_body(
 
 async fn read_json<T: DeserializeOwned>(
     headers: &HeaderMap,
-    body: Body,
+    body: &mut RawBody,
     limit: u64,
 ) -> Result<T, ProtocolError> {
     let bytes = read_body(headers, body, limit, "body").await?;
@@ -653,15 +740,15 @@ async fn read_json<T: DeserializeOwned>(
 /// ends there: one byte more fails the read (and sets `overflowed`) rather
 /// than letting a backend take a longer body for a complete blob. Any read
 /// error is remembered, so the router can answer for it.
-struct CappedReader {
-    inner: BodyReader,
+struct CappedReader<'a> {
+    inner: BodyReader<'a>,
     remaining: u64,
     overflowed: bool,
     error: Option<String>,
 }
 
-impl CappedReader {
-    fn new(inner: BodyReader, remaining: u64) -> Self {
+impl<'a> CappedReader<'a> {
+    fn new(inner: BodyReader<'a>, remaining: u64) -> Self {
         Self {
             inner,
             remaining,
@@ -680,7 +767,7 @@ impl CappedReader {
     }
 }
 
-impl AsyncRead for CappedReader {
+impl AsyncRead for CappedReader<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

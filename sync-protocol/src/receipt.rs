@@ -274,4 +274,36 @@ mod tests {
         assert!(is_hash_hex(&token_hash(&first)));
         assert_ne!(token_hash(&first), token_hash(&second));
     }
+
+    /// The receipt example of PROTOCOL.md: the RFC 8032 test key signing a
+    /// receipt for the golden manifest. Pins the whole scheme: canonical
+    /// body bytes, then Ed25519 over them.
+    #[test]
+    fn golden_receipt() {
+        let secret: [u8; 32] =
+            from_hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
+        let key = HubKey::from_bytes(&secret);
+        let body = ReceiptBody {
+            batch: "310104-2024-0001".to_owned(),
+            blobs: 3,
+            bytes: 368_333,
+            committed_at: "2024-05-07T01:02:03Z".to_owned(),
+            district: "310104".to_owned(),
+            format: RECEIPT_FORMAT.to_owned(),
+            hub_id: "hub-sh".to_owned(),
+            manifest_hash: GOLDEN_MANIFEST_HASH.to_owned(),
+            node_id: "node-310104-1".to_owned(),
+            pages: 3,
+        };
+        let canonical = String::from_utf8(jcs::to_canonical(&body).unwrap()).unwrap();
+        let receipt = sign_receipt(&key, body).unwrap();
+        assert_eq!(canonical, GOLDEN_RECEIPT_BODY);
+        assert_eq!(receipt.signature, GOLDEN_RECEIPT_SIGNATURE);
+        verify_receipt(&receipt, &key.public_hex(), GOLDEN_MANIFEST_HASH).unwrap();
+    }
+
+    const GOLDEN_MANIFEST_HASH: &str =
+        "fbd8d513ca2c3b31043e3b0c5144e08467cc12a957f955ba3a39395dc0b02093";
+    const GOLDEN_RECEIPT_BODY: &str = r#"{"batch":"310104-2024-0001","blobs":3,"bytes":368333,"committed_at":"2024-05-07T01:02:03Z","district":"310104","format":"dangan-receipt/1","hub_id":"hub-sh","manifest_hash":"fbd8d513ca2c3b31043e3b0c5144e08467cc12a957f955ba3a39395dc0b02093","node_id":"node-310104-1","pages":3}"#;
+    const GOLDEN_RECEIPT_SIGNATURE: &str = "e9c19b79f4df8735e6b8c8a04a2171793d97ac4b28b6583d80a0e0e7abb36574efb9c904f3bf5476d8c3a65eaced60e43655c961d428895588895feda991e405";
 }

@@ -1113,3 +1113,56 @@ async fn malformed_requests_get_json_errors() {
     assert_eq!((status, error.error), (400, ErrorCode::Malformed));
     assert!(error.message.contains("more than"), "{}", error.message);
 }
+
+/// DESIGN.md: "a manifest of 100,000 pages must work". It is encoded,
+/// hashed, offered compressed and paged through.
+#[tokio::test]
+async fn a_manifest_of_100000_pages() {
+    let hub = start_hub(Limits::default()).await;
+    let (client, _) = enrolled(&hub, DISTRICT).await;
+    let pages_per_file = 100;
+    let mut manifest = manifest_of(DISTRICT, "B-huge", &[]);
+    let mut seq = 0;
+    for file_seq in 1..=1_000 {
+        let mut pages = Vec::with_capacity(pages_per_file);
+        for _ in 0..pages_per_file {
+            seq += 1;
+            let mut page = page(seq, &[]);
+            page.blob = BlobId::of(&seq.to_le_bytes());
+            page.size = 100_000 + u64::from(seq);
+            page.blank = false;
+            manifest.bytes += page.size;
+            pages.push(page);
+        }
+        manifest.business_files.push(ManifestFile {
+            business_number: Some(format!("沪社保-{file_seq:06}")),
+            business_type: Some("pension_transfer".to_owned()),
+            category: Some("records".to_owned()),
+            date: Some("2024-05-06".to_owned()),
+            employer_id: None,
+            organisation: DISTRICT.to_owned(),
+            pages,
+            person_id: Some("31010419900307123X".to_owned()),
+            person_name: Some("王五".to_owned()),
+            retention: Some("permanent".to_owned()),
+            seq: file_seq,
+        });
+    }
+    manifest.pages = u64::from(seq);
+    let (canonical, hash) = manifest_hash(&manifest).unwrap();
+    assert!(canonical.len() > 20_000_000, "{}", canonical.len());
+
+    let first = client.offer(canonical, &hash).await.unwrap();
+    assert_eq!(first.missing_total, 100_000);
+    assert_eq!(first.missing.len(), 10_000);
+    let mut seen = first.missing.len();
+    let mut next = first.next;
+    let mut pages = 1;
+    while let Some(after) = next {
+        let page = client.missing(&hash, Some(after)).await.unwrap();
+        seen += page.missing.len();
+        next = page.next;
+        pages += 1;
+    }
+    assert_eq!((seen, pages), (100_000, 10));
+}

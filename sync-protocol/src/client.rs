@@ -258,7 +258,11 @@ impl Client {
     /// it knows nothing of it.
     pub async fn blob_status(&self, blob: BlobId) -> Result<Option<BlobStatus>, ClientError> {
         let builder = self.request(Method::HEAD, &format!("/blobs/{blob}"), true)?;
-        let response = builder.send().await.map_err(transport)?;
+        let response = builder
+            .timeout(self.request_timeout)
+            .send()
+            .await
+            .map_err(transport)?;
         match response.status() {
             status if status.is_success() => parse_blob_status(response.headers()).map(Some),
             StatusCode::NOT_FOUND => Ok(None),

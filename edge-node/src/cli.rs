@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use dangan_edge::eviction::{self, CacheStatus};
 use dangan_edge::fsck::{self, FsckReport};
+use dangan_edge::sync::{self as edge_sync, SyncReport};
 use dangan_edge::ingest::{self, IngestOptions, IngestReport};
 use dangan_edge::node::Node;
 use dangan_edge::store::{BatchDetail, BatchSummary};
@@ -115,10 +117,49 @@ enum Command {
         )]
         scan_args: Vec<String>,
     },
-    /// Report batches.
+    /// Report batches, or accept one for archiving.
     Batch {
         #[command(subcommand)]
         command: BatchCommand,
+    },
+    /// Enrol this node with the central hub, using the one-time code an
+    /// administrator made with `dangan-hub node enrol --district CODE`.
+    /// Stores the node's credential and the hub's signing key in hub.json.
+    Enrol {
+        /// The hub's address, e.g. https://archive.example.gov.cn:8443.
+        #[arg(long, value_name = "URL")]
+        hub: String,
+        /// The one-time enrolment code.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+        /// A PEM file with the certificate authority that signed the hub's
+        /// TLS certificate, when it is a private one the system does not trust.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
+        /// Replace an existing enrolment (a node moved to a new hub or
+        /// re-issued credential).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Send accepted batches to the hub once: offer each manifest, upload the
+    /// images the hub lacks (resuming interrupted ones), commit, and mark the
+    /// batch archived on a verified receipt. Retries an unreachable hub with
+    /// backoff for sync.give_up_after_seconds; exit status 1 when a batch
+    /// could not be archived (it stays queued).
+    Sync {
+        /// Run now even outside the configured sync windows, and retry
+        /// batches whose next attempt is not yet due.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Run the edge's background services until stopped (Ctrl-C or
+    /// SIGTERM): a sync pass every sync.interval_seconds inside the sync
+    /// windows.
+    Serve,
+    /// The local image cache: its size against the budget in edge.toml.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
     },
     /// Check the image cache against the database: every recorded blob
     /// present with the right hash, no unreferenced blobs, no interrupted
@@ -153,6 +194,20 @@ enum BatchCommand {
         /// The batch name.
         name: String,
     },
+    /// Accept a batch for archiving: it takes no more pages and joins the
+    /// sync queue. (Until QC sampling exists this is the operator's call.)
+    Accept {
+        /// The batch name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Show what the cache holds, what may be evicted, and the budget.
+    Status,
+    /// Remove archived batches' images now until the cache is within budget.
+    Evict,
 }
 
 pub fn main() -> ExitCode {
@@ -278,7 +333,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Batch { command } => {
-            let (_node, store) = Node::open(&dir)?;
+            let (_node, mut store) = Node::open(&dir)?;
             match command {
                 BatchCommand::List => {
                     let batches = store.batches()?;
@@ -286,6 +341,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         print_json(&batches)?;
                     } else {
                         print_batch_list(lang, &batches);
+                    }
+                }
+                BatchCommand::Accept { name } => {
+                    let entry = store.accept_batch(name)?;
+                    if cli.json {
+                        print_json(&entry)?;
+                    } else {
+                        println!(
+                            "{} {}: {} {}, {}",
+                            lang.pick("批次已通过", "batch accepted"),
+                            name,
+                            entry.pages,
+                            lang.pick("页", "pages"),
+                            lang.pick("已加入同步队列", "queued for sync")
+                        );
                     }
                 }
                 BatchCommand::Show { name } => {
@@ -296,6 +366,83 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         print_batch(lang, &detail);
                     }
                 }
+            }
+        }
+        Command::Enrol {
+            hub,
+            code,
+            ca_cert,
+            replace,
+        } => {
+            let (node, store) = Node::open(&dir)?;
+            let enrolment = runtime()?.block_on(edge_sync::enrol(
+                &node,
+                &store,
+                hub,
+                code,
+                ca_cert.as_deref(),
+                *replace,
+            ))?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "node_id": enrolment.node_id,
+                    "district": enrolment.district,
+                    "hub": enrolment.hub_url,
+                    "hub_id": enrolment.hub_id,
+                }))?;
+            } else {
+                println!(
+                    "{} {} ({} {}, {} {})",
+                    lang.pick("已登记到中心", "enrolled with hub"),
+                    enrolment.hub_url,
+                    lang.pick("节点", "node"),
+                    enrolment.node_id,
+                    lang.pick("区县", "district"),
+                    enrolment.district
+                );
+            }
+        }
+        Command::Sync { now } => {
+            let (node, store) = Node::open(&dir)?;
+            let store = std::sync::Mutex::new(store);
+            let options = edge_sync::PassOptions {
+                ignore_windows: *now,
+                ignore_backoff: true,
+                progress: !cli.json && std::io::stderr().is_terminal(),
+            };
+            let report = runtime()?.block_on(edge_sync::run_pass(&node, &store, &options))?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print_sync(lang, &report);
+            }
+            if !report.failures.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Serve => {
+            let (node, store) = Node::open(&dir)?;
+            runtime()?.block_on(serve(node, store))?;
+        }
+        Command::Cache { command } => {
+            let (node, store) = Node::open(&dir)?;
+            if matches!(command, CacheCommand::Evict) {
+                let _lock = node.lock_for_writing()?;
+                let report = eviction::evict(&node, &store, node.config.cache_budget)?;
+                if !cli.json {
+                    println!(
+                        "{} {} ({:.1} MB)",
+                        lang.pick("已移出缓存的图像", "images evicted"),
+                        report.evicted_blobs,
+                        report.freed_bytes as f64 / 1e6
+                    );
+                }
+            }
+            let status = eviction::status(&node, &store)?;
+            if cli.json {
+                print_json(&status)?;
+            } else {
+                print_cache(lang, &status);
             }
         }
         Command::Fsck { repair } => {
@@ -547,6 +694,156 @@ fn print_fsck(lang: Lang, report: &FsckReport) {
             lang.pick(
                 "发现损坏：有页面的图像缺失或不符。",
                 "damage found: some pages' images are missing or wrong."
+            )
+        );
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The background loop of `serve`: a sync pass every interval (inside the
+/// windows), until Ctrl-C or SIGTERM.
+async fn serve(node: Node, store: dangan_edge::store::Store) -> Result<()> {
+    let store = std::sync::Mutex::new(store);
+    let options = edge_sync::PassOptions {
+        ignore_windows: false,
+        ignore_backoff: false,
+        progress: false,
+    };
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    tracing::info!(data = %node.data_dir.display(), "edge services running");
+    loop {
+        tokio::select! {
+            result = edge_sync::run_pass(&node, &store, &options) => match result {
+                Ok(report) if report.outside_window => {
+                    tracing::debug!(queued = report.batches_queued, "outside the sync windows");
+                }
+                Ok(report) => tracing::info!(
+                    committed = report.batches_committed,
+                    blobs = report.blobs_sent,
+                    bytes = report.bytes_sent,
+                    failed = report.failures.len(),
+                    queued = report.batches_queued,
+                    "sync pass done"
+                ),
+                Err(err) => tracing::warn!(error = %err, "sync pass failed"),
+            },
+            () = &mut shutdown => break,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(node.config.sync.interval) => {}
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("stopping");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+fn print_sync(lang: Lang, report: &SyncReport) {
+    if report.outside_window {
+        println!(
+            "{} ({} {})",
+            lang.pick(
+                "当前不在同步时段内，未同步（可用 --now 立即同步）",
+                "outside the sync windows; nothing sent (use --now to sync anyway)"
+            ),
+            report.batches_queued,
+            lang.pick("个批次排队中", "batches queued")
+        );
+        return;
+    }
+    println!(
+        "{}: {}, {}: {}, {}: {:.1} MB, {}: {}",
+        lang.pick("已归档批次", "batches archived"),
+        report.batches_committed,
+        lang.pick("发送图像", "images sent"),
+        report.blobs_sent,
+        lang.pick("发送数据", "data sent"),
+        report.bytes_sent as f64 / 1e6,
+        lang.pick("仍在排队", "still queued"),
+        report.batches_queued
+    );
+    for failure in &report.failures {
+        println!(
+            "  {} {}: {} ({} {})",
+            lang.pick("批次", "batch"),
+            failure.batch,
+            failure.error,
+            lang.pick("下次重试", "next attempt"),
+            failure.next_attempt_at
+        );
+    }
+    if report.evicted_blobs > 0 {
+        println!(
+            "  {} {} ({:.1} MB)",
+            lang.pick("已移出缓存的图像", "images evicted from the cache"),
+            report.evicted_blobs,
+            report.evicted_bytes as f64 / 1e6
+        );
+    }
+}
+
+fn print_cache(lang: Lang, status: &CacheStatus) {
+    let mb = |b: u64| b as f64 / 1e6;
+    let budget = if status.budget_bytes == 0 {
+        lang.pick("不限", "none").to_owned()
+    } else {
+        format!("{:.1} MB", mb(status.budget_bytes))
+    };
+    println!(
+        "{}: {} {}, {:.1} MB ({}: {})",
+        lang.pick("缓存", "cache"),
+        status.blobs,
+        lang.pick("个图像", "images"),
+        mb(status.bytes),
+        lang.pick("预算", "budget"),
+        budget
+    );
+    println!(
+        "  {}: {:.1} MB",
+        lang.pick("可移出（已归档）", "evictable (archived)"),
+        mb(status.evictable_bytes)
+    );
+    println!(
+        "  {}: {} ({:.1} MB)",
+        lang.pick("已移出（仅中心保存）", "evicted (held by the hub only)"),
+        status.evicted_blobs,
+        mb(status.evicted_bytes)
+    );
+    if status.over_budget {
+        println!(
+            "  {}",
+            lang.pick(
+                "超出预算：未归档批次的图像不会被移出",
+                "over budget: images of batches not yet archived are never evicted"
             )
         );
     }

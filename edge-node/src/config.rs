@@ -46,6 +46,8 @@ struct RawConfig {
     grouping: RawGrouping,
     watch: RawWatch,
     scanner: RawScanner,
+    sync: RawSync,
+    cache: RawCache,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +125,64 @@ struct RawScanner {
     args: Vec<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSync {
+    parallel_uploads: usize,
+    bandwidth_limit_kib: u64,
+    windows: Vec<String>,
+    time_zone: String,
+    interval_seconds: u64,
+    retry_base_seconds: u64,
+    retry_max_seconds: u64,
+    give_up_after_seconds: u64,
+    request_timeout_seconds: u64,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            parallel_uploads: 4,
+            bandwidth_limit_kib: 0,
+            windows: Vec::new(),
+            time_zone: "Asia/Shanghai".into(),
+            interval_seconds: 60,
+            retry_base_seconds: 1,
+            retry_max_seconds: 300,
+            give_up_after_seconds: 120,
+            request_timeout_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawCache {
+    budget_mib: u64,
+}
+
+/// How and when batches go to the hub.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Blobs uploaded at once.
+    pub parallel_uploads: usize,
+    /// Upload limit in bytes per second over all uploads; 0 = none.
+    pub bandwidth_limit: u64,
+    /// When sync may run; empty = any time.
+    pub windows: Vec<crate::sync::window::Window>,
+    pub time_zone: jiff::tz::TimeZone,
+    pub time_zone_name: String,
+    /// Pause between passes of the background loop in `serve`.
+    pub interval: std::time::Duration,
+    /// First retry delay after a failure; doubles up to `retry_max`.
+    pub retry_base: std::time::Duration,
+    pub retry_max: std::time::Duration,
+    /// A one-off `dangan-edge sync` stops retrying an unreachable hub after
+    /// this long (the batches stay queued).
+    pub give_up_after: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+}
+
 /// How barcode values are classified; tried in this order.
 #[derive(Debug, Clone)]
 pub struct GroupingRules {
@@ -161,6 +221,10 @@ pub struct Config {
     pub grouping: GroupingRules,
     pub watch: WatchSettings,
     pub scanner: ScannerSettings,
+    pub sync: SyncSettings,
+    /// Bytes of blobs the cache may hold before archived batches' blobs are
+    /// evicted (oldest archived first); 0 = no limit.
+    pub cache_budget: u64,
 }
 
 impl Config {
@@ -230,6 +294,47 @@ impl Config {
                 "must be at least watch.poll_ms, which must be above 0",
             ));
         }
+        let sync = raw.sync;
+        if !(1..=64).contains(&sync.parallel_uploads) {
+            return Err(invalid("sync.parallel_uploads", "must be between 1 and 64"));
+        }
+        let time_zone = jiff::tz::TimeZone::get(&sync.time_zone).map_err(|err| {
+            invalid(
+                "sync.time_zone",
+                &format!("{:?} is not a known IANA time zone: {err}", sync.time_zone),
+            )
+        })?;
+        let windows = sync
+            .windows
+            .iter()
+            .map(|text| text.parse::<crate::sync::window::Window>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| invalid("sync.windows", &err.to_string()))?;
+        if sync.retry_base_seconds == 0 || sync.retry_max_seconds < sync.retry_base_seconds {
+            return Err(invalid(
+                "sync.retry_max_seconds",
+                "must be at least sync.retry_base_seconds, which must be above 0",
+            ));
+        }
+        if sync.interval_seconds == 0 || sync.request_timeout_seconds == 0 {
+            return Err(invalid(
+                "sync.interval_seconds",
+                "and sync.request_timeout_seconds must be above 0",
+            ));
+        }
+        let seconds = std::time::Duration::from_secs;
+        let sync = SyncSettings {
+            parallel_uploads: sync.parallel_uploads,
+            bandwidth_limit: sync.bandwidth_limit_kib.saturating_mul(1024),
+            windows,
+            time_zone,
+            time_zone_name: sync.time_zone,
+            interval: seconds(sync.interval_seconds),
+            retry_base: seconds(sync.retry_base_seconds),
+            retry_max: seconds(sync.retry_max_seconds),
+            give_up_after: seconds(sync.give_up_after_seconds),
+            request_timeout: seconds(sync.request_timeout_seconds),
+        };
         let workers = if ingest.workers == 0 {
             // One more than the cores: a worker waiting for its blob's fsync
             // leaves its core to the extra one.
@@ -266,6 +371,8 @@ impl Config {
                 device: raw.scanner.device,
                 args: raw.scanner.args,
             },
+            sync,
+            cache_budget: raw.cache.budget_mib.saturating_mul(1 << 20),
         })
     }
 }
@@ -354,6 +461,42 @@ poll_ms = 500
 device = ""
 # Extra arguments for scanimage, e.g. ["--source", "ADF Duplex", "--resolution", "300"].
 args = []
+
+[sync]
+# The hub is set by `dangan-edge enrol`, not here. Only accepted batches sync.
+# Blobs uploaded at the same time (1–64). More helps on a long, fat line;
+# too many only adds memory and contention at the hub.
+parallel_uploads = 4
+# Upload limit over all uploads together, in KiB/s; 0 = no limit. Set it so
+# that the district's other traffic still gets through; too low and a day's
+# scans do not reach the hub within the night.
+bandwidth_limit_kib = 0
+# When sync may run, in sync.time_zone: day ranges and a time range, e.g.
+# ["Mon-Fri 19:00-07:00", "Sat-Sun 00:00-24:00"]. A range that passes
+# midnight belongs to the day it starts on. Empty = any time. Outside every
+# window batches stay queued (and `dangan-edge sync --now` overrides it).
+windows = []
+# IANA time zone the windows are read in.
+time_zone = "Asia/Shanghai"
+# Seconds between passes of the background sync in `dangan-edge serve`.
+interval_seconds = 60
+# After a failure (hub unreachable, hub storage full) a retry waits
+# retry_base_seconds, doubling each time up to retry_max_seconds, with random
+# jitter. Too small a base hammers a hub that is down.
+retry_base_seconds = 1
+retry_max_seconds = 300
+# A one-off `dangan-edge sync` keeps retrying an unreachable hub this long
+# before it gives up (the batches stay queued for the next run).
+give_up_after_seconds = 120
+# Longest a single request may take (a blob on a slow line included).
+request_timeout_seconds = 300
+
+[cache]
+# Most MiB of page images kept in the local cache; 0 = no limit. Above it,
+# images of archived batches (the hub holds them) are removed, oldest
+# archived first; thumbnails and every record stay. Images of batches not
+# yet archived are never removed, so the cache may exceed a budget set too low.
+budget_mib = 0
 "#;
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Checks the image cache against the database and says what it found.
 //!
 //! Problems, from worst to harmless:
-//! - `missing_blob`: a blob the database references is not in the cache;
+//! - `missing_blob`: a blob the database references is not in the cache
+//!   (blobs of archived batches evicted by the cache budget are expected
+//!   to be absent and are not reported);
 //! - `corrupt_blob`: a cached blob whose bytes no longer hash to its name;
 //! - `page_without_blob_row`: a page points at a blob the database does not list;
 //! - `missing_quarantine_file`: a quarantined file's copy is gone;
@@ -65,6 +67,9 @@ pub fn fsck(node: &Node, store: &Store, repair: bool) -> Result<FsckReport, Fsck
     let mut findings = Vec::new();
     let rows = store.blob_rows()?;
     let known: HashSet<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    // Blobs of archived batches evicted to keep the cache within its budget
+    // are expected to be absent (the hub holds them).
+    let evicted = store.evicted_blobs()?;
     let mut bytes_checked = 0u64;
     for (hex, size) in &rows {
         let Ok(id) = hex.parse::<BlobId>() else {
@@ -76,6 +81,7 @@ pub fn fsck(node: &Node, store: &Store, repair: bool) -> Result<FsckReport, Fsck
             continue;
         };
         match cache.read_blob(&id) {
+            Err(_) if evicted.contains(hex) => {}
             Err(_) => findings.push(finding(
                 "missing_blob",
                 hex,

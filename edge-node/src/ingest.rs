@@ -629,6 +629,14 @@ impl Writer<'_> {
             ],
         )?;
         let duplicate = inserted == 0;
+        if duplicate {
+            // The worker has just put the blob back in the cache if an
+            // archived batch's eviction had removed it.
+            tx.execute(
+                "UPDATE blobs SET evicted_at = NULL WHERE id = ?1 AND evicted_at IS NOT NULL",
+                [facts.blob.to_hex()],
+            )?;
+        }
 
         let open: Option<(i64, OpenFile)> = tx
             .query_row(

@@ -15,16 +15,21 @@
 //! - [`grouping`]: which business file a page belongs to, from its barcodes.
 //! - [`watch`]: the hot folder and the SANE scanner source.
 //! - [`fsck`]: checks the cache against the database.
+//! - [`sync`]: enrolment with the hub, the sync queue, manifests, sync
+//!   windows and the sync pass over `/sync/v1`.
+//! - [`eviction`]: keeps the image cache within its budget (archived batches only).
 pub mod analyze;
 pub mod barcode;
 pub mod binarize;
 pub mod cache;
 pub mod config;
 pub mod decode;
+pub mod eviction;
 pub mod fsck;
 pub mod grouping;
 pub mod ingest;
 pub mod node;
 pub mod raster;
 pub mod store;
+pub mod sync;
 pub mod watch;

@@ -100,6 +100,19 @@ CREATE TABLE exceptions (
     created_at       TEXT NOT NULL
 );
 CREATE INDEX exceptions_batch ON exceptions(batch_id);
+"#, r#"
+-- 2: sync to the hub. The sync queue is the accepted and syncing batches;
+-- its retry state lives here so that it outlives the process.
+ALTER TABLE batches ADD COLUMN accepted_at TEXT;
+ALTER TABLE batches ADD COLUMN manifest_hash TEXT;
+ALTER TABLE batches ADD COLUMN receipt TEXT;
+ALTER TABLE batches ADD COLUMN archived_at TEXT;
+ALTER TABLE batches ADD COLUMN sync_error TEXT;
+ALTER TABLE batches ADD COLUMN sync_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN next_attempt_at TEXT;
+-- Set when an archived batch's blob was removed from the cache to keep it
+-- within its budget (the hub holds it; the thumbnail stays).
+ALTER TABLE blobs ADD COLUMN evicted_at TEXT;
 "#];
 
 #[derive(Debug, thiserror::Error)]
@@ -477,6 +490,15 @@ impl Store {
             .conn
             .prepare("SELECT id, size FROM blobs ORDER BY id")?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ids of blobs evicted from the cache (expected to be absent from it).
+    pub fn evicted_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id FROM blobs WHERE evicted_at IS NOT NULL")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -123,3 +123,28 @@ pub fn write_hard(out: &Path) -> Result<()> {
     }
     write(out, "labels.tsv", labels.as_bytes())
 }
+
+/// `count` distinct small grayscale JPEG pages (`p0001.jpg`, ...) of about
+/// `kib` KiB each, quick to make and to ingest: sync tests need many blobs,
+/// not realistic forms. The same `seed` gives the same bytes.
+pub fn write_plain_pages(out: &Path, count: usize, seed: u64, kib: usize) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Noise compresses badly in JPEG: about one byte per pixel at q85.
+    let side = ((kib * 1024) as f64).sqrt().max(16.0) as u32;
+    let mut rng = pages::Rng::new(seed);
+    let mut paths = Vec::with_capacity(count);
+    for index in 0..count {
+        let image = image::GrayImage::from_fn(side, side, |x, y| {
+            let base = ((x / 8 + y / 8) % 2) as u8 * 60 + 120;
+            image::Luma([base.wrapping_add((rng.next_u64() % 64) as u8)])
+        });
+        let name = format!("p{:04}.jpg", index + 1);
+        write(
+            out,
+            &name,
+            &pages::encode_jpeg(&image::DynamicImage::ImageLuma8(image), 85, 200),
+        )?;
+        paths.push(out.join(name));
+    }
+    Ok(paths)
+}

@@ -1,0 +1,677 @@
+//! Sync: accepted batches go to the hub over `/sync/v1`, exactly once,
+//! whatever the line does.
+//!
+//! One pass ([`run_pass`]) reports the queue to the hub, then for each
+//! accepted batch: builds its manifest (a pure function of the batch) and
+//! offers it; uploads the blobs the hub lacks, several at once, each
+//! resuming from the offset the hub holds; commits; and archives the batch
+//! only on a receipt that verifies with the hub's key from enrolment and
+//! names the manifest hash it offered. Every step is idempotent at the hub,
+//! so a pass killed at any moment is finished by the next one. Retry state
+//! lives in the database (see [`queue`]).
+pub mod enrolment;
+pub mod manifest;
+pub mod queue;
+pub mod window;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dangan_shared::BlobId;
+use dangan_sync::client::{Client, ClientError, ClientOptions};
+use dangan_sync::wire::{
+    CommitRequest, EdgeBatchState, ErrorCode, MissingBlob, QueueReport, QueuedBatch,
+};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::node::Node;
+use crate::store::{Store, StoreError};
+use enrolment::{Enrolment, EnrolmentError};
+use queue::QueueEntry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Enrolment(#[from] EnrolmentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot reach the hub at {url}: {source}")]
+    Unreachable { url: String, source: ClientError },
+    #[error("the hub refused this node's credential (revoked?): {0}")]
+    Refused(ClientError),
+    #[error("cannot set up the connection to the hub: {0}")]
+    Client(ClientError),
+    #[error("this node is already enrolled with {hub}; add --replace to enrol again")]
+    AlreadyEnrolled { hub: String },
+    #[error("the hub refused the enrolment: {0}")]
+    EnrolmentRefused(ClientError),
+    #[error("the hub enrolled this node for district {hub}, but it was initialised for {edge}")]
+    WrongDistrict { hub: String, edge: String },
+    #[error("cannot read the CA certificate {path}: {source}")]
+    CaCert {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a batch's attempt ended with, when it did not end archived.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Hub(ClientError),
+    #[error("cannot read blob {blob} from the cache: {source}")]
+    LocalBlob { blob: String, source: std::io::Error },
+    #[error("blob {blob} in the cache no longer matches its hash; run `dangan-edge fsck`")]
+    LocalBlobCorrupt { blob: String },
+    #[error("the hub's receipt does not verify: {0}")]
+    Receipt(String),
+    #[error("cannot encode the manifest: {0}")]
+    Manifest(String),
+}
+
+impl BatchError {
+    /// Whether the hub could not be reached at all (stop the pass, the
+    /// other batches would fail the same way).
+    fn unreachable(&self) -> bool {
+        matches!(self, BatchError::Hub(err) if err.is_retryable())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// Run even outside the configured sync windows.
+    pub ignore_windows: bool,
+    /// Try batches whose retry is not yet due (a person asked for it).
+    pub ignore_backoff: bool,
+    /// A progress bar on the terminal.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// The pass did nothing because no sync window is open.
+    pub outside_window: bool,
+    pub batches_committed: u64,
+    pub blobs_sent: u64,
+    /// Bytes of blob data put on the wire in this pass (after compression).
+    pub bytes_sent: u64,
+    /// Batches still waiting (accepted or syncing) after the pass.
+    pub batches_queued: u64,
+    pub failures: Vec<BatchFailure>,
+    pub evicted_blobs: u64,
+    pub evicted_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchFailure {
+    pub batch: String,
+    pub error: String,
+    pub next_attempt_at: String,
+}
+
+/// Everything one pass shares between its uploads.
+struct Pass<'a> {
+    node: &'a Node,
+    client: Client,
+    enrolment: Enrolment,
+    throttle: Option<Arc<Throttle>>,
+    bytes_sent: Arc<AtomicU64>,
+    blobs_sent: AtomicU64,
+    started: Instant,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+/// Builds the protocol client from the node's enrolment.
+pub fn client_for(node: &Node, enrolment: &Enrolment) -> Result<Client, SyncError> {
+    let settings = &node.config.sync;
+    Client::new(
+        &enrolment.hub_url,
+        ClientOptions {
+            token: Some(enrolment.token.clone()),
+            ca_cert_pem: enrolment.ca_cert_pem()?,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: settings.request_timeout,
+            user_agent: format!("dangan-edge/{}", env!("CARGO_PKG_VERSION")),
+        },
+    )
+    .map_err(SyncError::Client)
+}
+
+/// Exchanges a one-time enrolment code for this node's credential and
+/// stores it with the hub's public key.
+pub async fn enrol(
+    node: &Node,
+    store: &Store,
+    hub_url: &str,
+    code: &str,
+    ca_cert: Option<&std::path::Path>,
+    replace: bool,
+) -> Result<Enrolment, SyncError> {
+    match Enrolment::load(&node.data_dir) {
+        Ok(existing) if !replace => {
+            return Err(SyncError::AlreadyEnrolled {
+                hub: existing.hub_url,
+            });
+        }
+        Ok(_) | Err(EnrolmentError::NotEnrolled) => {}
+        Err(_) if replace => {}
+        Err(err) => return Err(err.into()),
+    }
+    let ca_cert = ca_cert
+        .map(|path| {
+            std::path::absolute(path).map_err(|source| SyncError::CaCert {
+                path: path.to_owned(),
+                source,
+            })
+        })
+        .transpose()?;
+    let ca_cert_pem = ca_cert
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|source| SyncError::CaCert {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()?;
+    let client = Client::new(
+        hub_url,
+        ClientOptions {
+            token: None,
+            ca_cert_pem,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: node.config.sync.request_timeout,
+            user_agent: format!("dangan-edge/{}", env!("CARGO_PKG_VERSION")),
+        },
+    )
+    .map_err(SyncError::Client)?;
+    let district = store.district()?.to_string();
+    let response = client
+        .enrol(&dangan_sync::wire::EnrolRequest {
+            code: code.trim().to_owned(),
+            district: district.clone(),
+        })
+        .await
+        .map_err(|err| {
+            if err.is_retryable() {
+                SyncError::Unreachable {
+                    url: hub_url.to_owned(),
+                    source: err,
+                }
+            } else {
+                SyncError::EnrolmentRefused(err)
+            }
+        })?;
+    if response.district != district {
+        return Err(SyncError::WrongDistrict {
+            hub: response.district,
+            edge: district,
+        });
+    }
+    let enrolment = Enrolment {
+        hub_url: hub_url.trim_end_matches('/').to_owned(),
+        node_id: response.node_id,
+        district,
+        token: response.token,
+        hub_id: response.hub_id,
+        hub_key: response.hub_key,
+        ca_cert,
+        enrolled_at: crate::store::now(),
+    };
+    enrolment.save(&node.data_dir)?;
+    Ok(enrolment)
+}
+
+/// One sync pass. `store` is locked only for short database steps, so
+/// ingest may run beside it.
+pub async fn run_pass(
+    node: &Node,
+    store: &std::sync::Mutex<Store>,
+    options: &PassOptions,
+) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let settings = &node.config.sync;
+    let now = jiff::Zoned::now();
+    if !options.ignore_windows && !window::open_now(&settings.windows, &now, &settings.time_zone) {
+        report.outside_window = true;
+        report.batches_queued = pending(&lock(store).sync_queue()?).count() as u64;
+        return Ok(report);
+    }
+    let enrolment = Enrolment::load(&node.data_dir)?;
+    let client = client_for(node, &enrolment)?;
+    let pass = Pass {
+        node,
+        client,
+        throttle: (settings.bandwidth_limit > 0)
+            .then(|| Arc::new(Throttle::new(settings.bandwidth_limit))),
+        enrolment,
+        bytes_sent: Arc::new(AtomicU64::new(0)),
+        blobs_sent: AtomicU64::new(0),
+        started: Instant::now(),
+        progress: None,
+    };
+    let span = info_span!("sync_pass", node = %pass.enrolment.node_id);
+    async {
+        pass.report_queue(store).await?;
+        let queue = lock(store).sync_queue()?;
+        let now_text = crate::store::now();
+        let mut pass = pass;
+        if options.progress {
+            let total: i64 = pending(&queue).map(|e| e.bytes).sum();
+            pass.progress = Some(progress_bar(total as u64));
+        }
+        for entry in pending(&queue) {
+            let due = entry
+                .next_attempt_at
+                .as_deref()
+                .is_none_or(|at| at <= now_text.as_str());
+            if !due && !options.ignore_backoff {
+                continue;
+            }
+            let name = entry.batch.name.clone();
+            match pass.sync_batch(store, entry).instrument(info_span!("batch", batch = %name)).await {
+                Ok(()) => report.batches_committed += 1,
+                Err(err) => {
+                    let attempts = entry.sync_attempts.max(0) as u32;
+                    let delay = backoff(settings.retry_base, settings.retry_max, attempts);
+                    let next = (jiff::Timestamp::now()
+                        + jiff::SignedDuration::try_from(delay).unwrap_or_default())
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string();
+                    warn!(batch = %name, error = %err, "batch not archived in this pass");
+                    lock(store).record_sync_failure(entry.batch.id, &err.to_string(), &next)?;
+                    report.failures.push(BatchFailure {
+                        batch: name,
+                        error: err.to_string(),
+                        next_attempt_at: next,
+                    });
+                    if err.unreachable() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(bar) = &pass.progress {
+            bar.finish_and_clear();
+        }
+        // Tell the hub what changed; a failure here is not worth failing
+        // the pass for (the next contact reports again).
+        if let Err(err) = pass.report_queue(store).await {
+            warn!(error = %err, "cannot report the queue after the pass");
+        }
+        report.blobs_sent = pass.blobs_sent.load(Ordering::Relaxed);
+        report.bytes_sent = pass.bytes_sent.load(Ordering::Relaxed);
+        Ok::<_, SyncError>(())
+    }
+    .instrument(span)
+    .await?;
+    let store = lock(store);
+    report.batches_queued = pending(&store.sync_queue()?).count() as u64;
+    if node.config.cache_budget > 0 {
+        // Eviction needs the write lock (no ingest reusing a blob meanwhile);
+        // if an ingest holds it, the next pass evicts.
+        if let Ok(_lock) = node.lock_for_writing() {
+            let evicted = crate::eviction::evict(node, &store, node.config.cache_budget)?;
+            report.evicted_blobs = evicted.evicted_blobs;
+            report.evicted_bytes = evicted.freed_bytes;
+        }
+    }
+    Ok(report)
+}
+
+fn lock(store: &std::sync::Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    // A panic while holding the lock leaves SQLite consistent (every step
+    // is its own transaction), so a poisoned lock is safe to reuse.
+    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn pending(queue: &[QueueEntry]) -> impl Iterator<Item = &QueueEntry> {
+    queue
+        .iter()
+        .filter(|e| matches!(e.batch.state.as_str(), "accepted" | "syncing"))
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Capped exponential backoff with full jitter.
+pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    dangan_sync::client::full_jitter_backoff(attempt, base, max)
+}
+
+impl Pass<'_> {
+    /// Retries `step` while the hub is unreachable or busy, with backoff,
+    /// for at most `sync.give_up_after` in this pass.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut step: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let settings = &self.node.config.sync;
+        let mut attempt = 0;
+        loop {
+            match step().await {
+                Err(err) if err.is_retryable() && self.started.elapsed() < settings.give_up_after => {
+                    let delay = backoff(settings.retry_base, settings.retry_max, attempt);
+                    warn!(step = what, error = %err, retry_in_ms = delay.as_millis() as u64, "hub not reachable; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn report_queue(&self, store: &std::sync::Mutex<Store>) -> Result<(), SyncError> {
+        let queue = lock(store).sync_queue()?;
+        let report = QueueReport {
+            batches: queue
+                .iter()
+                .map(|e| QueuedBatch {
+                    batch: e.batch.name.clone(),
+                    state: match e.batch.state.as_str() {
+                        "archived" => EdgeBatchState::Archived,
+                        "syncing" => EdgeBatchState::Syncing,
+                        _ => EdgeBatchState::Queued,
+                    },
+                    manifest_hash: e.manifest_hash.clone(),
+                    pages: e.pages as u64,
+                    bytes: e.bytes as u64,
+                    last_error: e.sync_error.clone(),
+                })
+                .collect(),
+        };
+        self.retrying("report queue", || self.client.report_queue(&report))
+            .await
+            .map_err(|err| self.connection_error(err))
+    }
+
+    fn connection_error(&self, err: ClientError) -> SyncError {
+        if err.code() == Some(ErrorCode::Unauthorized) {
+            SyncError::Refused(err)
+        } else {
+            SyncError::Unreachable {
+                url: self.enrolment.hub_url.clone(),
+                source: err,
+            }
+        }
+    }
+
+    async fn sync_batch(
+        &self,
+        store: &std::sync::Mutex<Store>,
+        entry: &QueueEntry,
+    ) -> Result<(), BatchError> {
+        let manifest = manifest::build(&lock(store), &entry.batch)?;
+        let (canonical, hash) =
+            dangan_sync::manifest_hash(&manifest).map_err(|e| BatchError::Manifest(e.to_string()))?;
+        drop(manifest);
+        lock(store).mark_syncing(entry.batch.id, &hash)?;
+        info!(manifest_hash = %hash, "offering");
+        let mut offer = self
+            .retrying("offer", || self.client.offer(canonical.clone(), &hash))
+            .await
+            .map_err(BatchError::Hub)?;
+        drop(canonical);
+        if !offer.committed {
+            loop {
+                self.upload_all(std::mem::take(&mut offer.missing)).await?;
+                let Some(after) = offer.next else { break };
+                offer = self
+                    .retrying("missing", || self.client.missing(&hash, Some(after)))
+                    .await
+                    .map_err(BatchError::Hub)?;
+            }
+        }
+        let request = CommitRequest {
+            batch: entry.batch.name.clone(),
+            manifest_hash: hash.clone(),
+        };
+        let receipt = self
+            .retrying("commit", || self.client.commit(&request))
+            .await
+            .map_err(BatchError::Hub)?;
+        dangan_sync::verify_receipt(&receipt, &self.enrolment.hub_key, &hash)
+            .map_err(|e| BatchError::Receipt(e.to_string()))?;
+        if receipt.body.batch != entry.batch.name || receipt.body.district != entry.batch.district {
+            return Err(BatchError::Receipt(format!(
+                "it names batch {} of district {}",
+                receipt.body.batch, receipt.body.district
+            )));
+        }
+        let json = serde_json::to_string(&receipt).map_err(|e| BatchError::Receipt(e.to_string()))?;
+        lock(store).mark_archived(entry.batch.id, &json)?;
+        info!(manifest_hash = %hash, "archived");
+        Ok(())
+    }
+
+    async fn upload_all(&self, missing: Vec<MissingBlob>) -> Result<(), BatchError> {
+        let parallel = self.node.config.sync.parallel_uploads;
+        futures_util::stream::iter(missing)
+            .map(|blob| {
+                let span = info_span!("blob", blob = %blob.blob.short());
+                self.upload(blob).instrument(span)
+            })
+            .buffer_unordered(parallel)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Sends one blob, resuming from what the hub holds, until the hub has
+    /// verified it.
+    async fn upload(&self, missing: MissingBlob) -> Result<(), BatchError> {
+        let settings = &self.node.config.sync;
+        let id = missing.blob;
+        let path = self.node.cache.blob_path(&id);
+        let zstd = worth_compressing(&path).map_err(|source| BatchError::LocalBlob {
+            blob: id.to_hex(),
+            source,
+        })?;
+        let mut offset = missing.offset;
+        let mut attempt = 0u32;
+        let mut mismatches = 0;
+        loop {
+            let body = self.body(&path, offset, zstd, &id).await?;
+            // The client puts no total timeout on an upload (a blob takes
+            // what the line allows); a stalled hub must not hang the pass.
+            let allowance = self.node.config.sync.request_timeout
+                + match self.node.config.sync.bandwidth_limit {
+                    0 => Duration::ZERO,
+                    limit => Duration::from_secs(missing.size.div_ceil(limit)),
+                };
+            let result = tokio::time::timeout(
+                allowance,
+                self.client.upload_blob(id, offset, missing.size, zstd, body),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Transport(format!(
+                    "no answer within {} s",
+                    allowance.as_secs()
+                )))
+            });
+            match result {
+                Ok(status) if status.complete => {
+                    self.blobs_sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Ok(status) => offset = status.offset,
+                Err(err) if err.code() == Some(ErrorCode::BlobHashMismatch) => {
+                    // Corrupted on the way, or our copy is damaged.
+                    if BlobId::of(&std::fs::read(&path).map_err(|source| {
+                        BatchError::LocalBlob {
+                            blob: id.to_hex(),
+                            source,
+                        }
+                    })?) != id
+                    {
+                        return Err(BatchError::LocalBlobCorrupt { blob: id.to_hex() });
+                    }
+                    mismatches += 1;
+                    if mismatches > 5 {
+                        return Err(BatchError::Hub(err));
+                    }
+                    warn!("hub rejected the blob's bytes (corrupted in transit); sending again");
+                    offset = 0;
+                }
+                Err(ClientError::Hub {
+                    code: Some(ErrorCode::OffsetMismatch),
+                    offset: Some(held),
+                    ..
+                }) => offset = held,
+                Err(err) if err.code() == Some(ErrorCode::OffsetMismatch) => {
+                    offset = self.held(id).await?;
+                }
+                Err(err) if err.is_retryable() && self.started.elapsed() < settings.give_up_after => {
+                    let delay = backoff(settings.retry_base, settings.retry_max, attempt);
+                    warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "upload interrupted; resuming");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    offset = self.held(id).await?;
+                    if offset >= missing.size {
+                        // The hub holds it all: ask whether it is verified.
+                        if let Some(status) = self
+                            .retrying("blob status", || self.client.blob_status(id))
+                            .await
+                            .map_err(BatchError::Hub)?
+                            && status.complete
+                        {
+                            self.blobs_sent.fetch_add(1, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                        offset = 0;
+                    }
+                }
+                Err(err) => return Err(BatchError::Hub(err)),
+            }
+        }
+    }
+
+    /// How much of a blob the hub holds now.
+    async fn held(&self, id: BlobId) -> Result<u64, BatchError> {
+        let status = self
+            .retrying("blob status", || self.client.blob_status(id))
+            .await
+            .map_err(BatchError::Hub)?;
+        Ok(status.map_or(0, |s| if s.complete { s.length.unwrap_or(s.offset) } else { s.offset }))
+    }
+
+    /// The blob's bytes from `offset`, throttled and counted.
+    async fn body(
+        &self,
+        path: &std::path::Path,
+        offset: u64,
+        zstd: bool,
+        id: &BlobId,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, BatchError> {
+        let stream = dangan_sync::client::file_body(path, offset, zstd)
+            .await
+            .map_err(|source| BatchError::LocalBlob {
+                blob: id.to_hex(),
+                source,
+            })?;
+        let counter = self.bytes_sent.clone();
+        let throttle = self.throttle.clone();
+        let bar = self.progress.clone();
+        Ok(stream.then(move |chunk| {
+            let counter = counter.clone();
+            let throttle = throttle.clone();
+            let bar = bar.clone();
+            async move {
+                let chunk = chunk?;
+                if let Some(throttle) = throttle {
+                    throttle.take(chunk.len() as u64).await;
+                }
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if let Some(bar) = bar {
+                    bar.inc(chunk.len() as u64);
+                }
+                Ok(chunk)
+            }
+        }))
+    }
+}
+
+/// Whether zstd makes this blob smaller: JPEG and other compressed images
+/// gain nothing (zstd on JPEG pages: ratio 1.04), raw and TIFF pages do.
+/// Decided on the first 128 KiB.
+fn worth_compressing(path: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut sample = Vec::with_capacity(128 << 10);
+    std::fs::File::open(path)?
+        .take(128 << 10)
+        .read_to_end(&mut sample)?;
+    if sample.len() < 4096 || sample.starts_with(&[0xff, 0xd8]) {
+        return Ok(false);
+    }
+    let compressed = zstd::bulk::compress(&sample, 1).map_or(sample.len(), |c| c.len());
+    Ok(compressed * 10 < sample.len() * 9)
+}
+
+/// Shares an upload rate between all uploads of a pass: each chunk books
+/// its slot on a virtual clock and waits for it.
+struct Throttle {
+    bytes_per_second: u64,
+    next_free: tokio::sync::Mutex<Instant>,
+}
+
+impl Throttle {
+    fn new(bytes_per_second: u64) -> Self {
+        Self {
+            bytes_per_second,
+            next_free: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn take(&self, bytes: u64) {
+        let wait_until = {
+            let mut next = self.next_free.lock().await;
+            let start = (*next).max(Instant::now());
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
+            start
+        };
+        tokio::time::sleep_until(wait_until.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_only_where_it_pays() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, vec![200u8; 200_000]).unwrap();
+        assert!(worth_compressing(&raw).unwrap());
+        let jpeg = dir.path().join("jpeg");
+        let mut bytes = vec![0xff, 0xd8];
+        bytes.extend(std::iter::repeat_n(7u8, 100_000));
+        std::fs::write(&jpeg, bytes).unwrap();
+        assert!(!worth_compressing(&jpeg).unwrap());
+        let noise = dir.path().join("noise");
+        let mut state = 1u64;
+        let random: Vec<u8> = (0..200_000)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect();
+        std::fs::write(&noise, random).unwrap();
+        assert!(!worth_compressing(&noise).unwrap());
+    }
+}

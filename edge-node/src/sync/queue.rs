@@ -1,0 +1,179 @@
+//! The sync queue in the pre-archive: accepted batches waiting for the hub,
+//! their retry state, and what the hub's receipts said. It lives in the
+//! database so that it outlives the process.
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::store::{BatchRow, Store, StoreError, now};
+
+/// A batch in the sync queue (accepted, syncing or archived).
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueEntry {
+    #[serde(flatten)]
+    pub batch: BatchRow,
+    pub accepted_at: Option<String>,
+    pub manifest_hash: Option<String>,
+    pub archived_at: Option<String>,
+    pub sync_error: Option<String>,
+    pub sync_attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub pages: i64,
+    pub bytes: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no batch named {0:?}")]
+    NoSuchBatch(String),
+    #[error("batch {name:?} has no pages; there is nothing to archive")]
+    Empty { name: String },
+    #[error("batch {name:?} is already {state}")]
+    AlreadyAccepted { name: String, state: String },
+}
+
+impl From<rusqlite::Error> for AcceptError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Store(StoreError::Sqlite(err))
+    }
+}
+
+const ENTRY_COLUMNS: &str = "b.id, b.name, b.district, b.business_type, b.state, b.created_at,
+    b.updated_at, b.accepted_at, b.manifest_hash, b.archived_at, b.sync_error, b.sync_attempts,
+    b.next_attempt_at,
+    (SELECT count(*) FROM pages p WHERE p.batch_id = b.id),
+    (SELECT coalesce(sum(x.size), 0) FROM blobs x
+       WHERE x.id IN (SELECT blob_id FROM pages p WHERE p.batch_id = b.id))";
+
+fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
+    Ok(QueueEntry {
+        batch: BatchRow {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            district: row.get(2)?,
+            business_type: row.get(3)?,
+            state: row.get(4)?,
+            created_at: row.get(5)?,
+            updated_at: row.get(6)?,
+        },
+        accepted_at: row.get(7)?,
+        manifest_hash: row.get(8)?,
+        archived_at: row.get(9)?,
+        sync_error: row.get(10)?,
+        sync_attempts: row.get(11)?,
+        next_attempt_at: row.get(12)?,
+        pages: row.get(13)?,
+        bytes: row.get(14)?,
+    })
+}
+
+impl Store {
+    /// Marks a batch accepted: it takes no more pages and joins the sync
+    /// queue. (Until QC lands this is the operator's explicit decision.)
+    pub fn accept_batch(&mut self, name: &str) -> Result<QueueEntry, AcceptError> {
+        let tx = self.transaction()?;
+        let found: Option<(i64, String, i64)> = tx
+            .query_row(
+                "SELECT id, state, (SELECT count(*) FROM pages p WHERE p.batch_id = b.id)
+                 FROM batches b WHERE name = ?1",
+                [name],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, state, pages)) = found else {
+            return Err(AcceptError::NoSuchBatch(name.to_owned()));
+        };
+        if matches!(state.as_str(), "accepted" | "syncing" | "archived") {
+            return Err(AcceptError::AlreadyAccepted {
+                name: name.to_owned(),
+                state,
+            });
+        }
+        if pages == 0 {
+            return Err(AcceptError::Empty {
+                name: name.to_owned(),
+            });
+        }
+        let now = now();
+        tx.execute(
+            "UPDATE batches SET state = 'accepted', accepted_at = ?1, updated_at = ?1,
+                 sync_error = NULL, sync_attempts = 0, next_attempt_at = NULL
+             WHERE id = ?2",
+            params![now, id],
+        )?;
+        tx.commit()?;
+        self.queue_entry(name)?
+            .ok_or_else(|| AcceptError::NoSuchBatch(name.to_owned()))
+    }
+
+    pub fn queue_entry(&self, name: &str) -> Result<Option<QueueEntry>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {ENTRY_COLUMNS} FROM batches b WHERE b.name = ?1"),
+                [name],
+                entry,
+            )
+            .optional()?)
+    }
+
+    /// Every batch that is accepted or later, oldest accepted first.
+    pub fn sync_queue(&self) -> Result<Vec<QueueEntry>, StoreError> {
+        let mut statement = self.conn().prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM batches b
+             WHERE b.state IN ('accepted', 'syncing', 'archived')
+             ORDER BY b.accepted_at, b.id"
+        ))?;
+        let rows = statement.query_map([], entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The batch has been offered with this manifest hash.
+    pub fn mark_syncing(&self, id: i64, manifest_hash: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE batches SET state = 'syncing', manifest_hash = ?1, updated_at = ?2
+             WHERE id = ?3 AND state IN ('accepted', 'syncing')",
+            params![manifest_hash, now(), id],
+        )?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when the next one is due.
+    pub fn record_sync_failure(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE batches SET sync_error = ?1, sync_attempts = sync_attempts + 1,
+                 next_attempt_at = ?2, updated_at = ?3
+             WHERE id = ?4",
+            params![error, next_attempt_at, now(), id],
+        )?;
+        Ok(())
+    }
+
+    /// Archives the batch on a verified receipt (kept as the hub's proof).
+    pub fn mark_archived(&self, id: i64, receipt_json: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE batches SET state = 'archived', receipt = ?1, archived_at = ?2,
+                 updated_at = ?2, sync_error = NULL, next_attempt_at = NULL
+             WHERE id = ?3",
+            params![receipt_json, now(), id],
+        )?;
+        Ok(())
+    }
+
+    /// The stored receipt of an archived batch, as the hub sent it.
+    pub fn receipt(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT receipt FROM batches WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?
+            .flatten())
+    }
+}

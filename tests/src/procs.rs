@@ -1,0 +1,269 @@
+//! Real `dangan-hub` and `dangan-edge` processes for end-to-end tests.
+//!
+//! The binaries are the ones cargo built for this test run: they sit beside
+//! the test executable's `deps` folder (`cargo test --workspace` builds
+//! every binary before any test runs). `DANGAN_EDGE_BIN` and
+//! `DANGAN_HUB_BIN` override the paths.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Path of a workspace binary built for this test run.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let var = format!("{}_BIN", name.replace('-', "_").to_uppercase());
+    if let Ok(path) = std::env::var(&var) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("current exe")?;
+    let mut dir = exe.parent().context("exe folder")?.to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found; run the suite with `cargo test --workspace` (which builds it) or set {var}",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn json_of(out: &Output, what: &str) -> Result<Value> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "{what}: not JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A hub data folder and, while serving, its process.
+pub struct Hub {
+    pub data: PathBuf,
+    pub admin_token: String,
+    pub addr: Option<std::net::SocketAddr>,
+    child: Option<Child>,
+}
+
+impl Hub {
+    /// `dangan-hub init` in `data`.
+    pub fn init(data: &Path) -> Result<Self> {
+        let out = Self::command_in(data, &["init", "--json"])?.output()?;
+        let value = json_of(&out, "dangan-hub init")?;
+        let admin_token = value["admin_token"]
+            .as_str()
+            .context("init printed no admin_token")?
+            .to_owned();
+        Ok(Self {
+            data: data.to_owned(),
+            admin_token,
+            addr: None,
+            child: None,
+        })
+    }
+
+    fn command_in(data: &Path, args: &[&str]) -> Result<Command> {
+        let mut command = Command::new(binary("dangan-hub")?);
+        command
+            .args(args)
+            .arg("--data")
+            .arg(data)
+            .env("DANGAN_LANG", "en")
+            .env_remove("RUST_LOG");
+        Ok(command)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Result<Command> {
+        Self::command_in(&self.data, args)
+    }
+
+    /// Runs a CLI command with `--json` and parses its output.
+    pub fn json(&self, args: &[&str]) -> Result<Value> {
+        let out = self.command(args)?.arg("--json").output()?;
+        json_of(&out, &format!("dangan-hub {args:?}"))
+    }
+
+    /// Starts `serve` on `listen` (use "127.0.0.1:0" the first time) and
+    /// waits until it answers.
+    pub fn start(&mut self, listen: &str) -> Result<()> {
+        let mut child = self
+            .command(&["serve", "--listen", listen])?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start dangan-hub serve")?;
+        let stdout = child.stdout.take().context("hub stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the hub did not say where it listens within 30 s");
+            }
+            let Some(line) = lines.next() else {
+                bail!("the hub exited before listening: {:?}", child.wait());
+            };
+            let line = line?;
+            if let Some(addr) = listening_address(&line) {
+                break addr;
+            }
+        };
+        // Keep draining stdout so the hub never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.addr = Some(addr);
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr.expect("hub not started"))
+    }
+
+    /// Restarts on the same address.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let addr = self.addr.context("never started")?.to_string();
+        self.start(&addr)
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A one-time enrolment code for `district`.
+    pub fn enrol_code(&self, district: &str) -> Result<String> {
+        let value = self.json(&["node", "enrol", "--district", district])?;
+        Ok(value["code"].as_str().context("no code")?.to_owned())
+    }
+
+    pub fn reconcile(&self) -> Result<Value> {
+        self.json(&["reconcile"])
+    }
+
+    /// Files in the hub's blob store (complete blobs), by name.
+    pub fn stored_blobs(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut stack = vec![self.data.join("blobs")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads "listening on http://ADDR" (or a bare socket address after
+/// "listening") from a line of the hub's output.
+fn listening_address(line: &str) -> Option<std::net::SocketAddr> {
+    let lower = line.to_ascii_lowercase();
+    let at = lower.find("listening")?;
+    lower[at..]
+        .split(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '=')
+        .find_map(|word| word.parse().ok())
+}
+
+/// An edge data folder.
+pub struct Edge {
+    pub data: PathBuf,
+}
+
+impl Edge {
+    /// `dangan-edge init` for `district` in `data`, with `config` appended
+    /// to the default edge.toml.
+    pub fn init(data: &Path, district: &str, config: &str) -> Result<Self> {
+        let edge = Self {
+            data: data.to_owned(),
+        };
+        edge.json(&["init", "--district", district])?;
+        if !config.is_empty() {
+            std::fs::write(data.join("edge.toml"), config)?;
+        }
+        Ok(edge)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Result<Command> {
+        let mut command = Command::new(binary("dangan-edge")?);
+        command
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .env("DANGAN_LANG", "en")
+            .env_remove("RUST_LOG");
+        Ok(command)
+    }
+
+    pub fn json(&self, args: &[&str]) -> Result<Value> {
+        let out = self.command(args)?.arg("--json").output()?;
+        json_of(&out, &format!("dangan-edge {args:?}"))
+    }
+
+    /// Runs with `--json` whatever the exit status; returns status and output.
+    pub fn try_json(&self, args: &[&str]) -> Result<(bool, Value)> {
+        let out = self.command(args)?.arg("--json").output()?;
+        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            Value::String(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        });
+        Ok((out.status.success(), value))
+    }
+
+    pub fn enrol(&self, hub_url: &str, code: &str) -> Result<Value> {
+        self.json(&["enrol", "--hub", hub_url, "--code", code])
+    }
+
+    /// Ingests `dir` into `batch` and accepts the batch.
+    pub fn ingest_and_accept(&self, batch: &str, dir: &Path) -> Result<Value> {
+        let path = dir.display().to_string();
+        let report = self.json(&["ingest", "--batch", batch, &path])?;
+        self.json(&["batch", "accept", batch])?;
+        Ok(report)
+    }
+
+    /// The state of a batch as `batch list` reports it.
+    pub fn batch_state(&self, batch: &str) -> Result<String> {
+        let list = self.json(&["batch", "list"])?;
+        list.as_array()
+            .context("batch list")?
+            .iter()
+            .find(|b| b["name"] == batch)
+            .and_then(|b| b["state"].as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("no batch {batch}"))
+    }
+}

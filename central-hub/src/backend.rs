@@ -249,8 +249,9 @@ impl HubBackend {
     }
 
     fn claim_upload(&self, blob: BlobId) -> Option<UploadSlot<'_>> {
-        let mut uploads = self.uploads.lock().ok()?;
-        uploads.insert(blob).then_some(UploadSlot {
+        let claimed = self.uploads.lock().ok()?.insert(blob);
+        // Built only once the lock is released: a slot's drop takes it.
+        claimed.then(|| UploadSlot {
             uploads: &self.uploads,
             blob,
         })

@@ -143,6 +143,17 @@ pub fn record_offer(
     Ok(())
 }
 
+/// One page of an offer's missing blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingPage {
+    /// Blob ids and sizes, in blob-id order.
+    pub blobs: Vec<(BlobId, u64)>,
+    /// More missing blobs follow this page.
+    pub more: bool,
+    /// Missing blobs of the whole offer.
+    pub total: u64,
+}
+
 /// Up to `limit` blobs of an offer that are not present, in blob-id order
 /// after `after`, and how many are missing in all.
 pub fn missing(
@@ -150,7 +161,7 @@ pub fn missing(
     manifest_hash: &str,
     after: Option<&BlobId>,
     limit: u32,
-) -> Result<(Vec<(BlobId, u64)>, u64), StoreError> {
+) -> Result<MissingPage, StoreError> {
     let after = after.map(|id| id.to_hex()).unwrap_or_default();
     let mut stmt = conn.prepare_cached(
         "SELECT ob.blob, ob.size FROM offer_blobs ob
@@ -158,7 +169,8 @@ pub fn missing(
            AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = ob.blob)
          ORDER BY ob.blob LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![manifest_hash, after, limit], |row| {
+    // One more than asked tells whether another page follows.
+    let rows = stmt.query_map(params![manifest_hash, after, limit + 1], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
     })?;
     let mut page = Vec::new();
@@ -169,8 +181,14 @@ pub fn missing(
             .map_err(|err| StoreError::Corrupt(err.to_string()))?;
         page.push((id, size));
     }
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
     let total = missing_count(conn, manifest_hash)?;
-    Ok((page, total))
+    Ok(MissingPage {
+        blobs: page,
+        more,
+        total,
+    })
 }
 
 pub fn missing_count(conn: &Connection, manifest_hash: &str) -> Result<u64, StoreError> {

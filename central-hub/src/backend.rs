@@ -195,11 +195,21 @@ impl HubBackend {
         let conn = self.db.get()?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Some(hash) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= expiry);
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".tmp") {
+                // An interrupted staging write.
+                if old {
+                    let _ = fs::remove_file(&path);
+                }
+                continue;
+            }
+            let Some(hash) = name.strip_suffix(".json") else {
                 continue;
             };
             if archive::offer(&conn, hash)?.is_some() {
@@ -214,16 +224,8 @@ impl HubBackend {
                 .map_err(StoreError::from)?;
             if committed {
                 self.file_manifest(hash);
-            } else {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|age| age >= expiry);
-                if old {
-                    let _ = fs::remove_file(&path);
-                }
+            } else if old {
+                let _ = fs::remove_file(&path);
             }
         }
         Ok(())
@@ -266,12 +268,12 @@ impl HubBackend {
     ) -> Result<OfferResponse, ProtocolError> {
         let limit = limit.clamp(1, self.config.limits.missing_page);
         let hash = manifest_hash.clone();
-        let (page, total) = self
+        let page = self
             .db
             .run(move |conn| archive::missing(conn, &hash, after.as_ref(), limit))
             .await?;
-        let mut missing = Vec::with_capacity(page.len());
-        for (blob, size) in page {
+        let mut missing = Vec::with_capacity(page.blobs.len());
+        for (blob, size) in page.blobs {
             let offset = self.blobs.partial_len(&blob).map_err(storage_error)?;
             missing.push(MissingBlob {
                 blob,
@@ -279,7 +281,7 @@ impl HubBackend {
                 offset: offset.min(size),
             });
         }
-        let next = if missing.len() as u64 == u64::from(limit) && total > u64::from(limit) {
+        let next = if page.more {
             missing.last().map(|m| m.blob)
         } else {
             None
@@ -290,7 +292,7 @@ impl HubBackend {
             committed: false,
             missing,
             next,
-            missing_total: total,
+            missing_total: page.total,
         })
     }
 

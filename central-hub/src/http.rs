@@ -71,19 +71,46 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let app = app(Arc::clone(&backend));
+    // The shutdown signal both starts the graceful stop and, GRACE later,
+    // ends requests still running (a long upload keeps what it wrote).
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let graceful = {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }
+    };
+    let deadline = async move {
+        let mut stop = stop;
+        let _ = stop.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(GRACE).await;
+    };
     let housekeeping = tokio::spawn(housekeeping(backend));
-    let served = match tls {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServeError::from),
-        Some(files) => {
-            let acceptor = TlsAcceptor::from(Arc::new(server_config(&files)?));
-            let listener = TlsListener::new(listener, acceptor)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
+    let server = async {
+        match tls {
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
                 .await
-                .map_err(ServeError::from)
+                .map_err(ServeError::from),
+            Some(files) => {
+                let acceptor = TlsAcceptor::from(Arc::new(server_config(&files)?));
+                let listener = TlsListener::new(listener, acceptor)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+                    .map_err(ServeError::from)
+            }
+        }
+    };
+    let served = tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!(grace_s = GRACE.as_secs(), "requests still running after the grace period; stopping anyway");
+            Ok(())
         }
     };
     housekeeping.abort();
@@ -198,6 +225,9 @@ fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServeError> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
+
+/// How long requests in progress may run on after a shutdown signal.
+const GRACE: Duration = Duration::from_secs(30);
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);

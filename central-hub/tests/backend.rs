@@ -744,6 +744,14 @@ async fn a_100000_page_manifest_is_offered_and_committed() {
         next = page.next;
     }
     assert_eq!(seen.len(), 2000);
+    // A last page that is exactly full says there is no next page.
+    let half = hub.backend.missing(&node, &h, None, 1000).await.unwrap();
+    let rest = hub
+        .backend
+        .missing(&node, &h, half.next, 1000)
+        .await
+        .unwrap();
+    assert_eq!((rest.missing.len(), rest.next), (1000, None));
     assert!(seen.windows(2).all(|w| w[0].blob < w[1].blob));
     for bytes in &blobs {
         hub.upload(&node, bytes).await;

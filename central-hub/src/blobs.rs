@@ -23,8 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dangan_shared::BlobId;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -32,6 +34,10 @@ use crate::config::Storage;
 
 /// Bytes read from a request and buffered before each write to the partial.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Environment variables with the S3 credentials (never in hub.toml).
+pub const S3_KEY_ID_VAR: &str = "DANGAN_HUB_S3_ACCESS_KEY_ID";
+pub const S3_SECRET_VAR: &str = "DANGAN_HUB_S3_SECRET_ACCESS_KEY";
+
 /// Part size of uploads to a remote object store (S3 needs at least 5 MiB).
 const REMOTE_PART: usize = 8 << 20;
 
@@ -46,8 +52,6 @@ pub enum BlobError {
     },
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
-    #[error("storage backend {0} is not available in this build")]
-    Unsupported(&'static str),
 }
 
 impl BlobError {
@@ -108,9 +112,36 @@ impl BlobStore {
                     partial_dir: partial_dir.to_owned(),
                 })
             }
-            Storage::S3 { .. } => Err(BlobError::Unsupported(
-                "\"s3\" (storage.backend in hub.toml; use \"local\")",
-            )),
+            Storage::S3 {
+                endpoint,
+                bucket,
+                region,
+                prefix,
+                allow_http,
+            } => {
+                // AWS_* variables (and instance credentials) apply unless
+                // the hub's own variables are set.
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_region(region)
+                    .with_allow_http(*allow_http);
+                if !endpoint.is_empty() {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Ok(key_id) = std::env::var(S3_KEY_ID_VAR) {
+                    builder = builder.with_access_key_id(key_id);
+                }
+                if let Ok(secret) = std::env::var(S3_SECRET_VAR) {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                let s3: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    s3
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                };
+                Ok(Self::with_object_store(store, partial_dir))
+            }
         }
     }
 
@@ -367,11 +398,25 @@ pub fn sync_dir(dir: &Path) -> Result<(), BlobError> {
         .map_err(BlobError::io("sync", dir))
 }
 
-/// Streams a file into `store` under `key` in parts.
+/// Copies a file into `store` under `key`: in one request when small, else
+/// streamed in parts.
 async fn upload(store: &dyn ObjectStore, key: &ObjectPath, path: &Path) -> Result<(), BlobError> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(BlobError::io("open", path))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(BlobError::io("inspect", path))?
+        .len();
+    if size <= REMOTE_PART as u64 {
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes)
+            .await
+            .map_err(BlobError::io("read", path))?;
+        store.put(key, bytes.into()).await?;
+        return Ok(());
+    }
     let upload = store.put_multipart(key).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, REMOTE_PART);
     let mut buffer = vec![0u8; 1 << 20];
@@ -459,31 +504,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_remote_store_receives_the_blob_in_parts() {
+    async fn a_remote_store_receives_blobs_whole_or_in_parts() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("partial")).unwrap();
         let memory = Arc::new(object_store::memory::InMemory::new());
         let store = BlobStore::with_object_store(memory.clone(), &dir.path().join("partial"));
-        let bytes: Vec<u8> = (0..(REMOTE_PART * 2 + 17))
-            .map(|i| (i % 251) as u8)
-            .collect();
-        let id = BlobId::of(&bytes);
-        let mut body = &bytes[..];
-        store
-            .append(&id, 0, bytes.len() as u64, &mut body)
-            .await
-            .unwrap();
-        assert!(store.partial_matches(&id).await.unwrap());
-        store.publish(&id).await.unwrap();
-        let stored = memory
-            .get(&BlobStore::key(&id))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(stored.as_ref(), &bytes[..]);
-        assert!(!store.partial_path(&id).exists());
+        for size in [0, 1, REMOTE_PART, REMOTE_PART * 2 + 17] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let id = BlobId::of(&bytes);
+            let mut body = &bytes[..];
+            store
+                .append(&id, 0, bytes.len() as u64, &mut body)
+                .await
+                .unwrap();
+            assert!(store.partial_matches(&id).await.unwrap());
+            store.publish(&id).await.unwrap();
+            let stored = memory
+                .get(&BlobStore::key(&id))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(stored.as_ref(), &bytes[..], "size {size}");
+            assert!(!store.partial_path(&id).exists());
+        }
     }
 
     #[test]

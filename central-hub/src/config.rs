@@ -316,9 +316,9 @@ tls_key = ""
 
 [storage]
 # Where complete, verified images (blobs) are kept: "local" (a folder) or
-# "s3" (an S3-compatible bucket; not available in this build yet: the hub
-# refuses to start with it and says so). Changing it on a hub that already
-# holds blobs does not move them: copy them over first.
+# "s3" (an S3-compatible bucket, see [storage.s3]). Changing it on a hub
+# that already holds blobs does not move them: copy them over first, or
+# the hub believes it has blobs it cannot find.
 backend = "local"
 # The folder for backend "local". Each blob is one uncompressed file named
 # by its BLAKE3 id under a two-hex-digit fan-out folder (ab/abcd...). Put it
@@ -328,9 +328,12 @@ path = "blobs"
 
 [storage.s3]
 # For backend "s3". The endpoint of an S3-compatible server, e.g.
-# "https://s3.example.org" (empty: AWS itself). Credentials come from the
-# environment variables DANGAN_HUB_S3_ACCESS_KEY_ID and
-# DANGAN_HUB_S3_SECRET_ACCESS_KEY, never from this file.
+# "https://s3.example.org" (empty: AWS itself); buckets are addressed by
+# path (endpoint/bucket/key). Credentials come from the environment
+# variables DANGAN_HUB_S3_ACCESS_KEY_ID and DANGAN_HUB_S3_SECRET_ACCESS_KEY
+# (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), never from this file.
+# Partial uploads stay in the data folder's partial/ until verified; each
+# verified blob is then uploaded (in 8 MiB parts when larger).
 endpoint = ""
 bucket = ""
 region = "us-east-1"

@@ -15,6 +15,7 @@ use dangan_sync::wire::{
     ManifestFile, ManifestPage, QueueReport, QueuedBatch, Receipt, ReconcileState,
 };
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use object_store::ObjectStoreExt;
 
 struct Hub {
     _dir: tempfile::TempDir,
@@ -73,6 +74,14 @@ impl Hub {
             }
         }
         files
+    }
+
+    fn blob_files_if_local(&self) -> Vec<PathBuf> {
+        if self.data.join("blobs").is_dir() {
+            self.blob_files()
+        } else {
+            Vec::new()
+        }
     }
 
     fn count(&self, sql: &str) -> i64 {
@@ -868,4 +877,77 @@ async fn https_with_a_custom_ca() {
     drop((client, stranger));
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+/// The S3 storage backend against a real S3-compatible server. Runs only
+/// when DANGAN_TEST_S3_ENDPOINT names one (e.g. `moto_server` on
+/// http://127.0.0.1:5055) with an existing bucket DANGAN_TEST_S3_BUCKET
+/// (default `dangan-test`); the credentials come from
+/// DANGAN_HUB_S3_ACCESS_KEY_ID and DANGAN_HUB_S3_SECRET_ACCESS_KEY.
+#[tokio::test]
+async fn s3_storage_when_a_server_is_given() {
+    let Ok(endpoint) = std::env::var("DANGAN_TEST_S3_ENDPOINT") else {
+        eprintln!("DANGAN_TEST_S3_ENDPOINT not set: S3 backend not exercised");
+        return;
+    };
+    let bucket = std::env::var("DANGAN_TEST_S3_BUCKET").unwrap_or_else(|_| "dangan-test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    std::fs::create_dir_all(&data).unwrap();
+    let prefix = format!("run-{}", std::process::id());
+    std::fs::write(
+        data.join("hub.toml"),
+        format!(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{endpoint}\"\n\
+             bucket = \"{bucket}\"\nprefix = \"{prefix}\"\nallow_http = true\n"
+        ),
+    )
+    .unwrap();
+    let made = hub::init(&data).unwrap();
+    let hub = Hub {
+        backend: Arc::new(HubBackend::open(&data).unwrap()),
+        data,
+        _dir: dir,
+        admin_token: made.admin_token,
+    };
+    let (node, _) = hub.node("330106").await;
+    let big: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 249) as u8).collect();
+    let small = b"small page".to_vec();
+    let m = manifest("330106", "s3", &[big.clone(), small.clone()], 1);
+    hub.backend
+        .offer(&node, m.clone(), hash(&m), 10)
+        .await
+        .unwrap();
+    let id = BlobId::of(&big);
+    let mut first = &big[..1 << 20];
+    let len = big.len() as u64;
+    hub.backend
+        .blob_write(&node, id, 0, len, &mut first)
+        .await
+        .unwrap();
+    let mut rest = &big[1 << 20..];
+    let status = hub
+        .backend
+        .blob_write(&node, id, 1 << 20, len, &mut rest)
+        .await
+        .unwrap();
+    assert!(status.complete);
+    hub.upload(&node, &small).await;
+    hub.backend
+        .commit(
+            &node,
+            CommitRequest {
+                batch: "s3".into(),
+                manifest_hash: hash(&m),
+            },
+        )
+        .await
+        .unwrap();
+    let store = hub.backend.blob_store().object_store();
+    for bytes in [&big, &small] {
+        let key = dangan_hub::blobs::BlobStore::key(&BlobId::of(bytes));
+        let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.as_ref(), &bytes[..]);
+    }
+    assert!(hub.blob_files_if_local().is_empty());
 }

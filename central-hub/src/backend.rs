@@ -413,6 +413,7 @@ impl Backend for HubBackend {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(node = %node.node_id, batch = %manifest.batch))]
     async fn offer(
         &self,
         node: &NodeIdentity,
@@ -498,7 +499,7 @@ impl Backend for HubBackend {
         })
         .await
         .map_err(|err| error(ErrorCode::Internal, err.to_string()))??;
-        tracing::info!(node = %node.node_id, %batch, hash = %&manifest_hash[..12], "offer staged");
+        tracing::info!(hash = %&manifest_hash[..manifest_hash.len().min(12)], "offer staged");
         self.missing_page(manifest_hash, batch, None, limit).await
     }
 
@@ -585,6 +586,7 @@ impl Backend for HubBackend {
         })
     }
 
+    #[tracing::instrument(skip_all, fields(node = %node.node_id, blob = %blob.short(), offset))]
     async fn blob_write(
         &self,
         node: &NodeIdentity,
@@ -683,6 +685,7 @@ impl Backend for HubBackend {
         self.finish_blob(blob, length).await
     }
 
+    #[tracing::instrument(skip_all, fields(node = %node.node_id, batch = %request.batch))]
     async fn commit(
         &self,
         node: &NodeIdentity,
@@ -783,12 +786,7 @@ impl Backend for HubBackend {
         .await
         .map_err(|err| error(ErrorCode::Internal, err.to_string()))??;
         if outcome.archived_now {
-            tracing::info!(
-                node = %node.node_id,
-                batch = %request.batch,
-                pages = outcome.receipt.body.pages,
-                "batch archived"
-            );
+            tracing::info!(pages = outcome.receipt.body.pages, "batch archived");
             let own = self.staged_path(&request.manifest_hash);
             for path in &outcome.settled_paths {
                 if *path == own {

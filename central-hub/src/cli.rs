@@ -249,6 +249,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     district,
                     valid_hours,
                 } => {
+                    if district.level() == dangan_shared::OrgLevel::StreetOffice {
+                        bail!(
+                            "{district} {}",
+                            lang.pick(
+                                "是街道代码；边缘节点按区县登记（6 位代码）",
+                                "is a street office; edge nodes are enrolled per district (6 digits)"
+                            )
+                        );
+                    }
                     let code = nodes::create_enrolment_code(
                         &mut conn,
                         district,

@@ -102,6 +102,8 @@ fn nodes_are_enrolled_listed_and_revoked() {
     assert!(code["expires_at"].as_str().unwrap().ends_with('Z'));
     let bad = hub(&["node", "enrol", "--district", "33x"], &data);
     assert!(!bad.status.success());
+    let street = hub(&["node", "enrol", "--district", "330106001"], &data);
+    assert!(!street.status.success());
     assert_eq!(
         json(&hub(&["node", "list", "--json"], &data)),
         Value::Array(vec![])

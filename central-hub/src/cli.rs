@@ -1,0 +1,570 @@
+//! The `dangan-hub` command line: argument parsing and output. Text for
+//! people in their language (Chinese by default), or one JSON document on
+//! standard output with `--json`.
+//!
+//! The commands work on the data folder directly, as the local
+//! administrator; they need no login and may run while `serve` does.
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use dangan_shared::OrgCode;
+
+use crate::backend::HubBackend;
+use crate::http::{self, TlsFiles};
+use crate::hub::{self, HubFolder};
+use crate::nodes::{self, NodeInfo};
+use crate::reconcile::{self, Reconciliation};
+use crate::text::{Lang, edge_state_label, reconcile_state_label};
+
+/// Dangan central hub: the city archive that district edge nodes sync
+/// their accepted batches to.
+///
+/// The hub keeps every page image once (content-addressed, verified,
+/// durable), indexes every batch, business file and page, signs a receipt
+/// for each archived batch, and shows per district what is queued, in
+/// flight, archived or divergent.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dangan-hub",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// The data folder (hub.db, hub.key, hub.toml, blobs/, partial/).
+    /// Accepted before or after the subcommand.
+    #[arg(long, global = true, env = "DANGAN_HUB_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// Print one machine-readable JSON document on standard output instead
+    /// of text. The fields are documented in central-hub/README.md.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Language of messages for people: zh (Simplified Chinese) or en.
+    #[arg(
+        long,
+        global = true,
+        env = "DANGAN_LANG",
+        value_enum,
+        default_value = "zh"
+    )]
+    lang: Lang,
+
+    /// More log output on standard error (-v info, -vv debug: one line per
+    /// request). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new hub data folder: the index database (hub.db), the
+    /// receipt-signing key (hub.key), a commented hub.toml and the blob
+    /// folders. Prints an admin token for the HTTP admin API once; only its
+    /// hash is kept. Refuses a folder that already holds a hub.
+    Init,
+    /// Run the hub: the /sync/v1 endpoints for edge nodes, GET
+    /// /api/v1/reconcile (admin token) and GET /healthz. Stops gracefully
+    /// on Ctrl-C or SIGTERM. Prints the address it listens on once ready.
+    Serve {
+        /// Address and port to listen on, e.g. 0.0.0.0:8700 (port 0 picks a
+        /// free port). Default: server.listen in hub.toml.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// PEM certificate chain for HTTPS (with --tls-key). Default:
+        /// server.tls_cert in hub.toml; neither means plain HTTP.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for HTTPS (with --tls-cert).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Manage district edge nodes and their credentials.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Show, per district, the nodes' last contact and every batch's state
+    /// (queued, in_flight, archived, divergent) with advice for those that
+    /// need attention.
+    Reconcile {
+        /// Only this district (6-digit code).
+        #[arg(long, value_name = "CODE")]
+        district: Option<OrgCode>,
+    },
+    /// Issue an additional admin token for the HTTP admin API (printed
+    /// once), e.g. when the one printed by init was lost.
+    AdminToken,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Print a one-time enrolment code for a district's edge node; the edge
+    /// exchanges it for its own credential with `dangan-edge enrol --hub URL
+    /// --code CODE`. Creates the district if the hub does not know it yet.
+    Enrol {
+        /// The district (区县): its 6-digit administrative division code,
+        /// e.g. 330106.
+        #[arg(long, value_name = "CODE")]
+        district: OrgCode,
+        /// Hours the code stays valid if unused.
+        #[arg(long, value_name = "N", default_value_t = 72,
+              value_parser = clap::value_parser!(u64).range(1..=8760))]
+        valid_hours: u64,
+    },
+    /// List enrolled nodes: id, district, enrolment time, last contact and
+    /// whether the credential is revoked.
+    List,
+    /// Revoke a node's credential: its next request is refused (401). The
+    /// district's archive is kept; enrol a new node to continue syncing.
+    Revoke {
+        /// The node id, as `node list` shows it (e.g. 330106-1).
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
+}
+
+/// Runs `dangan-hub` with the process's arguments.
+pub fn run() -> ExitCode {
+    run_with(std::env::args_os())
+}
+
+/// Runs `dangan-hub` with `args` (the first is the program name).
+pub fn run_with<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(cli.verbose, serving);
+    let (lang, json) = (cli.lang, cli.json);
+    match execute(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if json {
+                let body = serde_json::json!({ "error": format!("{err:#}") });
+                println!("{body}");
+            } else {
+                eprintln!("{}: {err:#}", lang.pick("错误", "error"));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, serving: bool) {
+    let default = match (verbose, serving) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn data_dir(cli: &Cli) -> Result<PathBuf> {
+    match &cli.data {
+        Some(dir) => Ok(dir.clone()),
+        None => bail!(
+            "{}",
+            cli.lang.pick(
+                "未指定数据目录：请使用 --data DIR 或设置 DANGAN_HUB_DATA",
+                "no data folder: give --data DIR or set DANGAN_HUB_DATA"
+            )
+        ),
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode> {
+    let dir = data_dir(&cli)?;
+    let lang = cli.lang;
+    match &cli.command {
+        Command::Init => {
+            let made =
+                hub::init(&dir).with_context(|| format!("cannot initialise {}", dir.display()))?;
+            if cli.json {
+                print_json(&made)?;
+            } else {
+                println!(
+                    "{} {}",
+                    lang.pick("已创建中心数据目录", "created hub data folder"),
+                    dir.display()
+                );
+                println!("  {}: {}", lang.pick("中心标识", "hub id"), made.hub_id);
+                println!(
+                    "  {}: {}",
+                    lang.pick("回执公钥", "receipt key"),
+                    made.hub_key
+                );
+                println!(
+                    "  {}: {}",
+                    lang.pick("管理令牌", "admin token"),
+                    made.admin_token
+                );
+                println!(
+                    "{}",
+                    lang.pick(
+                        "管理令牌只显示这一次，请妥善保存（用于 GET /api/v1/reconcile）。",
+                        "The admin token is shown only this once; keep it safe (for GET /api/v1/reconcile)."
+                    )
+                );
+            }
+        }
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+        } => serve(&cli, &dir, *listen, tls_cert.clone(), tls_key.clone())?,
+        Command::Node { command } => {
+            let folder = HubFolder::open(&dir)?;
+            let mut conn = folder.db.get()?;
+            match command {
+                NodeCommand::Enrol {
+                    district,
+                    valid_hours,
+                } => {
+                    if district.level() == dangan_shared::OrgLevel::StreetOffice {
+                        bail!(
+                            "{district} {}",
+                            lang.pick(
+                                "是街道代码；边缘节点按区县登记（6 位代码）",
+                                "is a street office; edge nodes are enrolled per district (6 digits)"
+                            )
+                        );
+                    }
+                    let code = nodes::create_enrolment_code(
+                        &mut conn,
+                        district,
+                        Duration::from_secs(valid_hours * 3600),
+                    )?;
+                    if cli.json {
+                        print_json(&code)?;
+                    } else {
+                        println!(
+                            "{} {} {}:",
+                            lang.pick("区县", "district"),
+                            code.district,
+                            lang.pick("的一次性登记码", "one-time enrolment code")
+                        );
+                        println!("  {}", code.code);
+                        println!(
+                            "{} {}",
+                            lang.pick("有效期至（UTC）", "valid until (UTC)"),
+                            code.expires_at
+                        );
+                        println!(
+                            "{}\n  dangan-edge enrol --hub https://HUB:PORT --code {}",
+                            lang.pick("在边缘节点上运行：", "run on the edge node:"),
+                            code.code
+                        );
+                    }
+                }
+                NodeCommand::List => {
+                    let list = nodes::list_nodes(&conn)?;
+                    if cli.json {
+                        print_json(&list)?;
+                    } else {
+                        print_nodes(lang, &list);
+                    }
+                }
+                NodeCommand::Revoke { node } => {
+                    let revoked = nodes::revoke(&mut conn, node)?;
+                    if cli.json {
+                        print_json(&revoked)?;
+                    } else {
+                        println!(
+                            "{} {} ({} {})",
+                            lang.pick("已吊销节点", "revoked node"),
+                            revoked.id,
+                            lang.pick("区县", "district"),
+                            revoked.district
+                        );
+                    }
+                }
+            }
+        }
+        Command::Reconcile { district } => {
+            let folder = HubFolder::open(&dir)?;
+            let conn = folder.db.get()?;
+            let report = reconcile::reconcile(
+                &conn,
+                folder.config.stale_after,
+                district.as_ref().map(OrgCode::as_str),
+            )?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print_reconciliation(lang, &report);
+            }
+        }
+        Command::AdminToken => {
+            let folder = HubFolder::open(&dir)?;
+            let token = nodes::create_admin_token(&*folder.db.get()?)?;
+            if cli.json {
+                print_json(&serde_json::json!({ "admin_token": token }))?;
+            } else {
+                println!("{token}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(
+    cli: &Cli,
+    dir: &std::path::Path,
+    listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+) -> Result<()> {
+    let backend = Arc::new(HubBackend::open(dir)?);
+    let config = backend.config().clone();
+    let listen = listen.unwrap_or(config.listen);
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => config.tls.map(|(cert, key)| TlsFiles { cert, key }),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let bound = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{bound}");
+        if cli.json {
+            let line = serde_json::json!({
+                "listening": bound.to_string(),
+                "url": url,
+                "hub_id": backend.hub_id(),
+                "hub_key": backend.hub_key(),
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{} {url}",
+                cli.lang.pick("中心服务已启动：", "hub listening on")
+            );
+        }
+        let _ = std::io::stdout().flush();
+        tracing::info!(%url, hub_id = backend.hub_id(), "serving");
+        http::serve(backend, listener, tls, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in progress");
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn print_nodes(lang: Lang, list: &[NodeInfo]) {
+    if list.is_empty() {
+        println!(
+            "{}",
+            lang.pick(
+                "还没有登记节点；用 dangan-hub node enrol --district CODE 生成登记码",
+                "no nodes yet; make an enrolment code with dangan-hub node enrol --district CODE"
+            )
+        );
+        return;
+    }
+    println!(
+        "{:<14} {:<8} {:<22} {:<22} {}",
+        lang.pick("节点", "node"),
+        lang.pick("区县", "district"),
+        lang.pick("登记时间", "enrolled"),
+        lang.pick("最近联系", "last contact"),
+        lang.pick("状态", "state")
+    );
+    for node in list {
+        println!(
+            "{:<14} {:<8} {:<22} {:<22} {}",
+            node.id,
+            node.district,
+            node.enrolled_at,
+            node.last_contact.as_deref().unwrap_or("-"),
+            if node.revoked {
+                lang.pick("已吊销", "revoked")
+            } else {
+                lang.pick("正常", "active")
+            }
+        );
+    }
+}
+
+fn short(hash: &Option<String>) -> &str {
+    hash.as_deref().map_or("-", |h| &h[..h.len().min(12)])
+}
+
+fn print_reconciliation(lang: Lang, report: &Reconciliation) {
+    if report.districts.is_empty() {
+        println!(
+            "{}",
+            lang.pick(
+                "中心还没有任何区县；先用 dangan-hub node enrol --district CODE 登记节点",
+                "the hub knows no district yet; enrol a node with dangan-hub node enrol --district CODE"
+            )
+        );
+        return;
+    }
+    for (index, district) in report.districts.iter().enumerate() {
+        if index > 0 {
+            println!();
+        }
+        let stale = if district.stale {
+            match district.last_contact {
+                None => lang.pick("  [从未联系]", "  [never in contact]").to_owned(),
+                Some(_) => format!(
+                    "  [{} {} {}]",
+                    lang.pick("超过", "no contact for over"),
+                    report.stale_after_hours,
+                    lang.pick("小时未联系", "hours")
+                ),
+            }
+        } else {
+            String::new()
+        };
+        println!(
+            "{} {}  {} {}{stale}",
+            lang.pick("区县", "district"),
+            district.district,
+            lang.pick("最近联系", "last contact"),
+            district.last_contact.as_deref().unwrap_or("-"),
+        );
+        let nodes: Vec<String> = district
+            .nodes
+            .iter()
+            .map(|n| {
+                if n.revoked {
+                    format!("{} ({})", n.node_id, lang.pick("已吊销", "revoked"))
+                } else {
+                    n.node_id.clone()
+                }
+            })
+            .collect();
+        println!(
+            "  {}: {}",
+            lang.pick("节点", "nodes"),
+            if nodes.is_empty() {
+                "-".to_owned()
+            } else {
+                nodes.join(", ")
+            }
+        );
+        let c = &district.counts;
+        println!(
+            "  {} {}  {} {}  {} {}  {} {}",
+            lang.pick("排队", "queued"),
+            c.queued,
+            lang.pick("传输中", "in flight"),
+            c.in_flight,
+            lang.pick("已归档", "archived"),
+            c.archived,
+            lang.pick("不一致", "divergent"),
+            c.divergent
+        );
+        if district.batches.is_empty() {
+            continue;
+        }
+        println!(
+            "  {:<24} {:<8} {:<8} {:>8} {:<12} {:<12} {}",
+            lang.pick("批次", "batch"),
+            lang.pick("状态", "state"),
+            lang.pick("边缘", "edge"),
+            lang.pick("页", "pages"),
+            lang.pick("边缘清单", "edge hash"),
+            lang.pick("中心清单", "hub hash"),
+            lang.pick("归档时间", "archived at"),
+        );
+        for batch in &district.batches {
+            println!(
+                "  {:<24} {:<8} {:<8} {:>8} {:<12} {:<12} {}",
+                batch.batch,
+                reconcile_state_label(lang, batch.state),
+                batch
+                    .edge_state
+                    .as_deref()
+                    .map_or("-".to_owned(), |s| edge_state_label(lang, s)),
+                batch.pages.map_or("-".to_owned(), |p| p.to_string()),
+                short(&batch.edge_manifest_hash),
+                short(&batch.hub_manifest_hash),
+                batch.committed_at.as_deref().unwrap_or("-"),
+            );
+            if let Some(missing) = batch.missing_blobs {
+                println!(
+                    "    {}: {missing}",
+                    lang.pick("中心仍缺图像数", "blobs still missing at the hub")
+                );
+            }
+            if let Some(error) = &batch.last_error {
+                println!(
+                    "    {}: {error}",
+                    lang.pick("边缘最近错误", "edge's last error")
+                );
+            }
+            if let Some(advice) = batch.advice_code {
+                println!(
+                    "    {}: {}",
+                    lang.pick("建议", "advice"),
+                    advice.text(lang.is_zh())
+                );
+            }
+        }
+    }
+}

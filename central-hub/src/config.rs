@@ -1,0 +1,418 @@
+//! `hub.toml`: read into a raw struct with documented defaults, then
+//! validated into the [`Config`] the hub is built from.
+//!
+//! Every field has a default, so an empty file is a working embedded setup
+//! (SQLite and a local blob folder inside the data folder). The example
+//! written by `init` ([`EXAMPLE`]) documents each field and what goes wrong
+//! if it is set badly; keep the two in step.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dangan_sync::server::Limits;
+use serde::Deserialize;
+
+/// The file name of the configuration inside the data folder.
+pub const FILE_NAME: &str = "hub.toml";
+
+/// The default listen address: loopback only, so a fresh hub is not exposed
+/// before an administrator decides where it should listen.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field} {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    storage: RawStorage,
+    uploads: RawUploads,
+    limits: RawLimits,
+    reconcile: RawReconcile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    tls_cert: String,
+    tls_key: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawStorage {
+    backend: String,
+    path: String,
+    s3: RawS3,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            path: "blobs".into(),
+            s3: RawS3::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawS3 {
+    endpoint: String,
+    bucket: String,
+    region: String,
+    prefix: String,
+    allow_http: bool,
+}
+
+impl Default for RawS3 {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            prefix: String::new(),
+            allow_http: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawUploads {
+    partial_expiry_hours: u64,
+}
+
+impl Default for RawUploads {
+    fn default() -> Self {
+        Self {
+            partial_expiry_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawLimits {
+    max_manifest_mib: u64,
+    max_blob_mib: u64,
+    max_json_kib: u64,
+    missing_page: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            max_manifest_mib: limits.max_manifest_bytes >> 20,
+            max_blob_mib: limits.max_blob_bytes >> 20,
+            max_json_kib: limits.max_json_bytes >> 10,
+            missing_page: limits.missing_page,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawReconcile {
+    stale_after_hours: u64,
+}
+
+impl Default for RawReconcile {
+    fn default() -> Self {
+        Self {
+            stale_after_hours: 24,
+        }
+    }
+}
+
+/// Where complete blobs are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A folder (absolute, or resolved against the data folder).
+    Local { path: PathBuf },
+    /// An S3-compatible bucket. Credentials come from the environment
+    /// (`DANGAN_HUB_S3_ACCESS_KEY_ID`, `DANGAN_HUB_S3_SECRET_ACCESS_KEY`).
+    S3 {
+        endpoint: String,
+        bucket: String,
+        region: String,
+        prefix: String,
+        allow_http: bool,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Certificate chain and private key (PEM) for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub storage: Storage,
+    /// Partial uploads untouched for this long are deleted.
+    pub partial_expiry: Duration,
+    pub limits: Limits,
+    /// A district whose nodes have not been in contact for this long is
+    /// flagged stale in the reconciliation.
+    pub stale_after: Duration,
+}
+
+const HOUR: u64 = 3600;
+
+impl Config {
+    /// Reads `hub.toml` from the data folder; a missing file means defaults.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::parse(&text, &path, data_dir)
+    }
+
+    /// Parses `text` (read from `path`); relative paths resolve against `data_dir`.
+    pub fn parse(text: &str, path: &Path, data_dir: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
+        Self::resolve(raw, path, data_dir)
+    }
+
+    fn resolve(raw: RawConfig, path: &Path, data_dir: &Path) -> Result<Self, ConfigError> {
+        let invalid = |field: &'static str, problem: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem: problem.to_owned(),
+        };
+        let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                "must be an IP address and port, e.g. 0.0.0.0:8700",
+            )
+        })?;
+        let tls = match (
+            raw.server.tls_cert.is_empty(),
+            raw.server.tls_key.is_empty(),
+        ) {
+            (true, true) => None,
+            (false, false) => Some((
+                data_dir.join(&raw.server.tls_cert),
+                data_dir.join(&raw.server.tls_key),
+            )),
+            _ => {
+                return Err(invalid(
+                    "server.tls_cert",
+                    "and server.tls_key must be given together",
+                ));
+            }
+        };
+        let storage = match raw.storage.backend.as_str() {
+            "local" => {
+                if raw.storage.path.trim().is_empty() {
+                    return Err(invalid("storage.path", "is empty"));
+                }
+                Storage::Local {
+                    path: data_dir.join(&raw.storage.path),
+                }
+            }
+            "s3" => {
+                let s3 = raw.storage.s3;
+                if s3.bucket.is_empty() {
+                    return Err(invalid("storage.s3.bucket", "is required for backend s3"));
+                }
+                Storage::S3 {
+                    endpoint: s3.endpoint,
+                    bucket: s3.bucket,
+                    region: s3.region,
+                    prefix: s3.prefix,
+                    allow_http: s3.allow_http,
+                }
+            }
+            _ => return Err(invalid("storage.backend", "must be \"local\" or \"s3\"")),
+        };
+        if raw.uploads.partial_expiry_hours == 0 {
+            return Err(invalid(
+                "uploads.partial_expiry_hours",
+                "must be at least 1: a running upload would be deleted under the edge",
+            ));
+        }
+        let limits = raw.limits;
+        if limits.max_manifest_mib == 0 || limits.max_blob_mib == 0 || limits.max_json_kib == 0 {
+            return Err(invalid("limits", "values must be above 0"));
+        }
+        if !(100..=100_000).contains(&limits.missing_page) {
+            return Err(invalid(
+                "limits.missing_page",
+                "must be between 100 and 100000",
+            ));
+        }
+        if raw.reconcile.stale_after_hours == 0 {
+            return Err(invalid("reconcile.stale_after_hours", "must be at least 1"));
+        }
+        Ok(Self {
+            listen,
+            tls,
+            storage,
+            partial_expiry: Duration::from_secs(raw.uploads.partial_expiry_hours * HOUR),
+            limits: Limits {
+                max_manifest_bytes: limits.max_manifest_mib << 20,
+                max_blob_bytes: limits.max_blob_mib << 20,
+                max_json_bytes: limits.max_json_kib << 10,
+                missing_page: limits.missing_page,
+            },
+            stale_after: Duration::from_secs(raw.reconcile.stale_after_hours * HOUR),
+        })
+    }
+}
+
+/// The commented `hub.toml` that `init` writes. Every value shown is the default.
+pub const EXAMPLE: &str = r#"# Dangan central hub configuration.
+#
+# Every setting below shows its default; delete a line to go back to it.
+# Relative paths are relative to the data folder. Secrets never go in this
+# file: the admin token and node credentials live (hashed) in hub.db, the
+# signing key in hub.key, S3 keys in environment variables.
+
+[server]
+# Address and port `dangan-hub serve` listens on (--listen overrides it).
+# The default answers only on this machine; use 0.0.0.0:8700 (with TLS) to
+# let district edges connect. A port another program holds makes serve fail.
+listen = "127.0.0.1:8700"
+# HTTPS: a PEM certificate chain and its PEM private key (--tls-cert and
+# --tls-key override them). Both empty: plain HTTP, which exposes node
+# credentials and images to anyone on the path, so only use it on loopback
+# or a trusted network. Edges must trust the certificate's CA.
+tls_cert = ""
+tls_key = ""
+
+[storage]
+# Where complete, verified images (blobs) are kept: "local" (a folder) or
+# "s3" (an S3-compatible bucket, see [storage.s3]). Changing it on a hub
+# that already holds blobs does not move them: copy them over first, or
+# the hub believes it has blobs it cannot find.
+backend = "local"
+# The folder for backend "local". Each blob is one uncompressed file named
+# by its BLAKE3 id under a two-hex-digit fan-out folder (ab/abcd...). Put it
+# on a disk with room for the whole archive; a full disk makes uploads fail
+# (the edges keep their data and retry).
+path = "blobs"
+
+[storage.s3]
+# For backend "s3". The endpoint of an S3-compatible server, e.g.
+# "https://s3.example.org" (empty: AWS itself); buckets are addressed by
+# path (endpoint/bucket/key). Credentials come from the environment
+# variables DANGAN_HUB_S3_ACCESS_KEY_ID and DANGAN_HUB_S3_SECRET_ACCESS_KEY
+# (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), never from this file.
+# Partial uploads stay in the data folder's partial/ until verified; each
+# verified blob is then uploaded (in 8 MiB parts when larger).
+endpoint = ""
+bucket = ""
+region = "us-east-1"
+# Key prefix inside the bucket, e.g. "dangan/blobs".
+prefix = ""
+# Allow plain http:// endpoints (a test server on loopback). Never in production.
+allow_http = false
+
+[uploads]
+# A partial upload (a blob an edge started sending) not touched for this
+# many hours is deleted; the edge then sends that blob again from the start.
+# Too short and a slow or paused edge loses its progress over and over; too
+# long and abandoned partials fill the disk.
+partial_expiry_hours = 24
+
+[limits]
+# Largest batch manifest accepted, in MiB (after decompression). A
+# 100,000-page batch has a manifest of roughly 40 MiB. Too low and large
+# batches can never sync; too high and one request can take much memory.
+max_manifest_mib = 256
+# Largest single blob (image file) accepted, in MiB.
+max_blob_mib = 2048
+# Largest other JSON request (queue reports, commits), in KiB.
+max_json_kib = 4096
+# Most missing blobs listed in one answer (100–100000); the edge pages
+# through the rest.
+missing_page = 10000
+
+[reconcile]
+# A district none of whose nodes has contacted the hub for this many hours
+# is flagged stale in `dangan-hub reconcile`, and batches queued at its edge
+# for longer than this get advice. Too short and ordinary sync windows (e.g.
+# nights only) look like outages; too long and a dead edge goes unnoticed.
+stale_after_hours = 24
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let data = Path::new("/data");
+        let example = Config::parse(EXAMPLE, Path::new("hub.toml"), data).unwrap();
+        let empty = Config::parse("", Path::new("hub.toml"), data).unwrap();
+        assert_eq!(example.listen, empty.listen);
+        assert_eq!(example.tls, None);
+        assert_eq!(example.storage, empty.storage);
+        assert_eq!(
+            example.storage,
+            Storage::Local {
+                path: data.join("blobs")
+            }
+        );
+        assert_eq!(example.partial_expiry, Duration::from_secs(24 * 3600));
+        assert_eq!(example.stale_after, empty.stale_after);
+        let defaults = Limits::default();
+        assert_eq!(example.limits.max_blob_bytes, defaults.max_blob_bytes);
+        assert_eq!(
+            example.limits.max_manifest_bytes,
+            defaults.max_manifest_bytes
+        );
+        assert_eq!(example.limits.max_json_bytes, defaults.max_json_bytes);
+        assert_eq!(example.limits.missing_page, defaults.missing_page);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field_named() {
+        let parse = |text: &str| {
+            Config::parse(text, Path::new("hub.toml"), Path::new("/d"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(parse("[server]\nlisten = 'x'").contains("server.listen"));
+        assert!(parse("[server]\ntls_cert = 'c.pem'").contains("server.tls_cert"));
+        assert!(parse("[storage]\nbackend = 'ftp'").contains("storage.backend"));
+        assert!(parse("[storage]\nbackend = 's3'").contains("storage.s3.bucket"));
+        assert!(parse("[uploads]\npartial_expiry_hours = 0").contains("partial_expiry_hours"));
+        assert!(parse("[limits]\nmissing_page = 5").contains("limits.missing_page"));
+        assert!(parse("[server]\nport = 5").contains("port"));
+    }
+}

@@ -1,0 +1,29 @@
+//! Dangan central hub: the archive that district edge nodes sync to.
+//!
+//! Module map:
+//! - [`cli`]: the `dangan-hub` command line (`init`, `serve`, `node`, `reconcile`).
+//! - [`hub`]: a data folder (`hub.db`, `hub.key`, `hub.toml`, blobs, partials) and `init`.
+//! - [`config`]: `hub.toml`, raw and validated.
+//! - [`store`]: the SQLite index: schema, migrations, connection pool.
+//! - [`nodes`]: districts, nodes, enrolment codes and admin tokens (hashed).
+//! - [`archive`]: offers, blobs present, committed batches and edge reports in the index.
+//! - [`blobs`]: complete blobs in the object store and partial uploads.
+//! - [`backend`]: [`backend::HubBackend`], the storage behind the `/sync/v1` router.
+//! - [`reconcile`]: per district, what is queued, in flight, archived or divergent.
+//! - [`http`]: the HTTP(S) service: sync router, admin API, health check.
+//! - [`text`]: operator-facing text in Chinese and English.
+//! - [`shim`]: temporary stand-ins for `dangan-sync` functions (deleted at merge).
+pub mod archive;
+pub mod backend;
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod nodes;
+pub mod reconcile;
+pub mod shim;
+pub mod store;
+pub mod text;
+
+pub use backend::HubBackend;

@@ -1,0 +1,404 @@
+//! The hub's index database (SQLite, WAL): districts, nodes and their
+//! credentials, blobs present, staged offers, archived batches with their
+//! business files and pages, and what each edge last reported.
+//!
+//! Schema changes are numbered migrations applied in order and recorded in
+//! `PRAGMA user_version`; a database newer than this binary is refused.
+//!
+//! Connections come from a small pool ([`Db`]) and are used on blocking
+//! threads ([`Db::run`]). Every transaction that writes begins IMMEDIATE, so
+//! concurrent writers (the server and a CLI command in another process) wait
+//! for each other through the busy timeout instead of failing.
+//!
+//! Invariants:
+//! - a `blobs` row exists only for a blob that is durable in the object store;
+//! - a `batches` row and its business files and pages are written in one
+//!   transaction, and only when every page's blob has a `blobs` row;
+//! - credentials (node tokens, enrolment codes, admin tokens) are stored
+//!   only as BLAKE3 hashes.
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+pub const DB_FILE: &str = "hub.db";
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE districts (
+    code       TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    district     TEXT NOT NULL REFERENCES districts(code),
+    token_hash   TEXT NOT NULL UNIQUE,
+    enrolled_at  TEXT NOT NULL,
+    revoked_at   TEXT,
+    last_contact TEXT
+);
+CREATE INDEX nodes_district ON nodes(district);
+CREATE TABLE enrolment_codes (
+    code_hash  TEXT PRIMARY KEY,
+    district   TEXT NOT NULL REFERENCES districts(code),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at    TEXT,
+    node_id    TEXT
+);
+CREATE TABLE admin_tokens (
+    token_hash TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE blobs (
+    id        TEXT PRIMARY KEY,
+    size      INTEGER NOT NULL,
+    stored_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE offers (
+    manifest_hash TEXT PRIMARY KEY,
+    district      TEXT NOT NULL REFERENCES districts(code),
+    batch         TEXT NOT NULL,
+    node_id       TEXT NOT NULL REFERENCES nodes(id),
+    path          TEXT NOT NULL,
+    pages         INTEGER NOT NULL,
+    blobs         INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    offered_at    TEXT NOT NULL
+);
+CREATE INDEX offers_batch ON offers(district, batch);
+CREATE TABLE offer_blobs (
+    manifest_hash TEXT NOT NULL REFERENCES offers(manifest_hash) ON DELETE CASCADE,
+    blob          TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    PRIMARY KEY (manifest_hash, blob)
+) WITHOUT ROWID;
+CREATE INDEX offer_blobs_blob ON offer_blobs(blob);
+CREATE TABLE batches (
+    id            INTEGER PRIMARY KEY,
+    district      TEXT NOT NULL REFERENCES districts(code),
+    batch         TEXT NOT NULL,
+    manifest_hash TEXT NOT NULL,
+    business_type TEXT,
+    accepted_at   TEXT NOT NULL,
+    node_id       TEXT NOT NULL REFERENCES nodes(id),
+    pages         INTEGER NOT NULL,
+    blobs         INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    committed_at  TEXT NOT NULL,
+    receipt       TEXT NOT NULL,
+    UNIQUE (district, batch)
+);
+CREATE INDEX batches_hash ON batches(manifest_hash);
+CREATE TABLE business_files (
+    id              INTEGER PRIMARY KEY,
+    batch_id        INTEGER NOT NULL REFERENCES batches(id),
+    seq             INTEGER NOT NULL,
+    business_number TEXT,
+    business_type   TEXT,
+    category        TEXT,
+    retention       TEXT,
+    date            TEXT,
+    organisation    TEXT NOT NULL,
+    person_id       TEXT,
+    person_name     TEXT,
+    employer_id     TEXT,
+    UNIQUE (batch_id, seq)
+);
+CREATE INDEX business_files_number ON business_files(business_number);
+CREATE INDEX business_files_person ON business_files(person_id);
+CREATE INDEX business_files_employer ON business_files(employer_id);
+CREATE TABLE pages (
+    id               INTEGER PRIMARY KEY,
+    batch_id         INTEGER NOT NULL REFERENCES batches(id),
+    business_file_id INTEGER NOT NULL REFERENCES business_files(id),
+    seq              INTEGER NOT NULL,
+    blob             TEXT NOT NULL REFERENCES blobs(id),
+    size             INTEGER NOT NULL,
+    format           TEXT NOT NULL,
+    width            INTEGER NOT NULL,
+    height           INTEGER NOT NULL,
+    dpi              INTEGER,
+    colour           TEXT NOT NULL,
+    barcodes         TEXT NOT NULL,
+    separator        INTEGER NOT NULL,
+    blank            INTEGER NOT NULL,
+    source           TEXT NOT NULL,
+    frame            INTEGER NOT NULL,
+    UNIQUE (batch_id, seq)
+);
+CREATE INDEX pages_business_file ON pages(business_file_id, seq);
+CREATE INDEX pages_blob ON pages(blob);
+CREATE TABLE edge_reports (
+    district      TEXT NOT NULL REFERENCES districts(code),
+    batch         TEXT NOT NULL,
+    node_id       TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('queued','syncing','archived')),
+    manifest_hash TEXT,
+    pages         INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    last_error    TEXT,
+    state_since   TEXT NOT NULL,
+    reported_at   TEXT NOT NULL,
+    PRIMARY KEY (district, batch)
+);
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{path} is not a Dangan hub data folder (no {DB_FILE}); run `dangan-hub init` first")]
+    NotInitialised { path: String },
+    #[error(
+        "the database was written by a newer dangan-hub (schema {found}, this binary knows {known})"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("the database holds a malformed value: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// The disk (or the database's quota) is full: retrying later may work.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
+/// Current time as stored: RFC 3339 in UTC with whole seconds and a `Z`,
+/// so that stored times compare correctly as strings.
+pub fn now() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_time(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    at.format(&format).unwrap_or_default()
+}
+
+/// The stored form of `now - age` (or `now + age` with a negative age).
+pub fn time_ago(age: Duration) -> String {
+    format_time(time::OffsetDateTime::now_utc() - age)
+}
+
+pub fn time_after(delay: Duration) -> String {
+    format_time(time::OffsetDateTime::now_utc() + delay)
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a committed batch survives a power cut, not only a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Idle connections kept for reuse; more are opened when all are busy.
+const POOL_IDLE: usize = 8;
+
+/// A pool of connections to `hub.db`.
+pub struct Db {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+/// A connection borrowed from the pool; it goes back when dropped.
+pub struct PooledConnection<'a> {
+    db: &'a Db,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for PooledConnection<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Present from creation until drop.
+        #[allow(clippy::unwrap_used)]
+        self.conn.as_ref().unwrap()
+    }
+}
+
+impl std::ops::DerefMut for PooledConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        // Present from creation until drop.
+        #[allow(clippy::unwrap_used)]
+        self.conn.as_mut().unwrap()
+    }
+}
+
+impl Drop for PooledConnection<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && let Ok(mut idle) = self.db.idle.lock()
+            && idle.len() < POOL_IDLE
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+impl Db {
+    /// Creates `hub.db` in `dir` (which must not have one yet) with the
+    /// current schema.
+    pub fn create(dir: &Path) -> Result<Db, StoreError> {
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(Db {
+            path,
+            idle: Mutex::new(vec![conn]),
+        })
+    }
+
+    /// Opens an existing `hub.db`, applying pending migrations.
+    pub fn open(dir: &Path) -> Result<Db, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NotInitialised {
+                path: dir.display().to_string(),
+            });
+        }
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(Db {
+            path,
+            idle: Mutex::new(vec![conn]),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Borrows a connection, opening a new one when none is idle.
+    pub fn get(&self) -> Result<PooledConnection<'_>, StoreError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match reused {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open(&self.path)?;
+                configure(&conn)?;
+                conn
+            }
+        };
+        Ok(PooledConnection {
+            db: self,
+            conn: Some(conn),
+        })
+    }
+
+    /// Runs `work` with a connection on a blocking thread.
+    pub async fn run<T, E, F>(self: &Arc<Self>, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let db = Arc::clone(self);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut conn = db.get()?;
+            work(&mut conn)
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            // The closure panicked: report it as a database failure rather
+            // than taking the server down.
+            Err(err) => Err(E::from(StoreError::Corrupt(format!(
+                "database task failed: {err}"
+            )))),
+        }
+    }
+}
+
+/// Begins a transaction that takes the write lock at once.
+pub fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
+        .optional()?)
+}
+
+pub fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_sort_as_strings() {
+        let earlier = format_time(time::macros::datetime!(2026-11-25 09:59:59.9 UTC));
+        let later = format_time(time::macros::datetime!(2026-11-25 10:00:00 UTC));
+        assert_eq!(earlier, "2026-11-25T09:59:59Z");
+        assert_eq!(later, "2026-11-25T10:00:00Z");
+        assert!(earlier < later);
+    }
+
+    #[test]
+    fn creates_migrates_and_pools() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::create(dir.path()).unwrap();
+        set_meta(&db.get().unwrap(), "hub_id", "h").unwrap();
+        let first = db.get().unwrap();
+        let second = db.get().unwrap();
+        assert_eq!(meta(&second, "hub_id").unwrap().as_deref(), Some("h"));
+        drop((first, second));
+        drop(db);
+        let db = Db::open(dir.path()).unwrap();
+        let version: i64 = db
+            .get()
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert!(matches!(
+            Db::open(&dir.path().join("nowhere")),
+            Err(StoreError::NotInitialised { .. })
+        ));
+    }
+}

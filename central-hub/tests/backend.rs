@@ -1,0 +1,953 @@
+//! The hub's storage behind the sync protocol, driven through the
+//! `Backend` trait on real SQLite files and real blob folders, plus its
+//! HTTP(S) admin endpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dangan_hub::HubBackend;
+use dangan_hub::{hub, nodes, shim};
+use dangan_shared::BlobId;
+use dangan_sync::server::{Backend, NodeIdentity, ProtocolError};
+use dangan_sync::wire::{
+    CommitRequest, EdgeBatchState, EnrolRequest, ErrorCode, Manifest, ManifestBarcode,
+    ManifestFile, ManifestPage, QueueReport, QueuedBatch, Receipt, ReconcileState,
+};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use object_store::ObjectStoreExt;
+
+struct Hub {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    backend: Arc<HubBackend>,
+    admin_token: String,
+}
+
+fn hub() -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let made = hub::init(&data).unwrap();
+    let backend = Arc::new(HubBackend::open(&data).unwrap());
+    Hub {
+        _dir: dir,
+        data,
+        backend,
+        admin_token: made.admin_token,
+    }
+}
+
+impl Hub {
+    fn code(&self, district: &str, valid: Duration) -> String {
+        let mut conn = self.backend.db().get().unwrap();
+        nodes::create_enrolment_code(&mut conn, &district.parse().unwrap(), valid)
+            .unwrap()
+            .code
+    }
+
+    /// Enrols a node for `district` and returns it with its token.
+    async fn node(&self, district: &str) -> (NodeIdentity, String) {
+        let code = self.code(district, Duration::from_secs(3600));
+        let enrolled = self
+            .backend
+            .enrol(EnrolRequest {
+                code,
+                district: district.into(),
+            })
+            .await
+            .unwrap();
+        let node = self.backend.authenticate(&enrolled.token).await.unwrap();
+        (node, enrolled.token)
+    }
+
+    fn blob_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut pending = vec![self.data.join("blobs")];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    fn blob_files_if_local(&self) -> Vec<PathBuf> {
+        if self.data.join("blobs").is_dir() {
+            self.blob_files()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.backend
+            .db()
+            .get()
+            .unwrap()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// Uploads `bytes` whole.
+    async fn upload(&self, node: &NodeIdentity, bytes: &[u8]) {
+        let id = BlobId::of(bytes);
+        let mut body = bytes;
+        let status = self
+            .backend
+            .blob_write(node, id, 0, bytes.len() as u64, &mut body)
+            .await
+            .unwrap();
+        assert!(status.complete);
+    }
+}
+
+fn page(seq: u32, bytes: &[u8]) -> ManifestPage {
+    ManifestPage {
+        barcodes: vec![ManifestBarcode {
+            format: "code128".into(),
+            text: format!("YL2026{seq:06}"),
+        }],
+        blank: false,
+        blob: BlobId::of(bytes),
+        colour: "gray".into(),
+        dpi: Some(300),
+        format: "jpeg".into(),
+        frame: 0,
+        height: 3508,
+        separator: false,
+        seq,
+        size: bytes.len() as u64,
+        source: format!("扫描/第{seq}页.jpg"),
+        width: 2480,
+    }
+}
+
+/// A manifest of one business file per `per_file` pages.
+fn manifest(district: &str, batch: &str, pages: &[Vec<u8>], per_file: usize) -> Manifest {
+    let mut files = Vec::new();
+    for (index, chunk) in pages.chunks(per_file.max(1)).enumerate() {
+        let first = (index * per_file) as u32;
+        files.push(ManifestFile {
+            business_number: Some(format!("YL2026{:06}", index + 1)),
+            business_type: Some("YL01".into()),
+            category: Some("records".into()),
+            date: Some("2026-11-25".into()),
+            employer_id: Some("E0001".into()),
+            organisation: district.into(),
+            pages: chunk
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| page(first + i as u32 + 1, bytes))
+                .collect(),
+            person_id: Some("330106199001011234".into()),
+            person_name: Some("张三".into()),
+            retention: Some("permanent".into()),
+            seq: index as u32 + 1,
+        });
+    }
+    let mut distinct: Vec<&Vec<u8>> = pages.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    Manifest {
+        accepted_at: "2026-11-25T10:00:00Z".into(),
+        batch: batch.into(),
+        business_files: files,
+        business_type: Some("YL01".into()),
+        bytes: distinct.iter().map(|b| b.len() as u64).sum(),
+        district: district.into(),
+        format: dangan_sync::wire::MANIFEST_FORMAT.into(),
+        pages: pages.len() as u64,
+    }
+}
+
+fn hash(manifest: &Manifest) -> String {
+    shim::manifest_hash(manifest).unwrap().1
+}
+
+fn code_of<T: std::fmt::Debug>(result: Result<T, ProtocolError>) -> ErrorCode {
+    result.expect_err("expected an error").code
+}
+
+fn verify(receipt: &Receipt, hub_key: &str) {
+    let key_bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hub_key[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let key = VerifyingKey::from_bytes(&key_bytes.try_into().unwrap()).unwrap();
+    let sig: Vec<u8> = (0..64)
+        .map(|i| u8::from_str_radix(&receipt.signature[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let sig = Signature::from_bytes(&sig.try_into().unwrap());
+    let body = shim::to_canonical(&receipt.body).unwrap();
+    key.verify(&body, &sig).expect("receipt signature verifies");
+}
+
+#[tokio::test]
+async fn enrolment_codes_are_single_use_unexpired_and_district_bound() {
+    let hub = hub();
+    let code = hub.code("330106", Duration::from_secs(3600));
+    let wrong = hub
+        .backend
+        .enrol(EnrolRequest {
+            code: code.clone(),
+            district: "330102".into(),
+        })
+        .await;
+    assert_eq!(code_of(wrong), ErrorCode::Forbidden);
+    let enrolled = hub
+        .backend
+        .enrol(EnrolRequest {
+            code: code.clone(),
+            district: "330106".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(enrolled.district, "330106");
+    assert_eq!(enrolled.hub_key, hub.backend.hub_key());
+    assert_eq!(enrolled.hub_id, hub.backend.hub_id());
+    let again = hub
+        .backend
+        .enrol(EnrolRequest {
+            code,
+            district: "330106".into(),
+        })
+        .await;
+    assert_eq!(code_of(again), ErrorCode::Unauthorized);
+    let expired = hub.code("330106", Duration::ZERO);
+    let late = hub
+        .backend
+        .enrol(EnrolRequest {
+            code: expired,
+            district: "330106".into(),
+        })
+        .await;
+    assert_eq!(code_of(late), ErrorCode::Unauthorized);
+    let malformed = hub
+        .backend
+        .enrol(EnrolRequest {
+            code: "x".into(),
+            district: "33".into(),
+        })
+        .await;
+    assert_eq!(code_of(malformed), ErrorCode::Malformed);
+}
+
+#[tokio::test]
+async fn unknown_and_revoked_credentials_are_refused() {
+    let hub = hub();
+    let (node, token) = hub.node("330106").await;
+    assert_eq!(node.district, "330106");
+    assert_eq!(
+        code_of(hub.backend.authenticate("dgn_unknown").await),
+        ErrorCode::Unauthorized
+    );
+    let mut conn = hub.backend.db().get().unwrap();
+    nodes::revoke(&mut conn, &node.node_id).unwrap();
+    assert_eq!(
+        code_of(hub.backend.authenticate(&token).await),
+        ErrorCode::Unauthorized
+    );
+    let listed = nodes::list_nodes(&conn).unwrap();
+    assert!(listed[0].revoked);
+    assert!(listed[0].last_contact.is_some());
+}
+
+#[tokio::test]
+async fn a_batch_transfers_with_resume_and_commits_once() {
+    let hub = hub();
+    let (node, _) = hub.node("330106").await;
+    let first: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let second = b"second page".to_vec();
+    let pages = vec![first.clone(), second.clone(), first.clone()];
+    let m = manifest("330106", "330106-20261125", &pages, 2);
+    let h = hash(&m);
+    let offered = hub
+        .backend
+        .offer(&node, m.clone(), h.clone(), 1000)
+        .await
+        .unwrap();
+    assert!(!offered.committed);
+    assert_eq!(offered.missing_total, 2);
+    assert_eq!(offered.missing.len(), 2);
+    assert!(offered.missing[0].blob < offered.missing[1].blob);
+    assert!(offered.next.is_none());
+    assert!(hub.data.join(format!("offers/{h}.json")).is_file());
+
+    // The first blob arrives in two parts with a cut in between.
+    let id = BlobId::of(&first);
+    let len = first.len() as u64;
+    let mut cut = &first[..40_000];
+    let status = hub
+        .backend
+        .blob_write(&node, id, 0, len, &mut cut)
+        .await
+        .unwrap();
+    assert_eq!((status.offset, status.complete), (40_000, false));
+    let status = hub.backend.blob_status(&node, id).await.unwrap();
+    assert_eq!((status.offset, status.length), (40_000, Some(len)));
+    let again = hub
+        .backend
+        .offer(&node, m.clone(), h.clone(), 1000)
+        .await
+        .unwrap();
+    let held = again.missing.iter().find(|b| b.blob == id).unwrap();
+    assert_eq!(held.offset, 40_000);
+    let mut rest = &first[40_000..];
+    let stale = hub.backend.blob_write(&node, id, 0, len, &mut rest).await;
+    let err = stale.unwrap_err();
+    assert_eq!(
+        (err.code, err.offset),
+        (ErrorCode::OffsetMismatch, Some(40_000))
+    );
+    let status = hub
+        .backend
+        .blob_write(&node, id, 40_000, len, &mut rest)
+        .await
+        .unwrap();
+    assert!(status.complete);
+    assert!(
+        !hub.data
+            .join(format!("partial/{}.partial", id.to_hex()))
+            .exists()
+    );
+
+    // Corrupted bytes of the second blob are refused and forgotten.
+    let id2 = BlobId::of(&second);
+    let mut wrong: &[u8] = b"SECOND PAGE";
+    let mismatch = hub.backend.blob_write(&node, id2, 0, 11, &mut wrong).await;
+    assert_eq!(code_of(mismatch), ErrorCode::BlobHashMismatch);
+    assert_eq!(hub.backend.blob_status(&node, id2).await.unwrap().offset, 0);
+    let missing_commit = hub
+        .backend
+        .commit(
+            &node,
+            CommitRequest {
+                batch: m.batch.clone(),
+                manifest_hash: h.clone(),
+            },
+        )
+        .await;
+    assert_eq!(code_of(missing_commit), ErrorCode::MissingBlobs);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM batches"), 0);
+    hub.upload(&node, &second).await;
+
+    let request = CommitRequest {
+        batch: m.batch.clone(),
+        manifest_hash: h.clone(),
+    };
+    let receipt = hub.backend.commit(&node, request.clone()).await.unwrap();
+    verify(&receipt, &hub.backend.hub_key());
+    assert_eq!(receipt.body.pages, 3);
+    assert_eq!(receipt.body.blobs, 2);
+    assert_eq!(receipt.body.bytes, len + second.len() as u64);
+    assert_eq!(receipt.body.node_id, node.node_id);
+    assert_eq!(receipt.body.manifest_hash, h);
+    assert_eq!(receipt.body.format, dangan_sync::wire::RECEIPT_FORMAT);
+    let repeat = hub.backend.commit(&node, request).await.unwrap();
+    assert_eq!(
+        shim::to_canonical(&repeat).unwrap(),
+        shim::to_canonical(&receipt).unwrap()
+    );
+    assert_eq!(hub.count("SELECT COUNT(*) FROM pages"), 3);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM business_files"), 2);
+    assert_eq!(
+        hub.count("SELECT COUNT(*) FROM business_files WHERE person_name = '张三'"),
+        2
+    );
+    assert_eq!(hub.count("SELECT COUNT(*) FROM offers"), 0);
+    assert!(hub.data.join(format!("manifests/{h}.json")).is_file());
+    assert!(!hub.data.join(format!("offers/{h}.json")).exists());
+    // Each blob is one uncompressed file named by its id.
+    let files = hub.blob_files();
+    assert_eq!(files.len(), 2);
+    let stored = hub.backend.blob_store().local_path(&id).unwrap();
+    assert_eq!(std::fs::read(stored).unwrap(), first);
+
+    let offered = hub
+        .backend
+        .offer(&node, m.clone(), h.clone(), 10)
+        .await
+        .unwrap();
+    assert!(offered.committed);
+    assert!(offered.missing.is_empty());
+    let listing = hub.backend.list_batches(&node, None, 100).await.unwrap();
+    assert_eq!(listing.batches.len(), 1);
+    assert_eq!(listing.batches[0].state, ReconcileState::Archived);
+    assert_eq!(
+        listing.batches[0].manifest_hash.as_deref(),
+        Some(h.as_str())
+    );
+
+    // A changed manifest of the archived batch is a conflict.
+    let mut changed = m.clone();
+    changed.accepted_at = "2026-11-26T10:00:00Z".into();
+    let conflict = hub
+        .backend
+        .offer(&node, changed.clone(), hash(&changed), 10)
+        .await;
+    assert_eq!(code_of(conflict), ErrorCode::BatchConflict);
+}
+
+#[tokio::test]
+async fn a_failed_commit_leaves_nothing() {
+    let hub = hub();
+    let (node, _) = hub.node("330106").await;
+    let pages = vec![b"p1".to_vec(), b"p2".to_vec()];
+    let mut m = manifest("330106", "dup", &pages, 1);
+    // Two pages with one sequence number: the insert fails half way.
+    m.business_files[1].pages[0].seq = 1;
+    let h = hash(&m);
+    hub.backend
+        .offer(&node, m.clone(), h.clone(), 10)
+        .await
+        .unwrap();
+    for bytes in &pages {
+        hub.upload(&node, bytes).await;
+    }
+    let failed = hub
+        .backend
+        .commit(
+            &node,
+            CommitRequest {
+                batch: "dup".into(),
+                manifest_hash: h,
+            },
+        )
+        .await;
+    assert_eq!(code_of(failed), ErrorCode::InvalidManifest);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM batches"), 0);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM business_files"), 0);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM pages"), 0);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM offers"), 1);
+}
+
+#[tokio::test]
+async fn the_same_image_in_two_districts_is_stored_once() {
+    let hub = hub();
+    let (a, _) = hub.node("330106").await;
+    let (b, _) = hub.node("330102").await;
+    let shared = b"the same scanned form".to_vec();
+    let ma = manifest("330106", "A1", std::slice::from_ref(&shared), 1);
+    let mb = manifest("330102", "B1", &[shared.clone(), b"own".to_vec()], 1);
+    let offered = hub
+        .backend
+        .offer(&a, ma.clone(), hash(&ma), 10)
+        .await
+        .unwrap();
+    assert_eq!(offered.missing_total, 1);
+    hub.upload(&a, &shared).await;
+    hub.backend
+        .commit(
+            &a,
+            CommitRequest {
+                batch: "A1".into(),
+                manifest_hash: hash(&ma),
+            },
+        )
+        .await
+        .unwrap();
+    let offered = hub
+        .backend
+        .offer(&b, mb.clone(), hash(&mb), 10)
+        .await
+        .unwrap();
+    assert_eq!(offered.missing_total, 1);
+    assert_eq!(offered.missing[0].blob, BlobId::of(b"own"));
+    // Writing the present blob again stores nothing and reads nothing.
+    let mut body: &[u8] = &shared;
+    let status = hub
+        .backend
+        .blob_write(&b, BlobId::of(&shared), 0, shared.len() as u64, &mut body)
+        .await
+        .unwrap();
+    assert!(status.complete);
+    hub.upload(&b, b"own").await;
+    hub.backend
+        .commit(
+            &b,
+            CommitRequest {
+                batch: "B1".into(),
+                manifest_hash: hash(&mb),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(hub.blob_files().len(), 2);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM blobs"), 2);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM pages"), 3);
+}
+
+#[tokio::test]
+async fn a_node_cannot_touch_another_districts_batches() {
+    let hub = hub();
+    let (a, _) = hub.node("330106").await;
+    let (b, _) = hub.node("330102").await;
+    let secret = b"district A's page".to_vec();
+    let ma = manifest("330106", "A1", std::slice::from_ref(&secret), 1);
+    let h = hash(&ma);
+    hub.backend
+        .offer(&a, ma.clone(), h.clone(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        code_of(hub.backend.offer(&b, ma.clone(), h.clone(), 10).await),
+        ErrorCode::Forbidden
+    );
+    let mut body: &[u8] = &secret;
+    let upload = hub
+        .backend
+        .blob_write(&b, BlobId::of(&secret), 0, secret.len() as u64, &mut body)
+        .await;
+    assert_eq!(code_of(upload), ErrorCode::NotFound);
+    assert_eq!(
+        code_of(hub.backend.blob_status(&b, BlobId::of(&secret)).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code_of(hub.backend.missing(&b, &h, None, 10).await),
+        ErrorCode::Forbidden
+    );
+    hub.upload(&a, &secret).await;
+    let commit = hub
+        .backend
+        .commit(
+            &b,
+            CommitRequest {
+                batch: "A1".into(),
+                manifest_hash: h.clone(),
+            },
+        )
+        .await;
+    assert_eq!(code_of(commit), ErrorCode::Forbidden);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM batches"), 0);
+    let listing = hub.backend.list_batches(&b, None, 10).await.unwrap();
+    assert!(listing.batches.is_empty());
+}
+
+#[tokio::test]
+async fn one_upload_per_blob_at_a_time() {
+    let hub = hub();
+    let (node, _) = hub.node("330106").await;
+    let bytes: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+    let m = manifest("330106", "busy", std::slice::from_ref(&bytes), 1);
+    hub.backend
+        .offer(&node, m.clone(), hash(&m), 10)
+        .await
+        .unwrap();
+    let id = BlobId::of(&bytes);
+    let (mut sender, mut receiver) = tokio::io::duplex(1024);
+    let backend = Arc::clone(&hub.backend);
+    let slow_node = node.clone();
+    let slow = tokio::spawn(async move {
+        backend
+            .blob_write(&slow_node, id, 0, 4096, &mut receiver)
+            .await
+    });
+    use tokio::io::AsyncWriteExt;
+    sender.write_all(&bytes[..1000]).await.unwrap();
+    // Wait until the slow upload holds the blob.
+    let partial = hub.data.join(format!("partial/{}.partial", id.to_hex()));
+    let started = Instant::now();
+    while !partial.exists() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut body: &[u8] = &bytes;
+    let second = hub.backend.blob_write(&node, id, 0, 4096, &mut body).await;
+    assert_eq!(code_of(second), ErrorCode::BlobBusy);
+    drop(sender);
+    let status = slow.await.unwrap().unwrap();
+    assert_eq!((status.offset, status.complete), (1000, false));
+    let mut rest = &bytes[1000..];
+    let status = hub
+        .backend
+        .blob_write(&node, id, 1000, 4096, &mut rest)
+        .await
+        .unwrap();
+    assert!(status.complete);
+}
+
+#[tokio::test]
+async fn old_partials_expire() {
+    let hub = hub();
+    let (node, _) = hub.node("330106").await;
+    let bytes = vec![7u8; 1000];
+    let m = manifest("330106", "exp", std::slice::from_ref(&bytes), 1);
+    hub.backend
+        .offer(&node, m.clone(), hash(&m), 10)
+        .await
+        .unwrap();
+    let id = BlobId::of(&bytes);
+    let mut half = &bytes[..500];
+    hub.backend
+        .blob_write(&node, id, 0, 1000, &mut half)
+        .await
+        .unwrap();
+    hub.backend.maintain().await.unwrap();
+    assert_eq!(
+        hub.backend.blob_status(&node, id).await.unwrap().offset,
+        500
+    );
+    let partial = hub.data.join(format!("partial/{}.partial", id.to_hex()));
+    let old = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&partial)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    hub.backend.maintain().await.unwrap();
+    assert!(!partial.exists());
+    assert_eq!(hub.backend.blob_status(&node, id).await.unwrap().offset, 0);
+}
+
+#[tokio::test]
+async fn reconciliation_tells_each_state_apart() {
+    let hub = hub();
+    let (node, _) = hub.node("330106").await;
+    let archived = manifest("330106", "b-archived", &[b"1".to_vec()], 1);
+    let divergent = manifest("330106", "b-divergent", &[b"2".to_vec()], 1);
+    let in_flight = manifest("330106", "b-in-flight", &[b"3".to_vec()], 1);
+    for m in [&archived, &divergent] {
+        hub.backend
+            .offer(&node, m.clone(), hash(m), 10)
+            .await
+            .unwrap();
+    }
+    hub.upload(&node, b"1").await;
+    hub.upload(&node, b"2").await;
+    for m in [&archived, &divergent] {
+        hub.backend
+            .commit(
+                &node,
+                CommitRequest {
+                    batch: m.batch.clone(),
+                    manifest_hash: hash(m),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    hub.backend
+        .offer(&node, in_flight.clone(), hash(&in_flight), 10)
+        .await
+        .unwrap();
+    let reported = |batch: &str, state, manifest_hash: Option<String>| QueuedBatch {
+        batch: batch.into(),
+        state,
+        manifest_hash,
+        pages: 1,
+        bytes: 1,
+        last_error: None,
+    };
+    let report = QueueReport {
+        batches: vec![
+            reported(
+                "b-archived",
+                EdgeBatchState::Archived,
+                Some(hash(&archived)),
+            ),
+            reported("b-divergent", EdgeBatchState::Queued, Some("0".repeat(64))),
+            reported(
+                "b-in-flight",
+                EdgeBatchState::Syncing,
+                Some(hash(&in_flight)),
+            ),
+            reported("b-queued", EdgeBatchState::Queued, None),
+            reported("b-lost", EdgeBatchState::Archived, Some("1".repeat(64))),
+        ],
+    };
+    hub.backend.report_queue(&node, report).await.unwrap();
+    let all = hub.backend.reconcile(None).await.unwrap();
+    assert_eq!(all.districts.len(), 1);
+    let district = &all.districts[0];
+    assert!(!district.stale);
+    assert!(district.last_contact.is_some());
+    let state = |name: &str| {
+        district
+            .batches
+            .iter()
+            .find(|b| b.batch == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(state("b-archived").state, ReconcileState::Archived);
+    assert!(state("b-archived").advice.is_none());
+    assert_eq!(state("b-divergent").state, ReconcileState::Divergent);
+    assert!(state("b-divergent").advice.is_some());
+    assert_eq!(state("b-in-flight").state, ReconcileState::InFlight);
+    assert_eq!(state("b-in-flight").missing_blobs, Some(1));
+    assert_eq!(state("b-queued").state, ReconcileState::Queued);
+    assert_eq!(state("b-lost").state, ReconcileState::Divergent);
+    assert_eq!(district.counts.archived, 1);
+    assert_eq!(district.counts.divergent, 2);
+    let json = serde_json::to_value(&all).unwrap();
+    let states: Vec<&str> = json["districts"][0]["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["archived", "divergent", "in_flight", "divergent", "queued"]
+    );
+    assert!(
+        json["districts"][0]["batches"][1]["advice"]
+            .as_str()
+            .unwrap()
+            .contains("compare the")
+    );
+    // A report that no longer names a batch drops it.
+    hub.backend
+        .report_queue(&node, QueueReport { batches: vec![] })
+        .await
+        .unwrap();
+    let after = hub.backend.reconcile(Some("330106".into())).await.unwrap();
+    assert!(
+        after.districts[0]
+            .batches
+            .iter()
+            .all(|b| b.batch != "b-queued")
+    );
+    assert!(
+        hub.backend
+            .reconcile(Some("330102".into()))
+            .await
+            .unwrap()
+            .districts
+            .is_empty()
+    );
+}
+
+/// 100,000 pages (over 2,000 distinct blobs) offered, paged, transferred
+/// and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100000_page_manifest_is_offered_and_committed() {
+    let hub = hub();
+    let (node, _) = hub.node("330106").await;
+    let blobs: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let pages: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| blobs[i % blobs.len()].clone())
+        .collect();
+    let m = manifest("330106", "big", &pages, 20);
+    drop(pages);
+    let h = hash(&m);
+    let started = Instant::now();
+    let first = hub.backend.offer(&node, m, h.clone(), 700).await.unwrap();
+    let offered_in = started.elapsed();
+    assert_eq!(first.missing_total, 2000);
+    assert_eq!(first.missing.len(), 700);
+    let mut seen = first.missing.clone();
+    let mut next = first.next;
+    while let Some(after) = next {
+        let page = hub
+            .backend
+            .missing(&node, &h, Some(after), 700)
+            .await
+            .unwrap();
+        assert!(page.missing.first().unwrap().blob > after);
+        seen.extend(page.missing);
+        next = page.next;
+    }
+    assert_eq!(seen.len(), 2000);
+    // A last page that is exactly full says there is no next page.
+    let half = hub.backend.missing(&node, &h, None, 1000).await.unwrap();
+    let rest = hub
+        .backend
+        .missing(&node, &h, half.next, 1000)
+        .await
+        .unwrap();
+    assert_eq!((rest.missing.len(), rest.next), (1000, None));
+    assert!(seen.windows(2).all(|w| w[0].blob < w[1].blob));
+    for bytes in &blobs {
+        hub.upload(&node, bytes).await;
+    }
+    let started = Instant::now();
+    let receipt = hub
+        .backend
+        .commit(
+            &node,
+            CommitRequest {
+                batch: "big".into(),
+                manifest_hash: h,
+            },
+        )
+        .await
+        .unwrap();
+    let committed_in = started.elapsed();
+    assert_eq!(receipt.body.pages, 100_000);
+    assert_eq!(receipt.body.blobs, 2000);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM pages"), 100_000);
+    eprintln!("100,000 pages: offer {offered_in:?}, commit {committed_in:?}");
+    assert!(
+        offered_in < Duration::from_secs(20),
+        "offer took {offered_in:?}"
+    );
+    assert!(
+        committed_in < Duration::from_secs(20),
+        "commit took {committed_in:?}"
+    );
+}
+
+#[tokio::test]
+async fn http_serves_health_and_the_admin_reconciliation() {
+    let hub = hub();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dangan_hub::http::serve(
+        Arc::clone(&hub.backend),
+        listener,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let refused = client
+        .get(format!("{base}/api/v1/reconcile"))
+        .bearer_auth("dga_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    hub.node("330106").await;
+    let answer = client
+        .get(format!("{base}/api/v1/reconcile?district=330106"))
+        .bearer_auth(&hub.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["districts"][0]["district"], "330106");
+    // Graceful shutdown waits for open connections: close the client's.
+    drop(client);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn https_with_a_custom_ca() {
+    let hub = hub();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dangan_hub::http::serve(
+        Arc::clone(&hub.backend),
+        listener,
+        Some(dangan_hub::http::TlsFiles {
+            cert: fixtures.join("hub.pem"),
+            key: fixtures.join("hub.key.pem"),
+        }),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let ca = std::fs::read(fixtures.join("ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+    // A client that does not trust the CA gets nowhere.
+    let stranger = reqwest::Client::builder().build().unwrap();
+    assert!(
+        stranger
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    drop((client, stranger));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// The S3 storage backend against a real S3-compatible server. Runs only
+/// when DANGAN_TEST_S3_ENDPOINT names one (e.g. `moto_server` on
+/// http://127.0.0.1:5055) with an existing bucket DANGAN_TEST_S3_BUCKET
+/// (default `dangan-test`); the credentials come from
+/// DANGAN_HUB_S3_ACCESS_KEY_ID and DANGAN_HUB_S3_SECRET_ACCESS_KEY.
+#[tokio::test]
+async fn s3_storage_when_a_server_is_given() {
+    let Ok(endpoint) = std::env::var("DANGAN_TEST_S3_ENDPOINT") else {
+        eprintln!("DANGAN_TEST_S3_ENDPOINT not set: S3 backend not exercised");
+        return;
+    };
+    let bucket = std::env::var("DANGAN_TEST_S3_BUCKET").unwrap_or_else(|_| "dangan-test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    std::fs::create_dir_all(&data).unwrap();
+    let prefix = format!("run-{}", std::process::id());
+    std::fs::write(
+        data.join("hub.toml"),
+        format!(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{endpoint}\"\n\
+             bucket = \"{bucket}\"\nprefix = \"{prefix}\"\nallow_http = true\n"
+        ),
+    )
+    .unwrap();
+    let made = hub::init(&data).unwrap();
+    let hub = Hub {
+        backend: Arc::new(HubBackend::open(&data).unwrap()),
+        data,
+        _dir: dir,
+        admin_token: made.admin_token,
+    };
+    let (node, _) = hub.node("330106").await;
+    let big: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 249) as u8).collect();
+    let small = b"small page".to_vec();
+    let m = manifest("330106", "s3", &[big.clone(), small.clone()], 1);
+    hub.backend
+        .offer(&node, m.clone(), hash(&m), 10)
+        .await
+        .unwrap();
+    let id = BlobId::of(&big);
+    let mut first = &big[..1 << 20];
+    let len = big.len() as u64;
+    hub.backend
+        .blob_write(&node, id, 0, len, &mut first)
+        .await
+        .unwrap();
+    let mut rest = &big[1 << 20..];
+    let status = hub
+        .backend
+        .blob_write(&node, id, 1 << 20, len, &mut rest)
+        .await
+        .unwrap();
+    assert!(status.complete);
+    hub.upload(&node, &small).await;
+    hub.backend
+        .commit(
+            &node,
+            CommitRequest {
+                batch: "s3".into(),
+                manifest_hash: hash(&m),
+            },
+        )
+        .await
+        .unwrap();
+    let store = hub.backend.blob_store().object_store();
+    for bytes in [&big, &small] {
+        let key = dangan_hub::blobs::BlobStore::key(&BlobId::of(bytes));
+        let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.as_ref(), &bytes[..]);
+    }
+    assert!(hub.blob_files_if_local().is_empty());
+}

@@ -1,0 +1,224 @@
+//! The `dangan-hub` binary as an administrator uses it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use dangan_sync::server::Backend;
+use dangan_sync::wire::EnrolRequest;
+use serde_json::Value;
+
+fn hub(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dangan-hub"))
+        .args(args)
+        .env("DANGAN_HUB_DATA", data)
+        .env_remove("DANGAN_LANG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run dangan-hub")
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn help_names_every_command_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = text(&hub(&["--help"], dir.path()));
+    for word in [
+        "init",
+        "serve",
+        "node",
+        "reconcile",
+        "admin-token",
+        "--data",
+        "--json",
+        "--lang",
+        "DANGAN_HUB_DATA",
+    ] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+    let node = text(&hub(&["node", "--help"], dir.path()));
+    for word in ["enrol", "list", "revoke"] {
+        assert!(node.contains(word), "node --help lacks {word}:\n{node}");
+    }
+    let serve = text(&hub(&["serve", "--help"], dir.path()));
+    for word in ["--listen", "--tls-cert", "--tls-key"] {
+        assert!(serve.contains(word), "serve --help lacks {word}");
+    }
+    let enrol = text(&hub(&["node", "enrol", "--help"], dir.path()));
+    assert!(enrol.contains("--district") && enrol.contains("--valid-hours"));
+}
+
+#[test]
+fn init_prints_the_admin_token_once_and_refuses_to_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    // --data after the subcommand; the environment variable is overridden.
+    let made = json(&hub(
+        &["init", "--json", "--data", data.to_str().unwrap()],
+        Path::new("/nonexistent"),
+    ));
+    let token = made["admin_token"].as_str().unwrap();
+    assert!(token.starts_with("dga_"));
+    assert_eq!(made["hub_key"].as_str().unwrap().len(), 64);
+    assert!(data.join("hub.toml").is_file());
+    let config = std::fs::read_to_string(data.join("hub.toml")).unwrap();
+    assert!(config.contains("partial_expiry_hours = 24"));
+    // The token is not stored in the clear anywhere in the folder.
+    let db = std::fs::read(data.join("hub.db")).unwrap();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
+
+    let again = hub(&["--json", "init"], &data);
+    assert!(!again.status.success());
+    let err: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("already"));
+    let again = hub(&["init"], &data);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("错误"));
+}
+
+#[test]
+fn nodes_are_enrolled_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    json(&hub(&["init", "--json"], &data));
+    let code = json(&hub(
+        &["node", "enrol", "--district", "330106", "--json"],
+        &data,
+    ));
+    assert_eq!(code["district"], "330106");
+    assert!(code["expires_at"].as_str().unwrap().ends_with('Z'));
+    let bad = hub(&["node", "enrol", "--district", "33x"], &data);
+    assert!(!bad.status.success());
+    let street = hub(&["node", "enrol", "--district", "330106001"], &data);
+    assert!(!street.status.success());
+    assert_eq!(
+        json(&hub(&["node", "list", "--json"], &data)),
+        Value::Array(vec![])
+    );
+
+    // The edge side of enrolment, through the library on the same folder.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let enrolled = runtime.block_on(async {
+        let backend = dangan_hub::HubBackend::open(&data).unwrap();
+        backend
+            .enrol(EnrolRequest {
+                code: code["code"].as_str().unwrap().into(),
+                district: "330106".into(),
+            })
+            .await
+            .unwrap()
+    });
+    let list = json(&hub(&["node", "list", "--json"], &data));
+    assert_eq!(list[0]["id"], enrolled.node_id.as_str());
+    assert_eq!(list[0]["district"], "330106");
+    assert_eq!(list[0]["revoked"], false);
+    assert!(list[0]["enrolled_at"].is_string());
+    assert!(list[0]["last_contact"].is_string());
+
+    let human = text(&hub(&["node", "list"], &data));
+    assert!(human.contains("正常"), "{human}");
+    let revoked = json(&hub(
+        &["node", "revoke", &enrolled.node_id, "--json"],
+        &data,
+    ));
+    assert_eq!(revoked["revoked"], true);
+    let list = json(&hub(&["node", "list", "--json"], &data));
+    assert_eq!(list[0]["revoked"], true);
+    let unknown = hub(&["node", "revoke", "nobody"], &data);
+    assert!(!unknown.status.success());
+
+    let report = json(&hub(&["reconcile", "--json"], &data));
+    assert_eq!(report["districts"][0]["district"], "330106");
+    // The only node is revoked: nobody is in contact.
+    assert_eq!(report["districts"][0]["stale"], true);
+    let table = text(&hub(&["reconcile", "--lang", "en"], &data));
+    assert!(table.contains("district 330106"), "{table}");
+}
+
+#[test]
+fn reconcile_on_an_empty_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    json(&hub(&["init", "--json"], &data));
+    let report = json(&hub(&["reconcile", "--json"], &data));
+    assert_eq!(report["districts"], Value::Array(vec![]));
+    assert_eq!(report["stale_after_hours"], 24);
+    let zh = text(&hub(&["reconcile"], &data));
+    assert!(zh.contains("区县"), "{zh}");
+    let en = text(&hub(&["reconcile", "--lang", "en"], &data));
+    assert!(en.contains("no district"), "{en}");
+    let filtered = json(&hub(
+        &["reconcile", "--json", "--district", "330106"],
+        &data,
+    ));
+    assert_eq!(filtered["districts"], Value::Array(vec![]));
+    let uninitialised = hub(&["reconcile"], &dir.path().join("nothing"));
+    assert!(!uninitialised.status.success());
+}
+
+#[test]
+fn serve_reports_its_address_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    json(&hub(&["init", "--json"], &data));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dangan-hub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let url = ready["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"));
+    let addr = ready["listening"].as_str().unwrap();
+    // A bare HTTP/1.0 request, so no client library is needed here.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: hub\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -256,7 +256,7 @@ pub fn commit(
     offer: &Offer,
     manifest: &Manifest,
     hub_id: &str,
-    sign: impl FnOnce(ReceiptBody) -> Receipt,
+    sign: impl FnOnce(ReceiptBody) -> Result<Receipt, StoreError>,
 ) -> Result<CommitOutcome, CommitError> {
     let tx = write_tx(conn)?;
     if let Some(done) = committed(&tx, &offer.district, &offer.batch)? {
@@ -295,8 +295,8 @@ pub fn commit(
         node_id: offer.node_id.clone(),
         pages: current.pages,
     };
-    let receipt = sign(body);
-    let receipt_json = crate::shim::to_canonical(&receipt)
+    let receipt = sign(body)?;
+    let receipt_json = dangan_sync::jcs::to_canonical(&receipt)
         .map_err(|err| StoreError::Corrupt(format!("receipt encoding: {err}")))?;
     let receipt_json = String::from_utf8(receipt_json)
         .map_err(|err| StoreError::Corrupt(format!("receipt encoding: {err}")))?;

@@ -24,8 +24,8 @@ use crate::config::Config;
 use crate::hub::{self, HubError, HubFolder};
 use crate::nodes::{self, EnrolError};
 use crate::reconcile::{self, Reconciliation};
-use crate::shim::{self, HubKey};
 use crate::store::{self, Db, StoreError};
+use dangan_sync::HubKey;
 
 static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -430,7 +430,8 @@ impl Backend for HubBackend {
                 ),
             ));
         }
-        shim::validate_manifest(&manifest).map_err(|err| error(ErrorCode::InvalidManifest, err))?;
+        dangan_sync::validate_manifest(&manifest)
+            .map_err(|err| error(ErrorCode::InvalidManifest, err))?;
         let batch = manifest.batch.clone();
         let (district, name) = (node.district.clone(), batch.clone());
         let done = self
@@ -479,8 +480,8 @@ impl Backend for HubBackend {
                 return Err(error(ErrorCode::Forbidden, "offer of another district"));
             }
             if known.is_none() {
-                let bytes = shim::to_canonical(&manifest)
-                    .map_err(|err| error(ErrorCode::InvalidManifest, err))?;
+                let bytes = dangan_sync::jcs::to_canonical(&manifest)
+                    .map_err(|err| error(ErrorCode::InvalidManifest, err.to_string()))?;
                 let hash = blake3::hash(&bytes).to_hex();
                 if hash.as_str() != offer.manifest_hash {
                     return Err(error(
@@ -715,8 +716,15 @@ impl Backend for HubBackend {
                     ),
                 ));
             }
-            return serde_json::from_str(&done.receipt).map_err(|err| {
+            let stored: Receipt = serde_json::from_str(&done.receipt).map_err(|err| {
                 tracing::error!(%err, "stored receipt unreadable");
+                error(ErrorCode::Internal, "internal error")
+            })?;
+            // The same body, signed with the key the hub holds now: Ed25519
+            // is deterministic, so this is the stored receipt unless the key
+            // was replaced, and then the edge gets one it can verify.
+            return dangan_sync::sign_receipt(&self.key, stored.body).map_err(|err| {
+                tracing::error!(%err, "stored receipt body cannot be encoded");
                 error(ErrorCode::Internal, "internal error")
             });
         }
@@ -773,7 +781,8 @@ impl Backend for HubBackend {
             drop(bytes);
             let mut conn = db.get()?;
             archive::commit(&mut conn, &offer, &manifest, &hub_id, |body| {
-                shim::sign_receipt(&key, body)
+                dangan_sync::sign_receipt(&key, body)
+                    .map_err(|err| StoreError::Corrupt(format!("receipt encoding: {err}")))
             })
             .map_err(|err| match err {
                 CommitError::Conflict { .. } => error(ErrorCode::BatchConflict, err.to_string()),

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, ConfigError, Storage};
 use crate::nodes;
-use crate::shim::{HubKey, random_token};
 use crate::store::{self, Db, StoreError};
+use dangan_sync::{HubKey, random_token};
 
 pub const KEY_FILE: &str = "hub.key";
 pub const PARTIAL_DIR: &str = "partial";
@@ -108,13 +108,13 @@ pub fn init(data_dir: &Path) -> Result<Initialised, HubError> {
     let key = if key_path.exists() {
         read_key(&key_path)?
     } else {
-        let key = HubKey::generate();
+        let key = HubKey::generate().map_err(StoreError::from)?;
         write_key(&key_path, &key)?;
         key
     };
     let db = Db::create(data_dir)?;
     let conn = db.get()?;
-    let hub_id = random_token("hub-")[..20].to_owned();
+    let hub_id = random_token("hub-").map_err(StoreError::from)?[..20].to_owned();
     store::set_meta(&conn, "hub_id", &hub_id)?;
     store::set_meta(&conn, "created_at", &store::now())?;
     let admin_token = nodes::create_admin_token(&conn)?;

@@ -12,7 +12,6 @@
 //! - [`reconcile`]: per district, what is queued, in flight, archived or divergent.
 //! - [`http`]: the HTTP(S) service: sync router, admin API, health check.
 //! - [`text`]: operator-facing text in Chinese and English.
-//! - [`shim`]: temporary stand-ins for `dangan-sync` functions (deleted at merge).
 pub mod archive;
 pub mod backend;
 pub mod blobs;
@@ -22,7 +21,6 @@ pub mod http;
 pub mod hub;
 pub mod nodes;
 pub mod reconcile;
-pub mod shim;
 pub mod store;
 pub mod text;
 

@@ -11,8 +11,8 @@ use dangan_shared::OrgCode;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::shim::{random_token, token_hash};
 use crate::store::{self, StoreError, write_tx};
+use dangan_sync::{random_token, token_hash};
 
 /// Prefixes make a leaked secret recognisable (and greppable in logs).
 pub const NODE_TOKEN_PREFIX: &str = "dgn_";
@@ -93,7 +93,7 @@ pub fn create_enrolment_code(
     district: &OrgCode,
     valid: Duration,
 ) -> Result<EnrolmentCode, StoreError> {
-    let code = random_token(ENROLMENT_CODE_PREFIX);
+    let code = random_token(ENROLMENT_CODE_PREFIX)?;
     let expires_at = store::time_after(valid);
     let tx = write_tx(conn)?;
     ensure_district(&tx, district.as_str())?;
@@ -152,7 +152,7 @@ pub fn enrol(
         |row| row.get(0),
     )?;
     let node_id = format!("{district}-{}", count + 1);
-    let token = random_token(NODE_TOKEN_PREFIX);
+    let token = random_token(NODE_TOKEN_PREFIX).map_err(StoreError::from)?;
     let now = store::now();
     tx.execute(
         "INSERT INTO nodes(id, district, token_hash, enrolled_at, last_contact)
@@ -232,7 +232,7 @@ pub fn revoke(conn: &mut Connection, node_id: &str) -> Result<NodeInfo, RevokeEr
 
 /// Makes a new admin token for the HTTP admin API (returned once).
 pub fn create_admin_token(conn: &Connection) -> Result<String, StoreError> {
-    let token = random_token(ADMIN_TOKEN_PREFIX);
+    let token = random_token(ADMIN_TOKEN_PREFIX)?;
     conn.execute(
         "INSERT INTO admin_tokens(token_hash, created_at) VALUES (?1, ?2)",
         params![token_hash(&token), store::now()],

@@ -160,6 +160,8 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("the database holds a malformed value: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Random(#[from] dangan_sync::receipt::RandomError),
 }
 
 impl StoreError {

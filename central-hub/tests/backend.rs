@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dangan_hub::HubBackend;
-use dangan_hub::{hub, nodes, shim};
+use dangan_hub::{hub, nodes};
 use dangan_shared::BlobId;
 use dangan_sync::server::{Backend, NodeIdentity, ProtocolError};
 use dangan_sync::wire::{
@@ -166,7 +166,7 @@ fn manifest(district: &str, batch: &str, pages: &[Vec<u8>], per_file: usize) -> 
 }
 
 fn hash(manifest: &Manifest) -> String {
-    shim::manifest_hash(manifest).unwrap().1
+    dangan_sync::manifest_hash(manifest).unwrap().1
 }
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, ProtocolError>) -> ErrorCode {
@@ -182,7 +182,7 @@ fn verify(receipt: &Receipt, hub_key: &str) {
         .map(|i| u8::from_str_radix(&receipt.signature[2 * i..2 * i + 2], 16).unwrap())
         .collect();
     let sig = Signature::from_bytes(&sig.try_into().unwrap());
-    let body = shim::to_canonical(&receipt.body).unwrap();
+    let body = dangan_sync::jcs::to_canonical(&receipt.body).unwrap();
     key.verify(&body, &sig).expect("receipt signature verifies");
 }
 
@@ -349,8 +349,8 @@ async fn a_batch_transfers_with_resume_and_commits_once() {
     assert_eq!(receipt.body.format, dangan_sync::wire::RECEIPT_FORMAT);
     let repeat = hub.backend.commit(&node, request).await.unwrap();
     assert_eq!(
-        shim::to_canonical(&repeat).unwrap(),
-        shim::to_canonical(&receipt).unwrap()
+        dangan_sync::jcs::to_canonical(&repeat).unwrap(),
+        dangan_sync::jcs::to_canonical(&receipt).unwrap()
     );
     assert_eq!(hub.count("SELECT COUNT(*) FROM pages"), 3);
     assert_eq!(hub.count("SELECT COUNT(*) FROM business_files"), 2);
@@ -393,13 +393,11 @@ async fn a_batch_transfers_with_resume_and_commits_once() {
 }
 
 #[tokio::test]
-async fn a_failed_commit_leaves_nothing() {
+async fn a_failed_commit_leaves_nothing_and_the_retry_commits() {
     let hub = hub();
     let (node, _) = hub.node("330106").await;
     let pages = vec![b"p1".to_vec(), b"p2".to_vec()];
-    let mut m = manifest("330106", "dup", &pages, 1);
-    // Two pages with one sequence number: the insert fails half way.
-    m.business_files[1].pages[0].seq = 1;
+    let m = manifest("330106", "dup", &pages, 1);
     let h = hash(&m);
     hub.backend
         .offer(&node, m.clone(), h.clone(), 10)
@@ -408,21 +406,28 @@ async fn a_failed_commit_leaves_nothing() {
     for bytes in &pages {
         hub.upload(&node, bytes).await;
     }
-    let failed = hub
-        .backend
-        .commit(
-            &node,
-            CommitRequest {
-                batch: "dup".into(),
-                manifest_hash: h,
-            },
-        )
-        .await;
-    assert_eq!(code_of(failed), ErrorCode::InvalidManifest);
+    // The database refuses the second page: the commit fails half way.
+    let fail = "CREATE TRIGGER fail_second_page BEFORE INSERT ON pages
+                WHEN (SELECT COUNT(*) FROM pages) >= 1
+                BEGIN SELECT RAISE(ABORT, 'injected failure'); END";
+    hub.backend.db().get().unwrap().execute(fail, []).unwrap();
+    let request = CommitRequest {
+        batch: "dup".into(),
+        manifest_hash: h,
+    };
+    let failed = hub.backend.commit(&node, request.clone()).await;
+    assert!(failed.is_err(), "{failed:?}");
     assert_eq!(hub.count("SELECT COUNT(*) FROM batches"), 0);
     assert_eq!(hub.count("SELECT COUNT(*) FROM business_files"), 0);
     assert_eq!(hub.count("SELECT COUNT(*) FROM pages"), 0);
     assert_eq!(hub.count("SELECT COUNT(*) FROM offers"), 1);
+
+    let drop = "DROP TRIGGER fail_second_page";
+    hub.backend.db().get().unwrap().execute(drop, []).unwrap();
+    let receipt = hub.backend.commit(&node, request).await.unwrap();
+    assert_eq!(receipt.body.pages, 2);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM batches"), 1);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM pages"), 2);
 }
 
 #[tokio::test]

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dangan_edge::eviction::{self, CacheStatus};
 use dangan_edge::fsck::{self, FsckReport};
-use dangan_edge::sync::{self as edge_sync, SyncReport};
 use dangan_edge::ingest::{self, IngestOptions, IngestReport};
 use dangan_edge::node::Node;
 use dangan_edge::store::{BatchDetail, BatchSummary};
+use dangan_edge::sync::{self as edge_sync, SyncReport};
 use dangan_edge::watch::{self, WatchOptions};
 use dangan_shared::OrgCode;
 

@@ -100,10 +100,9 @@ pub fn evict(node: &Node, store: &Store, budget: u64) -> Result<EvictionReport, 
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => {
                 tracing::warn!(blob = %id.short(), %err, "cannot evict blob");
-                store.conn().execute(
-                    "UPDATE blobs SET evicted_at = NULL WHERE id = ?1",
-                    [&hex],
-                )?;
+                store
+                    .conn()
+                    .execute("UPDATE blobs SET evicted_at = NULL WHERE id = ?1", [&hex])?;
                 continue;
             }
         }

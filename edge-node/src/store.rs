@@ -20,7 +20,8 @@ use crate::barcode::Barcode;
 
 pub const DB_FILE: &str = "edge.db";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -100,7 +101,8 @@ CREATE TABLE exceptions (
     created_at       TEXT NOT NULL
 );
 CREATE INDEX exceptions_batch ON exceptions(batch_id);
-"#, r#"
+"#,
+    r#"
 -- 2: sync to the hub. The sync queue is the accepted and syncing batches;
 -- its retry state lives here so that it outlives the process.
 ALTER TABLE batches ADD COLUMN accepted_at TEXT;
@@ -113,7 +115,8 @@ ALTER TABLE batches ADD COLUMN next_attempt_at TEXT;
 -- Set when an archived batch's blob was removed from the cache to keep it
 -- within its budget (the hub holds it; the thumbnail stays).
 ALTER TABLE blobs ADD COLUMN evicted_at TEXT;
-"#];
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

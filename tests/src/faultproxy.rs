@@ -122,9 +122,13 @@ enum Plan {
 enum State {
     Headers,
     /// A Content-Length body with this many bytes left.
-    Body { left: u64 },
+    Body {
+        left: u64,
+    },
     ChunkSize,
-    ChunkData { left: u64 },
+    ChunkData {
+        left: u64,
+    },
     ChunkEnd,
     Trailers,
 }
@@ -161,11 +165,14 @@ async fn relay(
             let rest = &pending[consumed..];
             match state {
                 State::Headers => {
-                    let Some(end) = find(rest, b"\r\n\r\n") else { break };
+                    let Some(end) = find(rest, b"\r\n\r\n") else {
+                        break;
+                    };
                     let head = &rest[..end + 4];
                     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
                     let length = header(&text, "content-length").and_then(|v| v.parse().ok());
-                    let chunked = header(&text, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+                    let chunked =
+                        header(&text, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
                     out.extend_from_slice(head);
                     consumed += head.len();
                     stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -197,7 +204,9 @@ async fn relay(
                     };
                 }
                 State::ChunkSize => {
-                    let Some(end) = find(rest, b"\r\n") else { break };
+                    let Some(end) = find(rest, b"\r\n") else {
+                        break;
+                    };
                     let line = String::from_utf8_lossy(&rest[..end]).to_string();
                     let size = u64::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
                         .unwrap_or(0);
@@ -230,7 +239,9 @@ async fn relay(
                     state = State::ChunkSize;
                 }
                 State::Trailers => {
-                    let Some(end) = find(rest, b"\r\n") else { break };
+                    let Some(end) = find(rest, b"\r\n") else {
+                        break;
+                    };
                     out.extend_from_slice(&rest[..end + 2]);
                     consumed += end + 2;
                     if end == 0 {
@@ -283,8 +294,9 @@ fn choose(faults: &Mutex<(Faults, Rng)>, length: Option<u64>) -> (Plan, Option<D
     };
     let (faults, rng) = &mut *guard;
     let faults = faults.clone();
-    // Chunked bodies have no declared length: aim within the first 256 KiB.
-    let span = length.unwrap_or(256 << 10);
+    // Chunked bodies have no declared length: aim within the first
+    // `min_body` bytes, which every body worth faulting has.
+    let span = length.unwrap_or(faults.min_body);
     if span < faults.min_body || span == 0 {
         return (Plan::None, None);
     }

@@ -42,12 +42,8 @@ fn json_of(out: &Output, what: &str) -> Result<Value> {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "{what}: not JSON: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{what}: not JSON: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// A hub data folder and, while serving, its process.

@@ -127,7 +127,12 @@ pub fn write_hard(out: &Path) -> Result<()> {
 /// `count` distinct small grayscale JPEG pages (`p0001.jpg`, ...) of about
 /// `kib` KiB each, quick to make and to ingest: sync tests need many blobs,
 /// not realistic forms. The same `seed` gives the same bytes.
-pub fn write_plain_pages(out: &Path, count: usize, seed: u64, kib: usize) -> Result<Vec<std::path::PathBuf>> {
+pub fn write_plain_pages(
+    out: &Path,
+    count: usize,
+    seed: u64,
+    kib: usize,
+) -> Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     // Noise compresses badly in JPEG: about one byte per pixel at q85.
     let side = ((kib * 1024) as f64).sqrt().max(16.0) as u32;

@@ -76,11 +76,18 @@ fn reconciled(hub: &Hub, district: &str, batch: &str) -> Result<Value> {
 /// Every blob the hub stores is named by its hash and hashes to it.
 fn assert_hub_blobs_verify(hub: &Hub, expected: &BTreeSet<String>) -> Result<()> {
     let stored: BTreeSet<String> = hub.stored_blobs()?.into_iter().collect();
-    assert_eq!(&stored, expected, "the hub stores exactly the batches' blobs");
+    assert_eq!(
+        &stored, expected,
+        "the hub stores exactly the batches' blobs"
+    );
     for name in &stored {
         let path = hub.data.join("blobs").join(&name[..2]).join(name);
         let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
-        assert_eq!(&blake3::hash(&bytes).to_hex().to_string(), name, "blob {name} verifies");
+        assert_eq!(
+            &blake3::hash(&bytes).to_hex().to_string(),
+            name,
+            "blob {name} verifies"
+        );
     }
     Ok(())
 }
@@ -103,13 +110,20 @@ fn a_district_syncs_exactly_once_and_a_second_sync_sends_nothing() -> Result<()>
     let mut all = edge_blobs(&edge, "B-1")?;
     all.extend(edge_blobs(&edge, "B-2")?);
     assert_eq!(report["batches_committed"], 2, "{report}");
-    assert_eq!(report["blobs_sent"], all.len(), "each distinct blob sent once: {report}");
+    assert_eq!(
+        report["blobs_sent"],
+        all.len(),
+        "each distinct blob sent once: {report}"
+    );
     let wire = report["bytes_sent"].as_u64().unwrap();
     let sizes: u64 = std::fs::read_dir(&first)?
-            .chain(std::fs::read_dir(&second)?)
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum::<u64>();
-    assert!(wire <= sizes, "no more than the images were sent: {wire} > {sizes}");
+        .chain(std::fs::read_dir(&second)?)
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    assert!(
+        wire <= sizes,
+        "no more than the images were sent: {wire} > {sizes}"
+    );
     assert_eq!(edge.batch_state("B-1")?, "archived");
     assert_eq!(edge.batch_state("B-2")?, "archived");
     assert_eq!(edge.batch_state("B-open")?, "open");
@@ -138,10 +152,16 @@ fn the_same_image_from_two_districts_is_stored_once() -> Result<()> {
     let first = east.json(&["sync"])?;
     let second = west.json(&["sync"])?;
     assert_eq!(first["blobs_sent"], 3, "{first}");
-    assert_eq!(second["blobs_sent"], 0, "the hub already had them: {second}");
+    assert_eq!(
+        second["blobs_sent"], 0,
+        "the hub already had them: {second}"
+    );
     assert_eq!(second["batches_committed"], 1, "{second}");
     assert_hub_blobs_verify(&setup.hub, &edge_blobs(&east, "E-1")?)?;
-    assert_eq!(reconciled(&setup.hub, OTHER_DISTRICT, "W-1")?["state"], "archived");
+    assert_eq!(
+        reconciled(&setup.hub, OTHER_DISTRICT, "W-1")?["state"],
+        "archived"
+    );
     Ok(())
 }
 
@@ -159,7 +179,10 @@ fn http(addr: &str, request: &str) -> Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("no status in {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -176,14 +199,19 @@ fn bad_or_revoked_credentials_get_401_and_other_districts_403() -> Result<()> {
     let get = |token: &str| {
         http(
             &addr,
-            &format!("GET /sync/v1/batches HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+            &format!(
+                "GET /sync/v1/batches HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            ),
         )
     };
     let token = node_token(&edge)?;
     assert_eq!(get(&token)?.0, 200);
     let (status, body) = get("dn_0000")?;
     assert_eq!(status, 401, "{body}");
-    assert!(body.contains("\"unauthorized\""), "machine-readable error: {body}");
+    assert!(
+        body.contains("\"unauthorized\""),
+        "machine-readable error: {body}"
+    );
 
     // A manifest for another district, signed in with this district's node.
     let manifest = format!(
@@ -204,7 +232,9 @@ fn bad_or_revoked_credentials_get_401_and_other_districts_403() -> Result<()> {
     // Malformed JSON gets a 400 with a machine-readable error.
     let (status, body) = http(
         &addr,
-        &format!("POST /sync/v1/commit HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{{oops"),
+        &format!(
+            "POST /sync/v1/commit HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{{oops"
+        ),
     )?;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"malformed\""), "{body}");
@@ -214,7 +244,11 @@ fn bad_or_revoked_credentials_get_401_and_other_districts_403() -> Result<()> {
     let node = nodes.as_array().and_then(|n| n.first()).context("a node")?;
     let id = node["id"].as_str().context("node id")?;
     let out = setup.hub.command(&["node", "revoke", id])?.output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(get(&token)?.0, 401);
     let pages = setup.pages("in", 1, 5, 10)?;
     edge.ingest_and_accept("B-1", &pages)?;
@@ -240,7 +274,13 @@ fn a_receipt_signed_with_another_key_leaves_the_batch_unarchived() -> Result<()>
     setup.hub.restart()?;
     let (ok, report) = edge.try_json(&["sync"])?;
     assert!(!ok, "{report}");
-    assert!(report["failures"][0]["error"].as_str().unwrap_or("").contains("receipt"), "{report}");
+    assert!(
+        report["failures"][0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("receipt"),
+        "{report}"
+    );
     assert_ne!(edge.batch_state("B-1")?, "archived");
 
     std::fs::write(&key, genuine)?;
@@ -281,7 +321,10 @@ fn corrupted_cut_and_stalled_transfers_end_in_a_verified_archive() -> Result<()>
     }
     let stats = &proxy.stats;
     use std::sync::atomic::Ordering::Relaxed;
-    assert!(stats.corrupted.load(Relaxed) > 0, "some bodies were corrupted");
+    assert!(
+        stats.corrupted.load(Relaxed) > 0,
+        "some bodies were corrupted"
+    );
     assert!(stats.cuts.load(Relaxed) > 0, "some connections were cut");
     assert_hub_blobs_verify(&setup.hub, &edge_blobs(&edge, "B-1")?)?;
     Ok(())
@@ -326,10 +369,14 @@ fn killing_the_edge_mid_transfer_then_resuming_completes_the_archive() -> Result
     let mut kills = 0;
     for round in 0..3 {
         let before = setup.hub.stored_blobs()?.len();
-        let mut child = edge.command(&["sync", "--json"])?.stdout(std::process::Stdio::null()).spawn()?;
+        let mut child = edge
+            .command(&["sync", "--json"])?
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
         // Wait until this run has put bytes on the wire, then a random moment more.
         wait_for("upload progress", Duration::from_secs(30), || {
-            setup.hub.stored_blobs().map(|b| b.len()).unwrap_or(0) > before || partial_bytes(&setup.hub) > 0
+            setup.hub.stored_blobs().map(|b| b.len()).unwrap_or(0) > before
+                || partial_bytes(&setup.hub) > 0
         })?;
         std::thread::sleep(Duration::from_millis(u64::from(rng.range(50, 600))));
         let running = child.try_wait()?.is_none();
@@ -341,20 +388,33 @@ fn killing_the_edge_mid_transfer_then_resuming_completes_the_archive() -> Result
             assert_ne!(edge.batch_state("B-1")?, "archived", "round {round}");
         }
     }
-    assert!(kills >= 2, "at least two kills landed mid-transfer ({kills})");
+    assert!(
+        kills >= 2,
+        "at least two kills landed mid-transfer ({kills})"
+    );
     let report = edge.json(&["sync"])?;
     assert_eq!(report["batches_committed"], 1, "{report}");
     assert_eq!(edge.batch_state("B-1")?, "archived");
     assert_hub_blobs_verify(&setup.hub, &all)?;
-    assert!(!setup.hub.data.join("partial").read_dir()?.any(|_| true), "no partial uploads left");
-    assert_eq!(reconciled(&setup.hub, DISTRICT, "B-1")?["state"], "archived");
+    assert!(
+        !setup.hub.data.join("partial").read_dir()?.any(|_| true),
+        "no partial uploads left"
+    );
+    assert_eq!(
+        reconciled(&setup.hub, DISTRICT, "B-1")?["state"],
+        "archived"
+    );
     Ok(())
 }
 
 #[test]
 fn a_hub_that_cannot_store_keeps_the_edge_waiting_and_nothing_lost() -> Result<()> {
     let setup = hub()?;
-    let edge = setup.edge("edge", DISTRICT, "[sync]\nretry_base_seconds = 1\nretry_max_seconds = 1\ngive_up_after_seconds = 3\n")?;
+    let edge = setup.edge(
+        "edge",
+        DISTRICT,
+        "[sync]\nretry_base_seconds = 1\nretry_max_seconds = 1\ngive_up_after_seconds = 3\n",
+    )?;
     let pages = setup.pages("in", 3, 41, 30)?;
     edge.ingest_and_accept("B-1", &pages)?;
     // The blob store's folder replaced by a file: every write fails.

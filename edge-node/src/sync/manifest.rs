@@ -5,9 +5,7 @@
 //! bytes and the same hash.
 use std::collections::HashMap;
 
-use dangan_sync::wire::{
-    MANIFEST_FORMAT, Manifest, ManifestBarcode, ManifestFile, ManifestPage,
-};
+use dangan_sync::wire::{MANIFEST_FORMAT, Manifest, ManifestBarcode, ManifestFile, ManifestPage};
 use rusqlite::params;
 
 use crate::store::{BarcodeView, BatchRow, Store, StoreError};

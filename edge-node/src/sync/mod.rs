@@ -66,7 +66,10 @@ enum BatchError {
     #[error("{0}")]
     Hub(ClientError),
     #[error("cannot read blob {blob} from the cache: {source}")]
-    LocalBlob { blob: String, source: std::io::Error },
+    LocalBlob {
+        blob: String,
+        source: std::io::Error,
+    },
     #[error("blob {blob} in the cache no longer matches its hash; run `dangan-edge fsck`")]
     LocalBlobCorrupt { blob: String },
     #[error("the hub's receipt does not verify: {0}")]
@@ -275,7 +278,11 @@ pub async fn run_pass(
                 continue;
             }
             let name = entry.batch.name.clone();
-            match pass.sync_batch(store, entry).instrument(info_span!("batch", batch = %name)).await {
+            match pass
+                .sync_batch(store, entry)
+                .instrument(info_span!("batch", batch = %name))
+                .await
+            {
                 Ok(()) => report.batches_committed += 1,
                 Err(err) => {
                     let attempts = entry.sync_attempts.max(0) as u32;
@@ -328,7 +335,9 @@ pub async fn run_pass(
 fn lock(store: &std::sync::Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     // A panic while holding the lock leaves SQLite consistent (every step
     // is its own transaction), so a poisoned lock is safe to reuse.
-    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn pending(queue: &[QueueEntry]) -> impl Iterator<Item = &QueueEntry> {
@@ -364,7 +373,9 @@ impl Pass<'_> {
         let mut attempt = 0;
         loop {
             match step().await {
-                Err(err) if err.is_retryable() && self.started.elapsed() < settings.give_up_after => {
+                Err(err)
+                    if err.is_retryable() && self.started.elapsed() < settings.give_up_after =>
+                {
                     let delay = backoff(settings.retry_base, settings.retry_max, attempt);
                     warn!(step = what, error = %err, retry_in_ms = delay.as_millis() as u64, "hub not reachable; retrying");
                     tokio::time::sleep(delay).await;
@@ -416,8 +427,8 @@ impl Pass<'_> {
         entry: &QueueEntry,
     ) -> Result<(), BatchError> {
         let manifest = manifest::build(&lock(store), &entry.batch)?;
-        let (canonical, hash) =
-            dangan_sync::manifest_hash(&manifest).map_err(|e| BatchError::Manifest(e.to_string()))?;
+        let (canonical, hash) = dangan_sync::manifest_hash(&manifest)
+            .map_err(|e| BatchError::Manifest(e.to_string()))?;
         drop(manifest);
         lock(store).mark_syncing(entry.batch.id, &hash)?;
         info!(manifest_hash = %hash, "offering");
@@ -452,7 +463,8 @@ impl Pass<'_> {
                 receipt.body.batch, receipt.body.district
             )));
         }
-        let json = serde_json::to_string(&receipt).map_err(|e| BatchError::Receipt(e.to_string()))?;
+        let json =
+            serde_json::to_string(&receipt).map_err(|e| BatchError::Receipt(e.to_string()))?;
         lock(store).mark_archived(entry.batch.id, &json)?;
         info!(manifest_hash = %hash, "archived");
         Ok(())
@@ -495,7 +507,8 @@ impl Pass<'_> {
                 };
             let result = tokio::time::timeout(
                 allowance,
-                self.client.upload_blob(id, offset, missing.size, zstd, body),
+                self.client
+                    .upload_blob(id, offset, missing.size, zstd, body),
             )
             .await
             .unwrap_or_else(|_| {
@@ -536,7 +549,9 @@ impl Pass<'_> {
                 Err(err) if err.code() == Some(ErrorCode::OffsetMismatch) => {
                     offset = self.held(id).await?;
                 }
-                Err(err) if err.is_retryable() && self.started.elapsed() < settings.give_up_after => {
+                Err(err)
+                    if err.is_retryable() && self.started.elapsed() < settings.give_up_after =>
+                {
                     let delay = backoff(settings.retry_base, settings.retry_max, attempt);
                     warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "upload interrupted; resuming");
                     tokio::time::sleep(delay).await;
@@ -567,7 +582,13 @@ impl Pass<'_> {
             .retrying("blob status", || self.client.blob_status(id))
             .await
             .map_err(BatchError::Hub)?;
-        Ok(status.map_or(0, |s| if s.complete { s.length.unwrap_or(s.offset) } else { s.offset }))
+        Ok(status.map_or(0, |s| {
+            if s.complete {
+                s.length.unwrap_or(s.offset)
+            } else {
+                s.offset
+            }
+        }))
     }
 
     /// The blob's bytes from `offset`, throttled and counted.
@@ -667,7 +688,9 @@ mod tests {
         let mut state = 1u64;
         let random: Vec<u8> = (0..200_000)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 56) as u8
             })
             .collect();

@@ -170,9 +170,11 @@ impl Store {
     pub fn receipt(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT receipt FROM batches WHERE name = ?1", [name], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT receipt FROM batches WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
             .optional()?
             .flatten())
     }

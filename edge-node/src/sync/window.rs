@@ -35,8 +35,8 @@ impl Window {
     pub fn contains(&self, now: &Zoned, zone: &jiff::tz::TimeZone) -> bool {
         let local = now.with_time_zone(zone.clone());
         let day = day_index(local.weekday());
-        let minute = u32::from(local.hour().unsigned_abs()) * 60
-            + u32::from(local.minute().unsigned_abs());
+        let minute =
+            u32::from(local.hour().unsigned_abs()) * 60 + u32::from(local.minute().unsigned_abs());
         if self.start < self.end {
             self.days[day] && (self.start..self.end).contains(&minute)
         } else {
@@ -150,13 +150,28 @@ mod tests {
     fn weekday_evenings_run_into_the_next_morning() {
         let w: Window = "Mon-Fri 19:00-07:00".parse().unwrap();
         let tz = shanghai();
-        assert!(!w.contains(&at("2026-11-23T18:59"), &tz), "Monday before 19:00");
+        assert!(
+            !w.contains(&at("2026-11-23T18:59"), &tz),
+            "Monday before 19:00"
+        );
         assert!(w.contains(&at("2026-11-23T19:00"), &tz), "Monday 19:00");
-        assert!(w.contains(&at("2026-11-24T06:59"), &tz), "Tuesday early (Monday's night)");
+        assert!(
+            w.contains(&at("2026-11-24T06:59"), &tz),
+            "Tuesday early (Monday's night)"
+        );
         assert!(!w.contains(&at("2026-11-24T07:00"), &tz), "Tuesday 07:00");
-        assert!(w.contains(&at("2026-11-28T03:00"), &tz), "Saturday early (Friday's night)");
-        assert!(!w.contains(&at("2026-11-28T20:00"), &tz), "Saturday evening");
-        assert!(!w.contains(&at("2026-11-23T03:00"), &tz), "Monday early (Sunday's night)");
+        assert!(
+            w.contains(&at("2026-11-28T03:00"), &tz),
+            "Saturday early (Friday's night)"
+        );
+        assert!(
+            !w.contains(&at("2026-11-28T20:00"), &tz),
+            "Saturday evening"
+        );
+        assert!(
+            !w.contains(&at("2026-11-23T03:00"), &tz),
+            "Monday early (Sunday's night)"
+        );
     }
 
     #[test]
@@ -181,7 +196,14 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        for bad in ["", "Mon-Fri", "Funday 10:00-11:00", "Mon 25:00-26:00", "Mon 10:00-10:00", "Mon 10-11"] {
+        for bad in [
+            "",
+            "Mon-Fri",
+            "Funday 10:00-11:00",
+            "Mon 25:00-26:00",
+            "Mon 10:00-10:00",
+            "Mon 10-11",
+        ] {
             let err = bad.parse::<Window>().unwrap_err();
             assert!(err.to_string().contains("Mon-Fri 19:00-07:00"), "{err}");
         }

@@ -1,18 +1,89 @@
 #!/usr/bin/env bash
-# The quick-start demo: generate a few scans, create a district pre-archive
-# in ./edge-data (SQLite + local folders, no server) and ingest them.
-# Usage: packaging/demo.sh [DATA_DIR]
+# The quick-start demo, on the embedded defaults (SQLite + local folders, no
+# other server): start a central hub and one district edge node, generate a
+# few hundred scanned pages with barcodes, ingest them into batches, accept
+# and sync them, print the hub's reconciliation table, and keep both running
+# (the edge syncing in the background) until Ctrl-C.
+#
+# Usage: packaging/demo.sh [DIR]      (default ./demo-data)
+# Env:   DANGAN_DEMO_LISTEN (hub address, default 127.0.0.1:8700)
+#        DANGAN_DEMO_BATCHES, DANGAN_DEMO_PAGES (default 3 batches x 100 pages)
+#        DANGAN_DEMO_EXIT=1 exits after the table instead of staying up
+#        DANGAN_LANG=en for English messages
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${1:-./edge-data}
-scans=$(mktemp -d)
-cargo build --release -q -p dangan-edge -p dangan-testkit
-target=${CARGO_TARGET_DIR:-target}
-"$target/release/dangan-fixtures" demo "$scans"
-if [ ! -f "$data/edge.db" ]; then
-  "$target/release/dangan-edge" init --data "$data" --district 330106
+dir=${1:-./demo-data}
+listen=${DANGAN_DEMO_LISTEN:-127.0.0.1:8700}
+batches=${DANGAN_DEMO_BATCHES:-3}
+pages=${DANGAN_DEMO_PAGES:-100}
+district=330106
+
+if [ -e "$dir" ]; then
+  if [ -f "$dir/.dangan-demo" ]; then
+    rm -rf "$dir"
+  else
+    echo "demo: $dir exists and is not a demo folder; pass another folder" >&2
+    exit 2
+  fi
 fi
-"$target/release/dangan-edge" ingest --data "$data" --batch demo "$scans"
-"$target/release/dangan-edge" batch show demo --data "$data"
+mkdir -p "$dir"
+touch "$dir/.dangan-demo"
+
+echo "demo: building (release) ..."
+cargo build --release -q -p dangan-edge -p dangan-hub -p dangan-testkit --bins
+target=${CARGO_TARGET_DIR:-target}/release
+edge() { "$target/dangan-edge" --data "$dir/edge" "$@"; }
+hub() { "$target/dangan-hub" --data "$dir/hub" "$@"; }
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop EXIT
+trap 'echo; echo "demo: stopping"; exit 0' INT TERM
+
+echo "demo: hub in $dir/hub"
+hub init > "$dir/hub-init.txt"
+"$target/dangan-hub" --data "$dir/hub" serve --listen "$listen" > "$dir/hub.out" 2> "$dir/hub.log" &
+pids+=($!)
+for _ in $(seq 100); do
+  grep -q "listening" "$dir/hub.out" 2>/dev/null && break
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$dir/hub.log" >&2; exit 1; }
+  sleep 0.1
+done
+url=$(grep -o 'https\?://[^ ]*' "$dir/hub.out" | head -n1)
+[ -n "$url" ] || { echo "demo: the hub did not start; see $dir/hub.log" >&2; exit 1; }
+admin_token=$(grep -o 'dga_[0-9a-f]*' "$dir/hub-init.txt")
+
+echo "demo: district $district edge in $dir/edge, enrolled at $url"
+edge init --district "$district" > /dev/null
+code=$(hub node enrol --district "$district" --json | sed -n 's/.*"code": *"\([^"]*\)".*/\1/p')
+edge enrol --hub "$url" --code "$code"
+
+echo "demo: generating $batches x $pages scanned pages ..."
+"$target/dangan-fixtures" district "$dir/scans" --batches "$batches" --pages "$pages" > /dev/null
+for folder in "$dir"/scans/batch-*; do
+  batch="$district-demo-${folder##*-}"
+  edge ingest --batch "$batch" "$folder"
+  edge batch accept "$batch"
+done
+
+edge sync --now
 echo
-echo "quarantined files are in $data/quarantine/demo; JSON: dangan-edge batch show demo --json --data $data"
+hub reconcile
+echo
+cat <<EOF
+demo: hub $url, edge $dir/edge (district $district).
+  dangan-edge --data $dir/edge batch list
+  dangan-hub --data $dir/hub reconcile --json
+  curl -H 'Authorization: Bearer $admin_token' $url/api/v1/reconcile
+EOF
+if [ "${DANGAN_DEMO_EXIT:-0}" = 1 ]; then
+  exit 0
+fi
+"$target/dangan-edge" --data "$dir/edge" serve 2> "$dir/edge.log" &
+pids+=($!)
+echo "demo: hub and edge running (logs in $dir/*.log); Ctrl-C stops both."
+wait

@@ -385,12 +385,25 @@ pub fn commit(
         "DELETE FROM offers WHERE district = ?1 AND batch = ?2",
         params![offer.district, offer.batch],
     )?;
+    pause_before_commit_for_tests();
     tx.commit()?;
     Ok(CommitOutcome {
         receipt,
         archived_now: true,
         settled_paths,
     })
+}
+
+/// Crash-test hook: with `DANGAN_HUB_TEST_PAUSE_BEFORE_COMMIT=FILE` in the
+/// environment the hub creates FILE once a commit has written every row
+/// and then waits a minute before committing the transaction, so a test
+/// can `kill -9` it at exactly that point. Unset in production.
+fn pause_before_commit_for_tests() {
+    if let Some(marker) = std::env::var_os("DANGAN_HUB_TEST_PAUSE_BEFORE_COMMIT") {
+        tracing::warn!(marker = %std::path::Path::new(&marker).display(), "test pause before commit");
+        let _ = std::fs::write(&marker, b"paused");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
 }
 
 fn inconsistent(err: rusqlite::Error, what: &str, seq: u32) -> CommitError {

@@ -52,6 +52,8 @@ pub struct Hub {
     pub admin_token: String,
     pub addr: Option<std::net::SocketAddr>,
     child: Option<Child>,
+    tls: bool,
+    start_args: (Vec<String>, Vec<(String, String)>),
 }
 
 impl Hub {
@@ -68,6 +70,8 @@ impl Hub {
             admin_token,
             addr: None,
             child: None,
+            tls: false,
+            start_args: Default::default(),
         })
     }
 
@@ -95,8 +99,22 @@ impl Hub {
     /// Starts `serve` on `listen` (use "127.0.0.1:0" the first time) and
     /// waits until it answers.
     pub fn start(&mut self, listen: &str) -> Result<()> {
-        let mut child = self
-            .command(&["serve", "--listen", listen])?
+        self.start_with(listen, &[], &[])
+    }
+
+    /// Starts `serve` with extra arguments (`--tls-cert`, ...) and
+    /// environment variables.
+    pub fn start_with(&mut self, listen: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+        let mut command = self.command(&["serve", "--listen", listen])?;
+        command.args(args).envs(envs.iter().copied());
+        self.tls = args.contains(&"--tls-cert");
+        self.start_args = (
+            args.iter().map(|a| a.to_string()).collect(),
+            envs.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -125,14 +143,33 @@ impl Hub {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr.expect("hub not started"))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr.expect("hub not started"))
     }
 
-    /// Restarts on the same address.
+    /// The process id of `serve` while it runs (for `/proc/PID/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Restarts on the same address with the same arguments and
+    /// environment.
     pub fn restart(&mut self) -> Result<()> {
+        let (args, envs) = self.start_args.clone();
+        self.restart_with(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &envs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Restarts on the same address with other arguments and environment.
+    pub fn restart_with(&mut self, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
         self.kill();
         let addr = self.addr.context("never started")?.to_string();
-        self.start(&addr)
+        self.start_with(&addr, args, envs)
     }
 
     /// `kill -9`.

@@ -153,3 +153,50 @@ pub fn write_plain_pages(
     }
     Ok(paths)
 }
+
+/// A district's worth of scanning for the sync demo: `batches` folders
+/// (`batch-01`, ...) of `pages` 200-dpi JPEG pages each, grouped into
+/// business files that open with a form carrying its business number
+/// (`YL2026BBFFFF`, Code 128 or QR) followed by one to three pages without
+/// a code. Returns the batch folders.
+pub fn write_district(out: &Path, batches: usize, pages: usize) -> Result<Vec<std::path::PathBuf>> {
+    let dpi = 200;
+    let mut folders = Vec::with_capacity(batches);
+    for batch in 1..=batches {
+        let dir = out.join(format!("batch-{batch:02}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut rng = pages::Rng::new(batch as u64);
+        let (mut page, mut file) = (0usize, 0usize);
+        while page < pages {
+            file += 1;
+            let number = format!("YL2026{batch:02}{file:04}");
+            let symbology = if file % 3 == 0 {
+                Symbology::Qr
+            } else {
+                Symbology::Code128
+            };
+            let follow = 1 + (rng.next_u64() % 3) as usize;
+            for index in 0..=follow {
+                if page == pages {
+                    break;
+                }
+                page += 1;
+                let codes = if index == 0 {
+                    vec![CodeSpec::new(symbology, &number, Place::TopRight)]
+                } else {
+                    vec![]
+                };
+                let seed = (batch * 100_000 + page) as u64;
+                let image = pages::render_page(&PageSpec::with_codes(dpi, seed, codes));
+                write(
+                    &dir,
+                    &format!("{page:04}.jpg"),
+                    &pages::encode_jpeg(&image, 85, dpi),
+                )?;
+            }
+        }
+        folders.push(dir);
+    }
+    Ok(folders)
+}

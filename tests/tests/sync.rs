@@ -435,3 +435,195 @@ fn a_hub_that_cannot_store_keeps_the_edge_waiting_and_nothing_lost() -> Result<(
     assert_hub_blobs_verify(&setup.hub, &edge_blobs(&edge, "B-1")?)?;
     Ok(())
 }
+
+/// The peak resident memory (VmHWM) of a live process, in KiB.
+fn peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Counts rows of the hub's index.
+fn hub_count(hub: &Hub, sql: &str) -> Result<i64> {
+    let db = rusqlite::Connection::open(hub.data.join("hub.db"))?;
+    Ok(db.query_row(sql, [], |row| row.get(0))?)
+}
+
+#[test]
+fn killing_the_hub_during_commit_leaves_no_partial_batch_and_the_retry_commits() -> Result<()> {
+    let mut setup = hub()?;
+    let edge = setup.edge(
+        "edge",
+        DISTRICT,
+        "[sync]\nretry_base_seconds = 1\nretry_max_seconds = 1\ngive_up_after_seconds = 60\nrequest_timeout_seconds = 10\n",
+    )?;
+    let pages = setup.pages("in", 12, 31, 20)?;
+    edge.ingest_and_accept("B-1", &pages)?;
+    let marker = setup.root.path().join("commit-paused");
+    let marker_text = marker.display().to_string();
+    setup.hub.restart_with(
+        &[],
+        &[("DANGAN_HUB_TEST_PAUSE_BEFORE_COMMIT", &marker_text)],
+    )?;
+    let sync = edge
+        .command(&["sync", "--json"])?
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // The hub has written every row of the batch but not committed.
+    wait_for(
+        "the hub to reach its commit",
+        Duration::from_secs(60),
+        || marker.exists(),
+    )?;
+    setup.hub.kill();
+    assert_eq!(hub_count(&setup.hub, "SELECT COUNT(*) FROM batches")?, 0);
+    assert_eq!(hub_count(&setup.hub, "SELECT COUNT(*) FROM pages")?, 0);
+    assert_eq!(
+        hub_count(&setup.hub, "SELECT COUNT(*) FROM business_files")?,
+        0
+    );
+    assert_ne!(edge.batch_state("B-1")?, "archived");
+
+    // The same sync pass, still retrying, commits once the hub is back.
+    setup.hub.restart_with(&[], &[])?;
+    let out = sync.wait_with_output()?;
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    assert_eq!(edge.batch_state("B-1")?, "archived");
+    assert_eq!(hub_count(&setup.hub, "SELECT COUNT(*) FROM batches")?, 1);
+    assert_eq!(hub_count(&setup.hub, "SELECT COUNT(*) FROM pages")?, 12);
+    assert_eq!(
+        reconciled(&setup.hub, DISTRICT, "B-1")?["state"],
+        "archived"
+    );
+    Ok(())
+}
+
+#[test]
+fn https_with_a_custom_ca() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../central-hub/tests/fixtures");
+    let path = |name: &str| fixtures.join(name).display().to_string();
+    let mut hub = Hub::init(&root.path().join("hub"))?;
+    hub.start_with(
+        "127.0.0.1:0",
+        &[
+            "--tls-cert",
+            &path("hub.pem"),
+            "--tls-key",
+            &path("hub.key.pem"),
+        ],
+        &[],
+    )?;
+    assert!(hub.url().starts_with("https://"));
+    let edge = Edge::init(&root.path().join("edge"), DISTRICT, FAST_RETRIES)?;
+    let code = hub.enrol_code(DISTRICT)?;
+    // The system's roots do not trust the hub's certificate.
+    let (ok, refused) = edge.try_json(&["enrol", "--hub", &hub.url(), "--code", &code])?;
+    assert!(!ok, "{refused}");
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+    edge.json(&[
+        "enrol",
+        "--hub",
+        &hub.url(),
+        "--code",
+        &code,
+        "--ca-cert",
+        &path("ca.pem"),
+    ])?;
+
+    let pages = root.path().join("in");
+    write_plain_pages(&pages, 3, 41, 16)?;
+    edge.ingest_and_accept("B-1", &pages)?;
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    assert_eq!(edge.batch_state("B-1")?, "archived");
+    assert_eq!(reconciled(&hub, DISTRICT, "B-1")?["state"], "archived");
+    Ok(())
+}
+
+/// A batch of 100,000 pages (10,000 business files) syncs with the edge's
+/// and the hub's peak memory bounded. The pages are ingested for real once
+/// (20 images) and then multiplied in the edge's database: the subject here
+/// is the sync, not the scanner.
+#[test]
+fn a_100000_page_batch_syncs_in_bounded_memory() -> Result<()> {
+    const PAGES: i64 = 100_000;
+    const PER_FILE: i64 = 10;
+    const LIMIT_KIB: u64 = 200 << 10;
+    let setup = hub()?;
+    let edge = setup.edge("edge", DISTRICT, FAST_RETRIES)?;
+    let images = setup.pages("in", 20, 51, 8)?;
+    edge.json(&["ingest", "--batch", "BIG", &images.display().to_string()])?;
+    {
+        let mut db = rusqlite::Connection::open(edge.data.join("edge.db"))?;
+        let tx = db.transaction()?;
+        let (batch, pages, files): (i64, i64, i64) = tx.query_row(
+            "SELECT b.id, (SELECT MAX(seq) FROM pages WHERE batch_id = b.id),
+                    (SELECT MAX(seq) FROM business_files WHERE batch_id = b.id)
+             FROM batches b WHERE b.name = 'BIG'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        tx.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+             INSERT INTO business_files(batch_id, seq, business_number, opened_by, created_at)
+             SELECT ?1, ?3 + i, printf('YL%010d', i),
+                    (SELECT opened_by FROM business_files WHERE batch_id = ?1 LIMIT 1),
+                    datetime('now')
+             FROM n",
+            rusqlite::params![batch, PAGES / PER_FILE, files],
+        )?;
+        tx.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?2 - 1)
+             INSERT INTO pages(batch_id, seq, business_file_id, source_id, frame, blob_id,
+                 duplicate, format, width, height, dpi, colour, barcodes, separator, blank,
+                 ink_ratio, created_at)
+             SELECT ?1, ?3 + 1 + i,
+                    (SELECT id FROM business_files WHERE batch_id = ?1 AND seq = ?4 + 1 + i / ?5),
+                    t.source_id, 100000 + i, t.blob_id, 1, t.format, t.width, t.height, t.dpi,
+                    t.colour, '[]', 0, 0, t.ink_ratio, t.created_at
+             FROM n JOIN pages t ON t.batch_id = ?1 AND t.seq = 1 + i % ?3",
+            rusqlite::params![batch, PAGES, pages, files, PER_FILE],
+        )?;
+        tx.commit()?;
+    }
+    edge.json(&["batch", "accept", "BIG"])?;
+
+    let mut sync = edge
+        .command(&["sync", "--json"])?
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = sync.stdout.take().context("stdout")?;
+    let reader = std::thread::spawn(move || -> Result<Value> {
+        Ok(serde_json::from_reader(std::io::BufReader::new(stdout))?)
+    });
+    let mut edge_peak = 0;
+    while sync.try_wait()?.is_none() {
+        edge_peak = edge_peak.max(peak_kib(sync.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    let hub_peak = peak_kib(setup.hub.pid().context("hub pid")?).context("hub VmHWM")?;
+    eprintln!("100,000 pages: edge peak {edge_peak} KiB, hub peak {hub_peak} KiB; {report}");
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    assert_eq!(edge.batch_state("BIG")?, "archived");
+    let total = PAGES + 20;
+    assert_eq!(hub_count(&setup.hub, "SELECT COUNT(*) FROM pages")?, total);
+    assert_eq!(reconciled(&setup.hub, DISTRICT, "BIG")?["pages"], total);
+    assert!(
+        edge_peak > 0 && edge_peak < LIMIT_KIB,
+        "edge peak {edge_peak} KiB"
+    );
+    assert!(hub_peak < LIMIT_KIB, "hub peak {hub_peak} KiB");
+    Ok(())
+}

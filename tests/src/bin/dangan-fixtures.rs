@@ -30,17 +30,38 @@ enum Command {
         /// Output folder (created).
         out: PathBuf,
     },
+    /// A district's scanning for the sync demo: folders batch-01, batch-02,
+    /// ... of 200-dpi pages grouped into business files, each opening with a
+    /// form that carries its business number (Code 128 or QR).
+    District {
+        /// Output folder (created).
+        out: PathBuf,
+        /// How many batch folders.
+        #[arg(long, default_value_t = 3)]
+        batches: usize,
+        /// Pages per batch.
+        #[arg(long, default_value_t = 100)]
+        pages: usize,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let out = match &cli.command {
-        Command::Demo { out } | Command::Hard { out } => out.clone(),
+        Command::Demo { out } | Command::Hard { out } | Command::District { out, .. } => {
+            out.clone()
+        }
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     match cli.command {
         Command::Demo { .. } => sets::write_demo(&out)?,
         Command::Hard { .. } => sets::write_hard(&out)?,
+        Command::District { batches, pages, .. } => {
+            for folder in sets::write_district(&out, batches, pages)? {
+                println!("{}", folder.display());
+            }
+            return Ok(());
+        }
     }
     println!("{}", out.display());
     Ok(())

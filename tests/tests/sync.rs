@@ -627,3 +627,186 @@ fn a_100000_page_batch_syncs_in_bounded_memory() -> Result<()> {
     assert!(hub_peak < LIMIT_KIB, "hub peak {hub_peak} KiB");
     Ok(())
 }
+
+/// A sync window that is closed now and for the next twelve hours: one
+/// minute, half a day from now in Asia/Shanghai (UTC+8, no summer time).
+fn closed_window() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let shanghai = (secs / 60 + 8 * 60) % 1440;
+    let start = (shanghai + 720) % 1440;
+    let end = start + 1;
+    format!(
+        "daily {:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        end / 60,
+        end % 60
+    )
+}
+
+#[test]
+fn outside_the_sync_window_nothing_moves_but_the_hub_sees_the_queue() -> Result<()> {
+    let setup = hub()?;
+    let config = format!("[sync]\nwindows = [\"{}\"]\n", closed_window());
+    let edge = setup.edge("edge", DISTRICT, &config)?;
+    let pages = setup.pages("in", 3, 61, 20)?;
+    edge.ingest_and_accept("B-1", &pages)?;
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["outside_window"], true, "{report}");
+    assert_eq!(report["bytes_sent"], 0, "{report}");
+    assert_eq!(report["batches_queued"], 1, "{report}");
+    assert_eq!(reconciled(&setup.hub, DISTRICT, "B-1")?["state"], "queued");
+    assert!(setup.hub.stored_blobs()?.is_empty());
+    // An operator may sync now, whatever the windows say.
+    let report = edge.json(&["sync", "--now"])?;
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    assert_eq!(
+        reconciled(&setup.hub, DISTRICT, "B-1")?["state"],
+        "archived"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_bandwidth_limit_paces_the_upload() -> Result<()> {
+    let setup = hub()?;
+    let limit_kib = 200;
+    let config = format!("[sync]\nbandwidth_limit_kib = {limit_kib}\n");
+    let edge = setup.edge("edge", DISTRICT, &config)?;
+    let pages = setup.pages("in", 8, 71, 128)?;
+    edge.ingest_and_accept("B-1", &pages)?;
+    let started = Instant::now();
+    let report = edge.json(&["sync"])?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = report["bytes_sent"].as_u64().unwrap() as f64;
+    assert!(sent > 300_000.0, "{report}");
+    // Paced, no burst: all but the last chunk wait their turn.
+    let floor = (sent - 64.0 * 1024.0) / (limit_kib as f64 * 1024.0);
+    assert!(
+        elapsed >= floor,
+        "{sent} bytes in {elapsed:.2} s at {limit_kib} KiB/s"
+    );
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    Ok(())
+}
+
+#[test]
+fn the_cache_budget_evicts_only_archived_images_oldest_first() -> Result<()> {
+    let setup = hub()?;
+    let edge = setup.edge("edge", DISTRICT, "[cache]\nbudget_mib = 1\n")?;
+    let old = setup.pages("old", 10, 81, 100)?;
+    let newer = setup.pages("newer", 10, 82, 100)?;
+    // About 40 KiB a page: 41 images in all, the budget holds about 25.
+    let open = setup.pages("open", 20, 83, 100)?;
+    edge.ingest_and_accept("B-old", &old)?;
+    edge.json(&["sync"])?;
+    edge.ingest_and_accept("B-new", &newer)?;
+    // An image of the archived batch scanned again into an open batch.
+    std::fs::copy(old.join("p0001.jpg"), open.join("again.jpg"))?;
+    edge.json(&["ingest", "--batch", "B-open", &open.display().to_string()])?;
+    let thumbs_before = count_files(&edge.data.join("cache/thumbs"))?;
+
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    assert!(report["evicted_blobs"].as_u64().unwrap() > 0, "{report}");
+    let status = edge.json(&["cache", "status"])?;
+    let present = |dir: &std::path::Path, name: &str| -> Result<bool> {
+        let blob = blake3::hash(&std::fs::read(dir.join(name))?)
+            .to_hex()
+            .to_string();
+        Ok(edge
+            .data
+            .join("cache/blobs")
+            .join(&blob[..2])
+            .join(&blob[2..4])
+            .join(&blob)
+            .exists())
+    };
+    // The open batch keeps everything, the shared image included.
+    for entry in std::fs::read_dir(&open)? {
+        let name = entry?.file_name().into_string().unwrap();
+        assert!(
+            present(&open, &name)?,
+            "open batch image {name} evicted: {status}"
+        );
+    }
+    assert!(present(&old, "p0001.jpg")?);
+    // The older archived batch went first.
+    let evicted_old = (2..=10)
+        .filter(|i| !present(&old, &format!("p{i:04}.jpg")).unwrap())
+        .count();
+    let evicted_new = (1..=10)
+        .filter(|i| !present(&newer, &format!("p{i:04}.jpg")).unwrap())
+        .count();
+    assert_eq!(evicted_old, 9, "{status}");
+    assert!(evicted_new > 0 && evicted_new < 10, "{status}");
+    let (held, budget) = (status["bytes"].as_u64().unwrap(), 1 << 20);
+    assert!(held <= budget, "{status}");
+    assert_eq!(status["over_budget"], false, "{status}");
+    assert_eq!(count_files(&edge.data.join("cache/thumbs"))?, thumbs_before);
+    let fsck = edge.json(&["fsck"])?;
+    assert_eq!(fsck["consistent"], true, "{fsck}");
+    Ok(())
+}
+
+fn count_files(dir: &std::path::Path) -> Result<usize> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            count += count_files(&entry.path())?;
+        } else {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// The hub's archive describes itself: business numbers read from the
+/// barcodes, the business type and the organisation travel as values.
+#[test]
+fn the_archive_carries_the_business_metadata() -> Result<()> {
+    let setup = hub()?;
+    let edge = setup.edge("edge", DISTRICT, FAST_RETRIES)?;
+    let folders = dangan_testkit::sets::write_district(&setup.root.path().join("scans"), 1, 6)?;
+    let folder = folders[0].display().to_string();
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "B-1",
+        "--business-type",
+        "YL-TX",
+        &folder,
+    ])?;
+    edge.json(&["batch", "accept", "B-1"])?;
+    let expected: Vec<Option<String>> = edge.json(&["batch", "show", "B-1"])?["business_files"]
+        .as_array()
+        .context("business_files")?
+        .iter()
+        .map(|f| f["business_number"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        expected.len() >= 2 && expected.iter().all(Option::is_some),
+        "{expected:?}"
+    );
+    edge.json(&["sync"])?;
+
+    let db = rusqlite::Connection::open(setup.hub.data.join("hub.db"))?;
+    let mut statement = db.prepare(
+        "SELECT f.business_number, f.business_type, f.organisation FROM business_files f
+         JOIN batches b ON b.id = f.batch_id WHERE b.batch = 'B-1' ORDER BY f.seq",
+    )?;
+    let rows: Vec<(Option<String>, Option<String>, Option<String>)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let numbers: Vec<Option<String>> = rows.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(numbers, expected);
+    for (_, business_type, organisation) in &rows {
+        assert_eq!(business_type.as_deref(), Some("YL-TX"));
+        assert_eq!(organisation.as_deref(), Some(DISTRICT));
+    }
+    Ok(())
+}

@@ -26,7 +26,7 @@ use dangan_sync::wire::{
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::node::Node;
 use crate::store::{Store, StoreError};
@@ -241,12 +241,17 @@ pub async fn run_pass(
     let mut report = SyncReport::default();
     let settings = &node.config.sync;
     let now = jiff::Zoned::now();
-    if !options.ignore_windows && !window::open_now(&settings.windows, &now, &settings.time_zone) {
-        report.outside_window = true;
-        report.batches_queued = pending(&lock(store).sync_queue()?).count() as u64;
-        return Ok(report);
-    }
-    let enrolment = Enrolment::load(&node.data_dir)?;
+    let outside = !options.ignore_windows
+        && !window::open_now(&settings.windows, &now, &settings.time_zone);
+    let enrolment = match Enrolment::load(&node.data_dir) {
+        Ok(enrolment) => enrolment,
+        Err(_) if outside => {
+            report.outside_window = true;
+            report.batches_queued = pending(&lock(store).sync_queue()?).count() as u64;
+            return Ok(report);
+        }
+        Err(err) => return Err(err.into()),
+    };
     let client = client_for(node, &enrolment)?;
     let pass = Pass {
         node,
@@ -261,6 +266,16 @@ pub async fn run_pass(
     };
     let span = info_span!("sync_pass", node = %pass.enrolment.node_id);
     async {
+        if outside {
+            // Outside the windows no image moves, but the hub still hears
+            // what is queued here (a few hundred bytes) so that its
+            // reconciliation is current; an unreachable hub is no error.
+            if let Err(err) = pass.report_queue(store).await {
+                debug!(error = %err, "queue report outside the sync window failed");
+            }
+            report.outside_window = true;
+            return Ok(());
+        }
         pass.report_queue(store).await?;
         let queue = lock(store).sync_queue()?;
         let now_text = crate::store::now();

@@ -46,14 +46,14 @@ trap 'echo; echo "demo: stopping"; exit 0' INT TERM
 
 echo "demo: hub in $dir/hub"
 hub init > "$dir/hub-init.txt"
-"$target/dangan-hub" --data "$dir/hub" serve --listen "$listen" > "$dir/hub.out" 2> "$dir/hub.log" &
+"$target/dangan-hub" --data "$dir/hub" serve --json --listen "$listen" > "$dir/hub.out" 2> "$dir/hub.log" &
 pids+=($!)
 for _ in $(seq 100); do
-  grep -q "listening" "$dir/hub.out" 2>/dev/null && break
+  grep -q '"url"' "$dir/hub.out" 2>/dev/null && break
   kill -0 "${pids[0]}" 2>/dev/null || { cat "$dir/hub.log" >&2; exit 1; }
   sleep 0.1
 done
-url=$(grep -o 'https\?://[^ ]*' "$dir/hub.out" | head -n1)
+url=$(sed -n 's/.*"url": *"\([^"]*\)".*/\1/p' "$dir/hub.out" | head -n1)
 [ -n "$url" ] || { echo "demo: the hub did not start; see $dir/hub.log" >&2; exit 1; }
 admin_token=$(grep -o 'dga_[0-9a-f]*' "$dir/hub-init.txt")
 

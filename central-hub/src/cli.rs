@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dangan_shared::OrgCode;
+use dangan_shared::text::{pad, pad_left};
 
 use crate::backend::HubBackend;
 use crate::http::{self, TlsFiles};
@@ -425,11 +426,11 @@ fn print_nodes(lang: Lang, list: &[NodeInfo]) {
         return;
     }
     println!(
-        "{:<14} {:<8} {:<22} {:<22} {}",
-        lang.pick("节点", "node"),
-        lang.pick("区县", "district"),
-        lang.pick("登记时间", "enrolled"),
-        lang.pick("最近联系", "last contact"),
+        "{} {} {} {} {}",
+        pad(lang.pick("节点", "node"), 14),
+        pad(lang.pick("区县", "district"), 8),
+        pad(lang.pick("登记时间", "enrolled"), 22),
+        pad(lang.pick("最近联系", "last contact"), 22),
         lang.pick("状态", "state")
     );
     for node in list {
@@ -523,24 +524,27 @@ fn print_reconciliation(lang: Lang, report: &Reconciliation) {
             continue;
         }
         println!(
-            "  {:<24} {:<8} {:<8} {:>8} {:<12} {:<12} {}",
-            lang.pick("批次", "batch"),
-            lang.pick("状态", "state"),
-            lang.pick("边缘", "edge"),
-            lang.pick("页", "pages"),
-            lang.pick("边缘清单", "edge hash"),
-            lang.pick("中心清单", "hub hash"),
+            "  {} {} {} {} {} {} {}",
+            pad(lang.pick("批次", "batch"), 24),
+            pad(lang.pick("状态", "state"), 8),
+            pad(lang.pick("边缘", "edge"), 8),
+            pad_left(lang.pick("页", "pages"), 8),
+            pad(lang.pick("边缘清单", "edge hash"), 12),
+            pad(lang.pick("中心清单", "hub hash"), 12),
             lang.pick("归档时间", "archived at"),
         );
         for batch in &district.batches {
             println!(
-                "  {:<24} {:<8} {:<8} {:>8} {:<12} {:<12} {}",
-                batch.batch,
-                reconcile_state_label(lang, batch.state),
-                batch
-                    .edge_state
-                    .as_deref()
-                    .map_or("-".to_owned(), |s| edge_state_label(lang, s)),
+                "  {} {} {} {:>8} {:<12} {:<12} {}",
+                pad(&batch.batch, 24),
+                pad(reconcile_state_label(lang, batch.state), 8),
+                pad(
+                    &batch
+                        .edge_state
+                        .as_deref()
+                        .map_or("-".to_owned(), |s| edge_state_label(lang, s)),
+                    8
+                ),
                 batch.pages.map_or("-".to_owned(), |p| p.to_string()),
                 short(&batch.edge_manifest_hash),
                 short(&batch.hub_manifest_hash),

@@ -13,6 +13,7 @@ use dangan_edge::store::{BatchDetail, BatchSummary};
 use dangan_edge::sync::{self as edge_sync, SyncReport};
 use dangan_edge::watch::{self, WatchOptions};
 use dangan_shared::OrgCode;
+use dangan_shared::text::{pad, pad_left};
 
 use crate::text::{Lang, code_label, state_label};
 
@@ -557,19 +558,19 @@ fn print_batch_list(lang: Lang, batches: &[BatchSummary]) {
         return;
     }
     println!(
-        "{:<24} {:<8} {:>7} {:>7} {:>7} {:>7}",
-        lang.pick("批次", "batch"),
-        lang.pick("状态", "state"),
-        lang.pick("页", "pages"),
-        lang.pick("业务件", "files"),
-        lang.pick("隔离", "quarant."),
-        lang.pick("异常", "except.")
+        "{} {} {} {} {} {}",
+        pad(lang.pick("批次", "batch"), 24),
+        pad(lang.pick("状态", "state"), 8),
+        pad_left(lang.pick("页", "pages"), 7),
+        pad_left(lang.pick("业务件", "files"), 7),
+        pad_left(lang.pick("隔离", "quarant."), 7),
+        pad_left(lang.pick("异常", "except."), 7)
     );
     for b in batches {
         println!(
-            "{:<24} {:<8} {:>7} {:>7} {:>7} {:>7}",
-            b.batch.name,
-            state_label(lang, &b.batch.state),
+            "{} {} {:>7} {:>7} {:>7} {:>7}",
+            pad(&b.batch.name, 24),
+            pad(&state_label(lang, &b.batch.state), 8),
             b.pages,
             b.business_files,
             b.quarantined,

@@ -5,5 +5,7 @@
 mod blob;
 mod org;
 
+pub mod text;
+
 pub use blob::{BlobId, ParseBlobIdError};
 pub use org::{OrgCode, OrgLevel, ParseOrgCodeError};

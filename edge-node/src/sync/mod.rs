@@ -241,8 +241,8 @@ pub async fn run_pass(
     let mut report = SyncReport::default();
     let settings = &node.config.sync;
     let now = jiff::Zoned::now();
-    let outside = !options.ignore_windows
-        && !window::open_now(&settings.windows, &now, &settings.time_zone);
+    let outside =
+        !options.ignore_windows && !window::open_now(&settings.windows, &now, &settings.time_zone);
     let enrolment = match Enrolment::load(&node.data_dir) {
         Ok(enrolment) => enrolment,
         Err(_) if outside => {

@@ -304,14 +304,24 @@ impl HubBackend {
         }
     }
 
-    /// Verifies a complete partial and moves it into the archive.
-    async fn finish_blob(&self, blob: BlobId, length: u64) -> Result<BlobStatus, ProtocolError> {
-        if !self
-            .blobs
-            .partial_matches(&blob)
-            .await
-            .map_err(storage_error)?
-        {
+    /// Verifies a complete partial (`hashed`: its hash, if the upload
+    /// computed it while writing; else it is read again) and moves it into
+    /// the archive.
+    async fn finish_blob(
+        &self,
+        blob: BlobId,
+        length: u64,
+        hashed: Option<BlobId>,
+    ) -> Result<BlobStatus, ProtocolError> {
+        let matches = match hashed {
+            Some(hash) => hash == blob,
+            None => self
+                .blobs
+                .partial_matches(&blob)
+                .await
+                .map_err(storage_error)?,
+        };
+        if !matches {
             self.blobs.remove_partial(&blob).map_err(storage_error)?;
             tracing::warn!(blob = %blob.short(), "uploaded bytes do not hash to the blob id; discarded");
             return Err(error(
@@ -323,7 +333,17 @@ impl HubBackend {
         }
         self.blobs.publish(&blob).await.map_err(storage_error)?;
         self.db
-            .run(move |conn| archive::record_blob(conn, &blob, length))
+            .run(move |conn| {
+                // The blob's file and folder are already synced. Its row
+                // needs no fsync of its own: a batch commit (synchronous =
+                // FULL) syncs the write-ahead log with every row before it,
+                // and a row lost to a power cut only means the blob is
+                // offered and uploaded again.
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                let recorded = archive::record_blob(conn, &blob, length);
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                recorded
+            })
             .await?;
         tracing::debug!(blob = %blob.short(), bytes = length, "blob stored");
         Ok(Self::complete(length))
@@ -645,14 +665,14 @@ impl Backend for HubBackend {
                 offset: Some(held),
             });
         }
-        let reached = if held < length || length == 0 {
+        let (reached, hashed) = if held < length || length == 0 {
             match self
                 .blobs
                 .append(&blob, held, length - held, body)
                 .await
                 .map_err(storage_error)?
             {
-                Appended::Stopped { offset } => offset,
+                Appended::Stopped { offset, hash } => (offset, Some(hash)),
                 Appended::BodyFailed { offset } => {
                     return Err(ProtocolError {
                         code: ErrorCode::Malformed,
@@ -674,7 +694,7 @@ impl Backend for HubBackend {
                 }
             }
         } else {
-            held
+            (held, None)
         };
         if reached < length {
             return Ok(BlobStatus {
@@ -683,7 +703,7 @@ impl Backend for HubBackend {
                 complete: false,
             });
         }
-        self.finish_blob(blob, length).await
+        self.finish_blob(blob, length, hashed).await
     }
 
     #[tracing::instrument(skip_all, fields(node = %node.node_id, batch = %request.batch))]
@@ -780,6 +800,9 @@ impl Backend for HubBackend {
             })?;
             drop(bytes);
             let mut conn = db.get()?;
+            // A receipt goes out only once the batch is on disk.
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(StoreError::from)?;
             archive::commit(&mut conn, &offer, &manifest, &hub_id, |body| {
                 dangan_sync::sign_receipt(&key, body)
                     .map_err(|err| StoreError::Corrupt(format!("receipt encoding: {err}")))

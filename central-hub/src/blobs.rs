@@ -68,8 +68,10 @@ impl BlobError {
 /// How an append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    /// The body ended; the partial now holds this many bytes.
-    Stopped { offset: u64 },
+    /// The body ended; the partial now holds this many bytes, whose BLAKE3
+    /// hash is `hash` (computed while writing, so a complete blob needs no
+    /// second read to verify).
+    Stopped { offset: u64, hash: BlobId },
     /// The body failed after this many bytes of the partial were written
     /// and synced; the edge resumes from there.
     BodyFailed { offset: u64 },
@@ -208,6 +210,13 @@ impl BlobStore {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<Appended, BlobError> {
         let path = self.partial_path(id);
+        // A resumed upload hashes what it already holds first, once.
+        let mut hasher = if offset > 0 {
+            let held = path.clone();
+            spawn_io(move || hash_file(&held)).await?
+        } else {
+            blake3::Hasher::new()
+        };
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -233,6 +242,7 @@ impl BlobStore {
                 .write_all(&buffer[..read])
                 .await
                 .map_err(BlobError::io("write", &path))?;
+            hasher.update(&buffer[..read]);
             written += read as u64;
         }
         let mut too_long = false;
@@ -250,7 +260,8 @@ impl BlobStore {
                 .await
                 .map_err(BlobError::io("truncate", &path))?;
         }
-        file.sync_all()
+        // The data and the size: all a reader of the file needs.
+        file.sync_data()
             .await
             .map_err(BlobError::io("sync", &path))?;
         Ok(if too_long {
@@ -262,6 +273,7 @@ impl BlobStore {
         } else {
             Appended::Stopped {
                 offset: offset + written,
+                hash: BlobId::from_hash(hasher.finalize()),
             }
         })
     }
@@ -270,22 +282,7 @@ impl BlobStore {
     pub async fn partial_matches(&self, id: &BlobId) -> Result<bool, BlobError> {
         let path = self.partial_path(id);
         let id = *id;
-        spawn_io(move || {
-            let mut file = File::open(&path).map_err(BlobError::io("open", &path))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut buffer = vec![0u8; 1 << 20];
-            loop {
-                let read = file
-                    .read(&mut buffer)
-                    .map_err(BlobError::io("read", &path))?;
-                if read == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..read]);
-            }
-            Ok(BlobId::from_hash(hasher.finalize()) == id)
-        })
-        .await
+        spawn_io(move || Ok(BlobId::from_hash(hash_file(&path)?.finalize()) == id)).await
     }
 
     pub fn remove_partial(&self, id: &BlobId) -> Result<(), BlobError> {
@@ -363,7 +360,23 @@ impl BlobStore {
     }
 }
 
-/// Renames `from` to `to`, creating `to`'s folder, and syncs the folders.
+/// A hasher fed with the whole content of `path`.
+fn hash_file(path: &Path) -> Result<blake3::Hasher, BlobError> {
+    let mut file = File::open(path).map_err(BlobError::io("open", path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 256 << 10];
+    loop {
+        let read = file
+            .read(&mut buffer)
+            .map_err(BlobError::io("read", path))?;
+        if read == 0 {
+            return Ok(hasher);
+        }
+        hasher.update(&buffer[..read]);
+    }
+}
+
+/// Renames `from` to `to`, creating `to`'s folder, and syncs the folder.
 /// Returns false (and leaves `from` alone) when they are on different file
 /// systems.
 fn rename_durably(from: &Path, to: &Path) -> Result<bool, BlobError> {
@@ -385,10 +398,10 @@ fn rename_durably(from: &Path, to: &Path) -> Result<bool, BlobError> {
             });
         }
     }
+    // Only the destination folder is synced: should the rename's removal
+    // from partial/ be lost in a power cut, a stale partial reappears
+    // beside the archived blob, which is harmless (it expires).
     sync_dir(dir)?;
-    if let Some(from_dir) = from.parent() {
-        sync_dir(from_dir)?;
-    }
     Ok(true)
 }
 
@@ -479,11 +492,24 @@ mod tests {
         let total = bytes.len() as u64;
         let mut first = &bytes[..10];
         let got = store.append(&id, 0, total, &mut first).await.unwrap();
-        assert_eq!(got, Appended::Stopped { offset: 10 });
+        assert_eq!(
+            got,
+            Appended::Stopped {
+                offset: 10,
+                hash: BlobId::of(&bytes[..10])
+            }
+        );
         assert_eq!(store.partial_len(&id).unwrap(), 10);
         let mut rest = &bytes[10..];
         let got = store.append(&id, 10, total - 10, &mut rest).await.unwrap();
-        assert_eq!(got, Appended::Stopped { offset: total });
+        // The hash covers the resumed prefix too.
+        assert_eq!(
+            got,
+            Appended::Stopped {
+                offset: total,
+                hash: id
+            }
+        );
         assert!(store.partial_matches(&id).await.unwrap());
         store.publish(&id).await.unwrap();
         let path = store.local_path(&id).unwrap();

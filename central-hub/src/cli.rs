@@ -378,35 +378,14 @@ fn serve(
         }
         let _ = std::io::stdout().flush();
         tracing::info!(%url, hub_id = backend.hub_id(), "serving");
-        http::serve(backend, listener, tls, shutdown_signal()).await?;
+        let shutdown = async {
+            dangan_sync::server::shutdown_signal().await;
+            tracing::info!("shutting down: finishing requests in progress");
+        };
+        http::serve(backend, listener, tls, shutdown).await?;
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down: finishing requests in progress");
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

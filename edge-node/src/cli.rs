@@ -717,7 +717,7 @@ async fn serve(node: Node, store: dangan_edge::store::Store) -> Result<()> {
         ignore_backoff: false,
         progress: false,
     };
-    let shutdown = shutdown_signal();
+    let shutdown = dangan_sync::server::shutdown_signal();
     tokio::pin!(shutdown);
     tracing::info!(data = %node.data_dir.display(), "edge services running");
     loop {
@@ -745,27 +745,6 @@ async fn serve(node: Node, store: dangan_edge::store::Store) -> Result<()> {
     }
     tracing::info!("stopping");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
 
 fn print_sync(lang: Lang, report: &SyncReport) {

@@ -804,3 +804,29 @@ impl AsyncRead for CappedReader<'_> {
         Poll::Ready(Ok(()))
     }
 }
+
+/// Resolves on Ctrl-C or SIGTERM: the graceful-shutdown trigger of the
+/// hub's server and the edge's background loop. Where a signal cannot be
+/// watched, that signal never fires (rather than stopping at once).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

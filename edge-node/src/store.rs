@@ -540,7 +540,9 @@ pub struct BatchRow {
 }
 
 impl BatchRow {
-    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    /// Reads the batch from columns 0..=6 (`id, name, district,
+    /// business_type, state, created_at, updated_at`).
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             id: row.get(0)?,
             name: row.get(1)?,

@@ -48,15 +48,7 @@ const ENTRY_COLUMNS: &str = "b.id, b.name, b.district, b.business_type, b.state,
 
 fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
     Ok(QueueEntry {
-        batch: BatchRow {
-            id: row.get(0)?,
-            name: row.get(1)?,
-            district: row.get(2)?,
-            business_type: row.get(3)?,
-            state: row.get(4)?,
-            created_at: row.get(5)?,
-            updated_at: row.get(6)?,
-        },
+        batch: BatchRow::from_row(row)?,
         accepted_at: row.get(7)?,
         manifest_hash: row.get(8)?,
         archived_at: row.get(9)?,

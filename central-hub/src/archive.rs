@@ -206,34 +206,29 @@ pub fn offered_size(
     district: &str,
     blob: &BlobId,
 ) -> Result<Option<u64>, StoreError> {
+    // Cached statements: these run for every blob request.
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT ob.size FROM offer_blobs ob
              JOIN offers o ON o.manifest_hash = ob.manifest_hash
              WHERE ob.blob = ?1 AND o.district = ?2 LIMIT 1",
-            params![blob.to_hex(), district],
-            |row| row.get(0),
-        )
+        )?
+        .query_row(params![blob.to_hex(), district], |row| row.get(0))
         .optional()?)
 }
 
 /// The size of a present blob.
 pub fn blob_size(conn: &Connection, blob: &BlobId) -> Result<Option<u64>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT size FROM blobs WHERE id = ?1",
-            [blob.to_hex()],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT size FROM blobs WHERE id = ?1")?
+        .query_row([blob.to_hex()], |row| row.get(0))
         .optional()?)
 }
 
 /// Marks a blob present (after it is durable in the object store).
 pub fn record_blob(conn: &Connection, blob: &BlobId, size: u64) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT OR IGNORE INTO blobs(id, size, stored_at) VALUES (?1, ?2, ?3)",
-        params![blob.to_hex(), size, store::now()],
-    )?;
+    conn.prepare_cached("INSERT OR IGNORE INTO blobs(id, size, stored_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![blob.to_hex(), size, store::now()])?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use crate::archive::{self, CommitError, Offer};
 use crate::blobs::{Appended, BlobError, BlobStore};
 use crate::config::Config;
 use crate::hub::{self, HubError, HubFolder};
+use crate::landing::Landing;
 use crate::nodes::{self, EnrolError};
 use crate::reconcile::{self, Reconciliation};
 use crate::store::{self, Db, StoreError};
@@ -31,6 +32,8 @@ static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 /// A node's last contact is written at most this often.
 const CONTACT_RESOLUTION: Duration = Duration::from_secs(30);
+/// Longest a commit waits for received blobs to reach the disk.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ProtocolError {
     ProtocolError {
@@ -74,6 +77,8 @@ pub struct HubBackend {
     blobs: BlobStore,
     /// Blobs being uploaded right now: one upload per blob at a time.
     uploads: Mutex<HashSet<BlobId>>,
+    /// Verified blobs on their way to disk and into the index.
+    landing: Arc<Landing>,
 }
 
 impl std::fmt::Debug for HubBackend {
@@ -114,10 +119,12 @@ impl HubBackend {
 
     /// Opens the data folder with `blobs` as its blob storage.
     pub fn from_parts(folder: HubFolder, blobs: BlobStore) -> Self {
+        let db = Arc::new(folder.db);
         Self {
+            landing: Landing::start(Arc::clone(&db)),
             data_dir: folder.data_dir,
             config: folder.config,
-            db: Arc::new(folder.db),
+            db,
             key: Arc::new(folder.key),
             hub_id: folder.hub_id,
             blobs,
@@ -273,7 +280,13 @@ impl HubBackend {
             .run(move |conn| archive::missing(conn, &hash, after.as_ref(), limit))
             .await?;
         let mut missing = Vec::with_capacity(page.blobs.len());
+        let mut landed = 0;
         for (blob, size) in page.blobs {
+            if self.landing.pending(&blob).is_some() {
+                // Received and verified, on its way to disk: not missing.
+                landed += 1;
+                continue;
+            }
             let offset = self.blobs.partial_len(&blob).map_err(storage_error)?;
             missing.push(MissingBlob {
                 blob,
@@ -292,7 +305,7 @@ impl HubBackend {
             committed: false,
             missing,
             next,
-            missing_total: page.total,
+            missing_total: page.total.saturating_sub(landed),
         })
     }
 
@@ -331,21 +344,11 @@ impl HubBackend {
                 ),
             ));
         }
-        self.blobs.publish(&blob).await.map_err(storage_error)?;
-        self.db
-            .run(move |conn| {
-                // The blob's file and folder are already synced. Its row
-                // needs no fsync of its own: a batch commit (synchronous =
-                // FULL) syncs the write-ahead log with every row before it,
-                // and a row lost to a power cut only means the blob is
-                // offered and uploaded again.
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-                let recorded = archive::record_blob(conn, &blob, length);
-                conn.pragma_update(None, "synchronous", "FULL")?;
-                recorded
-            })
-            .await?;
-        tracing::debug!(blob = %blob.short(), bytes = length, "blob stored");
+        let unsynced = self.blobs.publish(&blob).await.map_err(storage_error)?;
+        // Complete for the edge now; it counts once the sync thread has
+        // made it durable and recorded it (a commit waits for that).
+        self.landing.land(blob, length, unsynced);
+        tracing::debug!(blob = %blob.short(), bytes = length, "blob landed");
         Ok(Self::complete(length))
     }
 }
@@ -587,7 +590,7 @@ impl Backend for HubBackend {
                 ))
             })
             .await?;
-        if let Some(size) = present {
+        if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
             return Ok(Self::complete(size));
         }
         let Some(size) = offered else {
@@ -624,7 +627,7 @@ impl Backend for HubBackend {
             ))
         };
         let (present, offered) = self.db.run(lookup.clone()).await?;
-        if let Some(size) = present {
+        if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
             return Ok(Self::complete(size));
         }
         let Some(size) = offered else {
@@ -649,7 +652,8 @@ impl Backend for HubBackend {
             ));
         };
         // Another upload may have finished while this one waited.
-        if let (Some(size), _) = self.db.run(lookup).await? {
+        let (present, _) = self.db.run(lookup).await?;
+        if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
             return Ok(Self::complete(size));
         }
         let mut held = self.blobs.partial_len(&blob).map_err(storage_error)?;
@@ -782,6 +786,14 @@ impl Backend for HubBackend {
                 offer
             }
         };
+        // Every blob received so far counts only once it is durable.
+        self.landing.settle(SETTLE_TIMEOUT).await.map_err(|err| {
+            tracing::warn!(%err, "blobs not durable in time for a commit");
+            error(
+                ErrorCode::StorageUnavailable,
+                "the hub's blob storage is slow to sync; retry later",
+            )
+        })?;
         let staged = self.data_dir.join(&offer.path);
         let db = Arc::clone(&self.db);
         let key = Arc::clone(&self.key);

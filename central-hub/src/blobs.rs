@@ -9,15 +9,18 @@
 //!   being uploaded; its length is the offset an edge resumes from.
 //!
 //! Invariant: a blob reaches the object store only after its bytes hashed
-//! to its id, and is durable there (file and directory synced) before the
-//! caller records it as present.
+//! to its id. In the local folder it is not yet durable when it gets there:
+//! [`BlobStore::publish`] returns the file to sync, and the caller
+//! ([`crate::landing`]) syncs it and its folder before recording the blob as
+//! present. Partials are never synced: a resumed upload is verified whole,
+//! so bytes a power cut damaged fail the hash and are sent again.
 //!
 //! In the local folder a verified partial is renamed into place instead of
 //! copied through `ObjectStore::put` (same file, same key layout as
 //! object_store's `LocalFileSystem`, half the disk writes); other stores get
 //! a streamed multipart upload.
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,12 +31,14 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::Storage;
 
-/// Bytes read from a request and buffered before each write to the partial.
+/// Bytes read from a request before each write to the partial.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Write buffers kept for reuse (two per upload in flight).
+const MAX_POOLED_BUFFERS: usize = 16;
 /// Environment variables with the S3 credentials (never in hub.toml).
 pub const S3_KEY_ID_VAR: &str = "DANGAN_HUB_S3_ACCESS_KEY_ID";
 pub const S3_SECRET_VAR: &str = "DANGAN_HUB_S3_SECRET_ACCESS_KEY";
@@ -88,6 +93,9 @@ enum Backend {
 pub struct BlobStore {
     backend: Backend,
     partial_dir: PathBuf,
+    /// Write buffers of finished uploads, for the next ones (fresh megabyte
+    /// buffers cost a page fault and zeroing per page, per upload).
+    buffers: std::sync::Mutex<Vec<AlignedBuf>>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -108,10 +116,12 @@ impl BlobStore {
     pub fn open(storage: &Storage, partial_dir: &Path) -> Result<Self, BlobError> {
         match storage {
             Storage::Local { path } => {
+                create_prefix_dirs(path)?;
                 let store = LocalFileSystem::new_with_prefix(path)?.with_fsync(true);
                 Ok(Self {
                     backend: Backend::Local { store },
                     partial_dir: partial_dir.to_owned(),
+                    buffers: Default::default(),
                 })
             }
             Storage::S3 {
@@ -152,6 +162,7 @@ impl BlobStore {
         Self {
             backend: Backend::Remote(store),
             partial_dir: partial_dir.to_owned(),
+            buffers: Default::default(),
         }
     }
 
@@ -199,9 +210,13 @@ impl BlobStore {
     }
 
     /// Appends at most `remaining` bytes of `body` to the blob's partial,
-    /// which the caller has checked holds `offset` bytes, and syncs them.
-    /// Storage failures are errors; a failing body is an outcome
-    /// ([`Appended::BodyFailed`]) because what arrived is kept.
+    /// which the caller has checked holds `offset` bytes. Storage failures
+    /// are errors; a failing body is an outcome ([`Appended::BodyFailed`])
+    /// because what arrived is kept.
+    ///
+    /// Double-buffered: while one chunk is written and hashed on a blocking
+    /// thread, the next is read from the body, and no byte is copied in
+    /// user space on its way from the request to the file.
     pub async fn append(
         &self,
         id: &BlobId,
@@ -210,60 +225,113 @@ impl BlobStore {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<Appended, BlobError> {
         let path = self.partial_path(id);
-        // A resumed upload hashes what it already holds first, once.
-        let mut hasher = if offset > 0 {
-            let held = path.clone();
-            spawn_io(move || hash_file(&held)).await?
-        } else {
-            blake3::Hasher::new()
-        };
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(BlobError::io("open", &path))?;
-        let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut buffer = vec![0u8; 256 << 10];
+        let opened = path.clone();
+        let writer = spawn_io(move || {
+            // A resumed upload hashes what it already holds first, once.
+            let hasher = if offset > 0 {
+                hash_file(&opened)?
+            } else {
+                blake3::Hasher::new()
+            };
+            // A fresh upload is written around the page cache, straight to
+            // the disk (see `ChunkWriter`); a resumed one at an unaligned
+            // offset cannot be.
+            let direct = offset == 0 && direct_io::available();
+            let mut options = fs::OpenOptions::new();
+            options.create(true).append(true);
+            let file = match direct.then(|| direct_io::open(&options, &opened)) {
+                Some(Ok(file)) => Some(file),
+                _ => None,
+            };
+            let direct = file.is_some();
+            let file = match file {
+                Some(file) => file,
+                None => options
+                    .open(&opened)
+                    .map_err(BlobError::io("open", &opened))?,
+            };
+            Ok(ChunkWriter {
+                file,
+                hasher,
+                path: opened,
+                direct,
+            })
+        })
+        .await?;
+        let mut writing: Option<
+            tokio::task::JoinHandle<Result<(ChunkWriter, AlignedBuf), BlobError>>,
+        > = None;
+        let mut idle = Some(writer);
+        let mut spare = self.take_buffer();
         let mut written = 0u64;
         let mut body_failed = false;
-        while written < remaining {
-            let want = buffer.len().min((remaining - written) as usize);
-            let read = match body.read(&mut buffer[..want]).await {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(err) => {
-                    tracing::debug!(blob = %id.short(), %err, "upload body failed");
-                    body_failed = true;
-                    break;
+        let mut ended = false;
+        while written < remaining && !ended && !body_failed {
+            let want = WRITE_BUFFER.min((remaining - written) as usize);
+            let mut filled = 0;
+            while filled < want {
+                match body.read(&mut spare.as_mut()[filled..want]).await {
+                    Ok(0) => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(read) => filled += read,
+                    Err(err) => {
+                        tracing::debug!(blob = %id.short(), %err, "upload body failed");
+                        body_failed = true;
+                        break;
+                    }
                 }
+            }
+            let (mut writer, chunk) = match writing.take() {
+                Some(handle) => {
+                    let (writer, buffer) = join_io(handle).await?;
+                    (writer, std::mem::replace(&mut spare, buffer))
+                }
+                None => match idle.take() {
+                    Some(writer) => (writer, std::mem::replace(&mut spare, self.take_buffer())),
+                    None => break,
+                },
             };
-            writer
-                .write_all(&buffer[..read])
-                .await
-                .map_err(BlobError::io("write", &path))?;
-            hasher.update(&buffer[..read]);
-            written += read as u64;
+            writing = Some(tokio::task::spawn_blocking(move || {
+                writer.write(&chunk, filled)?;
+                Ok((writer, chunk))
+            }));
+            written += filled as u64;
         }
+        let writer = match writing.take() {
+            Some(handle) => {
+                let (writer, buffer) = join_io(handle).await?;
+                self.give_back(buffer);
+                writer
+            }
+            None => idle.take().ok_or_else(|| BlobError::Io {
+                action: "write",
+                path: path.clone(),
+                source: io::Error::other("no writer"),
+            })?,
+        };
         let mut too_long = false;
         if written == remaining && !body_failed {
             // One more byte would mean the edge sent more than the blob holds.
-            too_long = matches!(body.read(&mut buffer[..1]).await, Ok(n) if n > 0);
+            too_long = matches!(body.read(&mut spare.as_mut()[..1]).await, Ok(n) if n > 0);
         }
-        writer
-            .flush()
-            .await
-            .map_err(BlobError::io("write", &path))?;
-        let file = writer.into_inner();
-        if too_long {
-            file.set_len(offset)
-                .await
-                .map_err(BlobError::io("truncate", &path))?;
-        }
-        // The data and the size: all a reader of the file needs.
-        file.sync_data()
-            .await
-            .map_err(BlobError::io("sync", &path))?;
+        self.give_back(spare);
+        let complete = !too_long && !body_failed && written == remaining;
+        let hash = spawn_io(move || {
+            if too_long {
+                writer
+                    .file
+                    .set_len(offset)
+                    .map_err(BlobError::io("truncate", &writer.path))?;
+            } else if complete {
+                // Start writing it to disk now, so that the sync before it
+                // counts finds little left to do.
+                start_writeback(&writer.file);
+            }
+            Ok(BlobId::from_hash(writer.hasher.finalize()))
+        })
+        .await?;
         Ok(if too_long {
             Appended::TooLong { offset }
         } else if body_failed {
@@ -273,9 +341,22 @@ impl BlobStore {
         } else {
             Appended::Stopped {
                 offset: offset + written,
-                hash: BlobId::from_hash(hasher.finalize()),
+                hash,
             }
         })
+    }
+
+    fn take_buffer(&self) -> AlignedBuf {
+        let pooled = self.buffers.lock().ok().and_then(|mut pool| pool.pop());
+        pooled.unwrap_or_else(AlignedBuf::new)
+    }
+
+    fn give_back(&self, buffer: AlignedBuf) {
+        if let Ok(mut pool) = self.buffers.lock()
+            && pool.len() < MAX_POOLED_BUFFERS
+        {
+            pool.push(buffer);
+        }
     }
 
     /// Whether the complete partial hashes to `id`.
@@ -298,28 +379,32 @@ impl BlobStore {
         }
     }
 
-    /// Moves a verified partial into the object store, durably, and removes
-    /// the partial.
-    pub async fn publish(&self, id: &BlobId) -> Result<(), BlobError> {
+    /// Moves a verified partial into the object store and removes the
+    /// partial. Returns the file that still has to be synced (with
+    /// [`sync_file`] and [`sync_dir`] on its folder) before the blob may
+    /// count, or `None` when the store made it durable already.
+    pub async fn publish(&self, id: &BlobId) -> Result<Option<PathBuf>, BlobError> {
         let partial = self.partial_path(id);
         let key = Self::key(id);
         match &self.backend {
             Backend::Local { store } => {
                 let dest = store.path_to_filesystem(&key)?;
-                let renamed = spawn_io(move || rename_durably(&partial, &dest)).await?;
-                if !renamed {
-                    // Another file system: copy through the store (which
-                    // syncs, see `with_fsync`), then drop the partial.
-                    upload(store, &key, &self.partial_path(id)).await?;
-                    self.remove_partial(id)?;
+                let target = dest.clone();
+                let renamed = spawn_io(move || rename_into(&partial, &target)).await?;
+                if renamed {
+                    return Ok(Some(dest));
                 }
+                // Another file system: copy through the store (which syncs,
+                // see `with_fsync`), then drop the partial.
+                upload(store, &key, &self.partial_path(id)).await?;
+                self.remove_partial(id)?;
             }
             Backend::Remote(store) => {
                 upload(store.as_ref(), &key, &partial).await?;
                 self.remove_partial(id)?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Deletes partial uploads not modified for `max_age`, except those
@@ -360,6 +445,156 @@ impl BlobStore {
     }
 }
 
+/// A [`WRITE_BUFFER`]-byte buffer whose start is aligned for direct I/O.
+struct AlignedBuf {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBuf {
+    fn new() -> Self {
+        let bytes = vec![0u8; WRITE_BUFFER + direct_io::ALIGN];
+        // The heap block never moves with the Vec, so neither does this.
+        let start = bytes.as_ptr().align_offset(direct_io::ALIGN);
+        Self { bytes, start }
+    }
+}
+
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[self.start..self.start + WRITE_BUFFER]
+    }
+}
+
+impl AsMut<[u8]> for AlignedBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + WRITE_BUFFER]
+    }
+}
+
+/// A partial being appended to, with the hash of everything it holds.
+///
+/// A fresh upload's file is opened for direct I/O: whole aligned blocks go
+/// from the request's buffer to the disk without a copy into the page
+/// cache (the hub never reads them back soon) and are on the device when
+/// the write returns, which leaves the sync before the blob counts little
+/// to do. The last partial block, and anything after a write the device
+/// refuses, goes through the page cache.
+struct ChunkWriter {
+    file: File,
+    hasher: blake3::Hasher,
+    path: PathBuf,
+    direct: bool,
+}
+
+impl ChunkWriter {
+    /// Appends the first `len` bytes of `buffer`: whole blocks directly,
+    /// when the file is open for that, and the rest through the page cache.
+    fn write(&mut self, buffer: &AlignedBuf, len: usize) -> Result<(), BlobError> {
+        let chunk = &buffer.as_ref()[..len];
+        let mut start = 0;
+        if self.direct {
+            let aligned = len / direct_io::ALIGN * direct_io::ALIGN;
+            let before = self.hasher.count();
+            match (&self.file).write_all(&chunk[..aligned]) {
+                Ok(()) => start = aligned,
+                Err(err) => {
+                    // Nothing or a prefix was written: the file's length
+                    // says how much.
+                    tracing::debug!(%err, "direct write refused; writing through the page cache");
+                    let held = self
+                        .file
+                        .metadata()
+                        .map_err(BlobError::io("inspect", &self.path))?
+                        .len();
+                    start = match held.checked_sub(before) {
+                        Some(written) if written <= aligned as u64 => written as usize,
+                        _ => {
+                            return Err(BlobError::Io {
+                                action: "write",
+                                path: self.path.clone(),
+                                source: io::Error::other(format!(
+                                    "the partial holds {held} bytes after a failed write \
+                                     from {before}"
+                                )),
+                            });
+                        }
+                    };
+                }
+            }
+            if start < len {
+                self.buffered()?;
+            }
+        }
+        self.file
+            .write_all(&chunk[start..])
+            .map_err(BlobError::io("write", &self.path))?;
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    /// Switches the file to writes through the page cache.
+    fn buffered(&mut self) -> Result<(), BlobError> {
+        if self.direct {
+            direct_io::clear(&self.file).map_err(BlobError::io("write", &self.path))?;
+            self.direct = false;
+        }
+        Ok(())
+    }
+}
+
+/// Direct I/O (`O_DIRECT`): Linux only; elsewhere every write is buffered.
+mod direct_io {
+    use std::fs::{File, OpenOptions};
+    use std::io;
+    use std::path::Path;
+
+    /// Alignment of buffers, offsets and lengths (a page: enough for any
+    /// logical block size in use).
+    pub const ALIGN: usize = 4096;
+
+    /// `DANGAN_HUB_DIRECT_IO=0` turns direct I/O off.
+    pub fn available() -> bool {
+        cfg!(target_os = "linux") && std::env::var("DANGAN_HUB_DIRECT_IO").as_deref() != Ok("0")
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn open(options: &OpenOptions, path: &Path) -> io::Result<File> {
+        use nix::fcntl::OFlag;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = options.clone();
+        options.custom_flags(OFlag::O_DIRECT.bits());
+        options.open(path)
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn clear(file: &File) -> io::Result<()> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let flags = fcntl(file, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+        let flags = OFlag::from_bits_truncate(flags) - OFlag::O_DIRECT;
+        fcntl(file, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn open(_: &OpenOptions, _: &Path) -> io::Result<File> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn clear(_: &File) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn join_io<T>(handle: tokio::task::JoinHandle<Result<T, BlobError>>) -> Result<T, BlobError> {
+    handle.await.map_err(|err| BlobError::Io {
+        action: "run",
+        path: PathBuf::from("(blocking task)"),
+        source: io::Error::other(err.to_string()),
+    })?
+}
+
 /// A hasher fed with the whole content of `path`.
 fn hash_file(path: &Path) -> Result<blake3::Hasher, BlobError> {
     let mut file = File::open(path).map_err(BlobError::io("open", path))?;
@@ -376,10 +611,12 @@ fn hash_file(path: &Path) -> Result<blake3::Hasher, BlobError> {
     }
 }
 
-/// Renames `from` to `to`, creating `to`'s folder, and syncs the folder.
-/// Returns false (and leaves `from` alone) when they are on different file
-/// systems.
-fn rename_durably(from: &Path, to: &Path) -> Result<bool, BlobError> {
+/// Renames `from` to `to`, creating `to`'s folder (durably: a new folder
+/// is rare). Returns false (and leaves `from` alone) when they are on
+/// different file systems. The caller syncs `to` and its folder; should the
+/// rename's removal from partial/ be lost in a power cut, a stale partial
+/// reappears beside the archived blob, which is harmless (it expires).
+fn rename_into(from: &Path, to: &Path) -> Result<bool, BlobError> {
     let dir = to.parent().unwrap_or(Path::new("/"));
     if !dir.is_dir() {
         fs::create_dir_all(dir).map_err(BlobError::io("create", dir))?;
@@ -388,27 +625,86 @@ fn rename_durably(from: &Path, to: &Path) -> Result<bool, BlobError> {
         }
     }
     match fs::rename(from, to) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::CrossesDevices => return Ok(false),
-        Err(source) => {
-            return Err(BlobError::Io {
-                action: "move into the archive",
-                path: to.to_owned(),
-                source,
-            });
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::CrossesDevices => Ok(false),
+        Err(source) => Err(BlobError::Io {
+            action: "move into the archive",
+            path: to.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Creates the 256 folders `00` … `ff` of the local layout that do not
+/// exist yet, with one sync of `root` for them all (instead of one each as
+/// blobs first land in them).
+fn create_prefix_dirs(root: &Path) -> Result<(), BlobError> {
+    let mut created = false;
+    for prefix in 0..=255u8 {
+        let dir = root.join(format!("{prefix:02x}"));
+        match fs::create_dir(&dir) {
+            Ok(()) => created = true,
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(BlobError::Io {
+                    action: "create",
+                    path: dir,
+                    source,
+                });
+            }
         }
     }
-    // Only the destination folder is synced: should the rename's removal
-    // from partial/ be lost in a power cut, a stale partial reappears
-    // beside the archived blob, which is harmless (it expires).
-    sync_dir(dir)?;
-    Ok(true)
+    if created {
+        sync_dir(root)?;
+    }
+    Ok(())
+}
+
+/// Syncs a file's data (and size) to disk.
+pub fn sync_file(path: &Path) -> Result<(), BlobError> {
+    File::open(path)
+        .and_then(|f| f.sync_data())
+        .map_err(BlobError::io("sync", path))
+}
+
+/// Syncs the whole file system holding `path` (Linux `syncfs`). Returns
+/// false where that is not available.
+pub fn sync_filesystem(path: &Path) -> Result<bool, BlobError> {
+    #[cfg(target_os = "linux")]
+    {
+        let file = File::open(path).map_err(BlobError::io("open", path))?;
+        nix::unistd::syncfs(&file)
+            .map_err(io::Error::from)
+            .map_err(BlobError::io("sync the file system of", path))?;
+        Ok(true)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        Ok(false)
+    }
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), BlobError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(BlobError::io("sync", dir))
+}
+
+/// Asks the kernel to start writing `file`'s dirty pages to disk, without
+/// waiting. On Linux `POSIX_FADV_DONTNEED` does that (and drops the pages
+/// once clean: the hub does not read a blob back soon); elsewhere the later
+/// sync does all the work.
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+        if let Err(err) = posix_fadvise(file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED) {
+            tracing::debug!(%err, "posix_fadvise failed; the blob is synced later anyway");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// Copies a file into `store` under `key`: in one request when small, else
@@ -458,13 +754,7 @@ async fn upload(store: &dyn ObjectStore, key: &ObjectPath, path: &Path) -> Resul
 async fn spawn_io<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
 ) -> Result<T, BlobError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| BlobError::Io {
-            action: "run",
-            path: PathBuf::from("(blocking task)"),
-            source: io::Error::other(err.to_string()),
-        })?
+    join_io(tokio::task::spawn_blocking(work)).await
 }
 
 #[cfg(test)]

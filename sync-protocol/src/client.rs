@@ -27,8 +27,10 @@ use crate::wire::{
     OfferResponse, QueueReport, Receipt, header,
 };
 
-/// Size of the chunks [`file_body`] reads and sends.
+/// Size of the chunks of compressed bodies.
 pub const FILE_CHUNK: usize = 64 * 1024;
+/// Piece size of an uncompressed upload body.
+pub const RAW_CHUNK: usize = 1 << 20;
 
 /// The zstd level offers and [`file_body`] compress with: fast, and most of
 /// what higher levels would gain on JSON.
@@ -368,22 +370,62 @@ impl Client {
 }
 
 /// A file's bytes from `offset` to its end as a body for
-/// [`Client::upload_blob`], in 64 KiB chunks, zstd-compressed on the fly
-/// when `zstd` is set.
+/// [`Client::upload_blob`]: zstd-compressed on the fly in 64 KiB chunks
+/// when `zstd` is set, else read in [`RAW_CHUNK`] pieces, each with one
+/// blocking read straight into the buffer that goes on the wire.
 pub async fn file_body(
     path: impl AsRef<Path>,
     offset: u64,
     zstd: bool,
 ) -> io::Result<impl Stream<Item = io::Result<Bytes>> + Send + 'static> {
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(SeekFrom::Start(offset)).await?;
-    Ok(if zstd {
+    if zstd {
+        let mut file = tokio::fs::File::open(path).await?;
+        file.seek(SeekFrom::Start(offset)).await?;
         let reader = BufReader::with_capacity(FILE_CHUNK, file);
         let encoder = ZstdEncoder::with_quality(reader, Level::Precise(ZSTD_LEVEL));
-        Either::Left(ReaderStream::with_capacity(encoder, FILE_CHUNK))
-    } else {
-        Either::Right(ReaderStream::with_capacity(file, FILE_CHUNK))
+        return Ok(Either::Left(ReaderStream::with_capacity(
+            encoder, FILE_CHUNK,
+        )));
+    }
+    let path = path.as_ref().to_owned();
+    let file = blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
+        let left = file.metadata()?.len().saturating_sub(offset);
+        Ok((file, left))
     })
+    .await?;
+    Ok(Either::Right(futures_util::stream::try_unfold(
+        file,
+        |(file, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            blocking(move || {
+                let want = left.min(RAW_CHUNK as u64);
+                let mut chunk = Vec::with_capacity(want as usize);
+                let read =
+                    std::io::Read::read_to_end(&mut std::io::Read::take(&file, want), &mut chunk)?;
+                if read == 0 {
+                    // Shorter than its length said: it shrank while read.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file ended early",
+                    ));
+                }
+                Ok(Some((Bytes::from(chunk), (file, left - read as u64))))
+            })
+            .await
+        },
+    )))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| io::Error::other(err.to_string()))?
 }
 
 fn bearer(token: &str) -> Result<HeaderValue, ClientError> {

@@ -319,8 +319,8 @@ fn main() -> Result<()> {
     println!(
         "notes: peer figures are hyperfine medians of 3 (rsync no-op: 5) from this run; ours are \
          single runs (no-op: median of 5). Wire ratios for the peers are quoted from PEERS.md, not \
-         re-run. The hub fsyncs every blob (and its folder) before it counts as stored and before \
-         the commit's receipt; the peers do not fsync inside their timed region."
+         re-run. The hub syncs every blob (file and folder, in rounds) to disk before it counts as \
+         stored and before the commit's receipt; the peers do not sync inside their timed region."
     );
 
     // Targets.

@@ -452,24 +452,39 @@ impl Pass<'_> {
             .await
             .map_err(BatchError::Hub)?;
         drop(canonical);
-        if !offer.committed {
-            loop {
-                self.upload_all(std::mem::take(&mut offer.missing)).await?;
-                let Some(after) = offer.next else { break };
-                offer = self
-                    .retrying("missing", || self.client.missing(&hash, Some(after)))
-                    .await
-                    .map_err(BatchError::Hub)?;
-            }
-        }
         let request = CommitRequest {
             batch: entry.batch.name.clone(),
             manifest_hash: hash.clone(),
         };
-        let receipt = self
-            .retrying("commit", || self.client.commit(&request))
-            .await
-            .map_err(BatchError::Hub)?;
+        let mut walks = 0;
+        let receipt = loop {
+            if !offer.committed {
+                loop {
+                    self.upload_all(std::mem::take(&mut offer.missing)).await?;
+                    let Some(after) = offer.next else { break };
+                    offer = self
+                        .retrying("missing", || self.client.missing(&hash, Some(after)))
+                        .await
+                        .map_err(BatchError::Hub)?;
+                }
+            }
+            match self
+                .retrying("commit", || self.client.commit(&request))
+                .await
+            {
+                // Blobs the hub had verified but lost before syncing them
+                // (it restarted): walk the missing list again.
+                Err(err) if err.code() == Some(ErrorCode::MissingBlobs) && walks < 3 => {
+                    walks += 1;
+                    warn!(error = %err, "the hub lacks blobs at commit; sending them again");
+                    offer = self
+                        .retrying("missing", || self.client.missing(&hash, None))
+                        .await
+                        .map_err(BatchError::Hub)?;
+                }
+                other => break other.map_err(BatchError::Hub)?,
+            }
+        };
         dangan_sync::verify_receipt(&receipt, &self.enrolment.hub_key, &hash)
             .map_err(|e| BatchError::Receipt(e.to_string()))?;
         if receipt.body.batch != entry.batch.name || receipt.body.district != entry.batch.district {

@@ -14,8 +14,9 @@
 //!
 //! Figures:
 //! 1. setup (not in the sync figures): hub and edge init, ingest, accept;
-//! 2. full sync: wall time of `dangan-edge sync --json`, MB/s over the
-//!    batch's bytes, peak RSS of the edge (VmHWM polled every 2 ms) and of
+//! 2. full sync, three times (a fresh hub and edge copy each; median): wall
+//!    time of `dangan-edge sync --json` after a `sync(1)` of setup's writes,
+//!    MB/s over the batch's bytes, peak RSS of the edge (VmHWM polled every 2 ms) and of
 //!    the hub (its VmHWM, exact, read while it still runs);
 //! 3. a second sync with nothing to send;
 //! 4. two SIGKILLs (at 35% and 70% of the batch's bytes on the wire) against a
@@ -39,6 +40,8 @@ use serde_json::Value;
 const DISTRICT: &str = "330106";
 const BATCH: &str = "BENCH-1";
 const BUILD: &str = "cargo build --release -p dangan-edge -p dangan-hub";
+/// Full syncs run (median reported, like the peers' hyperfine medians of 3).
+const FULL_RUNS: u32 = 3;
 /// Kill points, as cumulative client bytes on the wire ÷ batch bytes.
 const KILL_AT: [f64; 2] = [0.35, 0.70];
 /// From shared/bench/PEERS.md (2026-11-25): wire ÷ S with two kills. The
@@ -169,7 +172,7 @@ fn main() -> Result<()> {
         ingest["skipped"]
     );
     let started = Instant::now();
-    edge.json(&["batch", "accept", BATCH])?;
+    edge.json(&["batch", "accept", BATCH, "--reason", "benchmark"])?;
     println!("accept: {:.2} s", secs(started.elapsed()));
     let kill_edge_dir = root.join("edge-kill");
     if args.kill {
@@ -180,26 +183,54 @@ fn main() -> Result<()> {
             secs(started.elapsed())
         );
     }
+    // Fresh edges for the repeated full syncs, copied before any enrolment.
+    let extra_edges: Vec<PathBuf> = (2..=FULL_RUNS)
+        .map(|run| root.join(format!("edge-full-{run}")))
+        .collect();
+    for dir in &extra_edges {
+        copy_dir(&edge.data, dir)?;
+    }
     edge.enrol(&hub.url(), &hub.enrol_code(DISTRICT)?)?;
 
     // 2. Full sync.
-    println!("\n-- 2. full sync (edge → hub direct, loopback)");
-    println!("load average before: {}", loadavg());
-    let full = timed_sync(&edge)?;
-    let hub_peak_kib = vm_hwm_kib(hub_pid).context("hub VmHWM")?;
-    let full_mbs = set.bytes as f64 / 1e6 / secs(full.wall);
     println!(
-        "wall {:.3} s  {:.1} MB/s  {:.0} pages/s  batches_committed={} blobs_sent={} bytes_sent={}",
-        secs(full.wall),
-        full_mbs,
-        set.files as f64 / secs(full.wall),
-        full.report["batches_committed"],
-        full.report["blobs_sent"],
-        full.report["bytes_sent"]
+        "\n-- 2. full sync (edge → hub direct, loopback), {FULL_RUNS} runs, each a fresh hub and \
+         a fresh copy of the edge"
     );
-    if full.report["batches_committed"] != 1 {
-        bail!("the full sync did not commit the batch: {}", full.report);
+    println!("load average before: {}", loadavg());
+    let first = timed_sync(&edge)?;
+    let mut hub_peak_kib = vm_hwm_kib(hub_pid).context("hub VmHWM")?;
+    let mut walls = vec![secs(first.wall)];
+    let mut edge_peak_kib = first.peak_kib;
+    report_full(1, &first, &set)?;
+    for (run, dir) in (2..).zip(&extra_edges) {
+        let mut run_hub = Hub::init(&root.join(format!("hub-full-{run}")))?;
+        run_hub.start("127.0.0.1:0")?;
+        let run_edge = Edge { data: dir.clone() };
+        run_edge.enrol(&run_hub.url(), &run_hub.enrol_code(DISTRICT)?)?;
+        let result = timed_sync(&run_edge)?;
+        let pid = run_hub.pid().context("hub pid")?;
+        hub_peak_kib = hub_peak_kib.max(vm_hwm_kib(pid).context("hub VmHWM")?);
+        edge_peak_kib = edge_peak_kib.max(result.peak_kib);
+        report_full(run, &result, &set)?;
+        walls.push(secs(result.wall));
+        run_hub.kill();
     }
+    let full_wall = median(&mut walls.clone());
+    let full_mbs = set.bytes as f64 / 1e6 / full_wall;
+    println!(
+        "median of {FULL_RUNS}: {full_wall:.3} s  {full_mbs:.1} MB/s  (runs: {})",
+        walls
+            .iter()
+            .map(|t| format!("{t:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let full = SyncRun {
+        wall: Duration::from_secs_f64(full_wall),
+        report: first.report,
+        peak_kib: edge_peak_kib,
+    };
     let edge_state = edge.batch_state(BATCH)?;
     println!(
         "peak RSS: edge {:.1} MiB (VmHWM polled every 2 ms), hub {:.1} MiB (VmHWM over its life so far)",
@@ -236,7 +267,7 @@ fn main() -> Result<()> {
             .map_or(Value::Null, |r| r.report["bytes_sent"].clone()),
         noop_peak as f64 / 1024.0
     );
-    let hub_peak_kib = vm_hwm_kib(hub_pid).unwrap_or(hub_peak_kib);
+    let hub_peak_kib = vm_hwm_kib(hub_pid).map_or(hub_peak_kib, |kib| kib.max(hub_peak_kib));
     hub.kill();
 
     // 4. Kill and resume.
@@ -258,6 +289,15 @@ fn main() -> Result<()> {
             args.peers
         );
         run_peers(&shared_bench, &pages, &root.join("peers"), &args.peers)?
+    };
+    let durable_rsync = if args.peers.trim().is_empty() {
+        None
+    } else {
+        let durable = rsync_durable(&pages, &root.join("rsync-fsync"))?;
+        if let Some(wall) = durable {
+            println!("rsync -a --fsync to a local folder (one run): {wall:.3} s");
+        }
+        durable
     };
 
     // 6. Table.
@@ -316,9 +356,20 @@ fn main() -> Result<()> {
             "not measured"
         );
     }
+    if let Some(wall) = durable_rsync {
+        println!(
+            "| {:<26} | {:>8.3} | {:>7.1} | {:>8} | {:>19} | {:>21} |",
+            "rsync -a --fsync (local)",
+            wall,
+            set.bytes as f64 / 1e6 / wall,
+            "-",
+            "-",
+            "not measured"
+        );
+    }
     println!(
         "notes: peer figures are hyperfine medians of 3 (rsync no-op: 5) from this run; ours are \
-         single runs (no-op: median of 5). Wire ratios for the peers are quoted from PEERS.md, not \
+         medians of {FULL_RUNS} (no-op: of 5); rsync --fsync is one run. Wire ratios for the peers are quoted from PEERS.md, not \
          re-run. The hub syncs every blob (file and folder, in rounds) to disk before it counts as \
          stored and before the commit's receipt; the peers do not sync inside their timed region."
     );
@@ -561,6 +612,9 @@ struct SyncRun {
 
 /// `dangan-edge sync --json`, timed from spawn to exit.
 fn timed_sync(edge: &Edge) -> Result<SyncRun> {
+    // Setup's own writes (ingest, folder copies) still on their way to the
+    // disk would compete with the hub's: flush them first, untimed.
+    let _ = Command::new("sync").status();
     let mut command = edge.command(&["sync", "--json"])?;
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let started = Instant::now();
@@ -587,6 +641,45 @@ fn timed_sync(edge: &Edge) -> Result<SyncRun> {
         wall,
         report,
         peak_kib,
+    })
+}
+
+/// Prints one full sync's figures; fails unless it committed the batch.
+fn report_full(run: u32, full: &SyncRun, set: &PageSet) -> Result<()> {
+    println!(
+        "run {run}: wall {:.3} s  {:.1} MB/s  {:.0} pages/s  batches_committed={} blobs_sent={} \
+         bytes_sent={}  edge peak RSS {:.1} MiB",
+        secs(full.wall),
+        set.bytes as f64 / 1e6 / secs(full.wall),
+        set.files as f64 / secs(full.wall),
+        full.report["batches_committed"],
+        full.report["blobs_sent"],
+        full.report["bytes_sent"],
+        full.peak_kib as f64 / 1024.0
+    );
+    if full.report["batches_committed"] != 1 {
+        bail!("the full sync did not commit the batch: {}", full.report);
+    }
+    Ok(())
+}
+
+/// `rsync -a --fsync` from the pages to a local folder: what rsync takes
+/// when it too makes every file durable (one run; `None` without rsync or
+/// without `--fsync`, which needs rsync 3.2.3).
+fn rsync_durable(pages: &Path, target: &Path) -> Result<Option<f64>> {
+    let mut source = pages.as_os_str().to_owned();
+    source.push("/");
+    let started = Instant::now();
+    let status = Command::new("rsync")
+        .arg("-a")
+        .arg("--fsync")
+        .arg(&source)
+        .arg(target)
+        .stderr(Stdio::null())
+        .status();
+    Ok(match status {
+        Ok(status) if status.success() => Some(secs(started.elapsed())),
+        _ => None,
     })
 }
 

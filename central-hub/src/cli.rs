@@ -551,3 +551,15 @@ fn print_reconciliation(lang: Lang, report: &Reconciliation) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap checks the definition (duplicate names, bad defaults) only when
+    /// a command is parsed; this parses none, so check every one here.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -123,6 +123,19 @@ enum Command {
         #[command(subcommand)]
         command: BatchCommand,
     },
+    /// Indexing (著录): import the business system's export of business-file
+    /// metadata, keyed by business number.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Business-type templates: list them, show one, or import a new set
+    /// (each changed template becomes its next version; batches keep the
+    /// version they were bound to).
+    Template {
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
     /// Enrol this node with the central hub, using the one-time code an
     /// administrator made with `dangan-hub node enrol --district CODE`.
     /// Stores the node's credential and the hub's signing key in hub.json.
@@ -195,11 +208,54 @@ enum BatchCommand {
         /// The batch name.
         name: String,
     },
-    /// Accept a batch for archiving: it takes no more pages and joins the
-    /// sync queue. (Until QC sampling exists this is the operator's call.)
+    /// The edge admin's override: accept a batch for archiving whatever
+    /// its QC and exceptions say. It takes no more pages and joins the sync
+    /// queue; the override is recorded with the local user and the reason.
     Accept {
         /// The batch name.
         name: String,
+        /// Why the batch is accepted outside the normal QC path (recorded).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Show a batch's lifecycle: every transition with who, when and why.
+    Events {
+        /// The batch name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Import a CSV (header row; English or Chinese column names such as
+    /// 业务流水号, 社会保障号码, 姓名, 单位编号, 业务类型, 业务日期, 经办机构) or a
+    /// JSON array of rows. Reports matched, unmatched, conflicting, duplicate
+    /// and rejected rows (with row numbers); rows are kept for business
+    /// files scanned later. All or nothing.
+    Import {
+        /// The export file (.csv or .json).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TemplateCommand {
+    /// List the current version of every template.
+    List,
+    /// Show one business type's template (the current version unless
+    /// --template-version is given).
+    Show {
+        /// The business type code, e.g. C01.
+        business_type: String,
+        /// A past version of the template.
+        #[arg(long, value_name = "N")]
+        template_version: Option<u32>,
+    },
+    /// Import templates from a TOML file in the format of the shipped
+    /// seed (edge-node/seed/templates.toml); all or nothing.
+    Import {
+        /// The template file.
+        file: PathBuf,
     },
 }
 
@@ -333,6 +389,89 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_ingest(&cli, &total)?;
             }
         }
+        Command::Index { command } => {
+            let (_node, mut store) = Node::open(&dir)?;
+            match command {
+                IndexCommand::Import { file } => {
+                    let known: Vec<String> = dangan_edge::template::list(store.conn())?
+                        .into_iter()
+                        .map(|t| t.template.business_type)
+                        .collect();
+                    let actor = local_admin();
+                    let report = dangan_edge::index::import_file(
+                        store.conn_mut(),
+                        file,
+                        &known,
+                        actor.name(),
+                    )?;
+                    if cli.json {
+                        print_json(&report)?;
+                    } else {
+                        print_index_report(lang, &report);
+                    }
+                }
+            }
+        }
+        Command::Template { command } => {
+            let (_node, mut store) = Node::open(&dir)?;
+            use dangan_edge::template;
+            match command {
+                TemplateCommand::List => {
+                    let templates = template::list(store.conn())?;
+                    if cli.json {
+                        print_json(&templates)?;
+                    } else {
+                        for t in &templates {
+                            println!(
+                                "{}  v{}  {}  {}  {}",
+                                t.template.business_type,
+                                t.version,
+                                t.template.name,
+                                match lang {
+                                    Lang::Zh => t.template.category.label_zh().to_owned(),
+                                    Lang::En => t.template.category.to_string(),
+                                },
+                                match lang {
+                                    Lang::Zh => t.template.retention.label_zh(),
+                                    Lang::En => t.template.retention.to_string(),
+                                }
+                            );
+                        }
+                    }
+                }
+                TemplateCommand::Show {
+                    business_type,
+                    template_version,
+                } => {
+                    let found = match template_version {
+                        Some(v) => template::version(store.conn(), business_type, *v)?,
+                        None => template::current(store.conn(), business_type)?,
+                    };
+                    let found = found.ok_or_else(|| {
+                        anyhow::anyhow!("no template for business type {business_type:?}")
+                    })?;
+                    print_json(&found)?;
+                }
+                TemplateCommand::Import { file } => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let templates = template::parse(&text)?;
+                    let source = format!("import:{}", file.display());
+                    let report = template::import(store.conn_mut(), &templates, &source)?;
+                    if cli.json {
+                        print_json(&report)?;
+                    } else {
+                        println!(
+                            "{}: {}; {}: {}",
+                            lang.pick("新版本", "new versions"),
+                            report.updated.join(", "),
+                            lang.pick("未变", "unchanged"),
+                            report.unchanged.join(", ")
+                        );
+                    }
+                }
+            }
+        }
         Command::Batch { command } => {
             let (_node, mut store) = Node::open(&dir)?;
             match command {
@@ -344,8 +483,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         print_batch_list(lang, &batches);
                     }
                 }
-                BatchCommand::Accept { name } => {
-                    let entry = store.accept_batch(name)?;
+                BatchCommand::Accept { name, reason } => {
+                    let entry = store.accept_batch(name, &local_admin(), reason)?;
                     if cli.json {
                         print_json(&entry)?;
                     } else {
@@ -357,6 +496,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             lang.pick("页", "pages"),
                             lang.pick("已加入同步队列", "queued for sync")
                         );
+                    }
+                }
+                BatchCommand::Events { name } => {
+                    let batch = store
+                        .batch(name)?
+                        .ok_or_else(|| anyhow::anyhow!("no batch named {name:?}"))?;
+                    let events = dangan_edge::lifecycle::events(store.conn(), batch.id)?;
+                    if cli.json {
+                        print_json(&events)?;
+                    } else {
+                        for event in &events {
+                            println!(
+                                "{}  {} → {}  {}{}{}",
+                                event.at,
+                                event.from,
+                                event.to,
+                                event.actor,
+                                if event.is_override {
+                                    lang.pick("  [越权通过]", "  [override]")
+                                } else {
+                                    ""
+                                },
+                                event
+                                    .reason
+                                    .as_deref()
+                                    .map(|r| format!("  {r}"))
+                                    .unwrap_or_default()
+                            );
+                        }
                     }
                 }
                 BatchCommand::Show { name } => {
@@ -826,5 +994,80 @@ fn print_cache(lang: Lang, status: &CacheStatus) {
                 "over budget: images of batches not yet archived are never evicted"
             )
         );
+    }
+}
+
+/// The actor of commands run on the data folder itself: the machine's
+/// local administrator, named by the operating-system user.
+fn local_admin() -> dangan_edge::lifecycle::Actor {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    dangan_edge::lifecycle::Actor::user(
+        format!("local:{user}"),
+        dangan_edge::lifecycle::Role::Admin,
+    )
+}
+
+fn print_index_report(lang: Lang, report: &dangan_edge::index::ImportReport) {
+    println!(
+        "{} {}: {} {}, {} {}, {} {}, {} {}, {} {}",
+        report.rows,
+        lang.pick("行", "rows"),
+        report.matched,
+        lang.pick("已匹配", "matched"),
+        report.unmatched,
+        lang.pick(
+            "未匹配（已保存，扫描后自动著录）",
+            "unmatched (kept for later scans)"
+        ),
+        report.closed,
+        lang.pick("批次已通过未改", "in accepted batches, not changed"),
+        report.conflicts.len(),
+        lang.pick("冲突", "conflicts"),
+        report.rejected.len(),
+        lang.pick("拒绝", "rejected")
+    );
+    for rejected in &report.rejected {
+        println!(
+            "  {} {}: {}",
+            lang.pick("第", "row"),
+            rejected.row,
+            rejected.reason
+        );
+    }
+    for duplicate in &report.duplicates {
+        println!(
+            "  {} {}: {} {:?}",
+            lang.pick("重复的业务流水号", "duplicate business number"),
+            duplicate.business_number,
+            lang.pick("行", "rows"),
+            duplicate.rows
+        );
+    }
+    for conflict in &report.conflicts {
+        println!(
+            "  {} {} {} {}: {} {:?}, {} {:?}",
+            lang.pick("第", "row"),
+            conflict.row,
+            conflict.business_number,
+            conflict.field,
+            lang.pick("保留", "kept"),
+            conflict.existing,
+            lang.pick("导入值", "imported"),
+            conflict.imported
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap checks the definition (duplicate names, bad defaults) only when
+    /// a command is parsed; this parses none, so check every one here.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -18,6 +18,10 @@
 //! - [`sync`]: enrolment with the hub, the sync queue, manifests, sync
 //!   windows and the sync pass over `/sync/v1`.
 //! - [`eviction`]: keeps the image cache within its budget (archived batches only).
+//! - [`template`]: business-type templates (category, retention, required
+//!   documents and metadata, barcode rules, scan minimums, QC rule), versioned.
+//! - [`lifecycle`]: the batch states and who may move a batch between them.
+//! - [`index`]: indexing (著录) from the business system's export.
 pub mod analyze;
 pub mod barcode;
 pub mod binarize;
@@ -27,9 +31,12 @@ pub mod decode;
 pub mod eviction;
 pub mod fsck;
 pub mod grouping;
+pub mod index;
 pub mod ingest;
+pub mod lifecycle;
 pub mod node;
 pub mod raster;
 pub mod store;
 pub mod sync;
+pub mod template;
 pub mod watch;

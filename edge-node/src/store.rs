@@ -116,6 +116,127 @@ ALTER TABLE batches ADD COLUMN next_attempt_at TEXT;
 -- within its budget (the hub holds it; the thumbnail stays).
 ALTER TABLE blobs ADD COLUMN evicted_at TEXT;
 "#,
+    r#"
+-- 3: the archive room's workflow. Business-type templates (versioned: a
+-- batch keeps the version it was bound to), users, every batch transition,
+-- business-file metadata (著录) with its history, QC rounds and checks,
+-- page rescans, and resolutions of exceptions.
+CREATE TABLE templates (
+    business_type TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    body          TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    recorded_at   TEXT NOT NULL,
+    PRIMARY KEY (business_type, version)
+);
+ALTER TABLE batches ADD COLUMN template_version INTEGER;
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('operator','inspector','admin')),
+    password_hash TEXT NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE batch_events (
+    id         INTEGER PRIMARY KEY,
+    batch_id   INTEGER NOT NULL REFERENCES batches(id),
+    from_state TEXT NOT NULL,
+    to_state   TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    reason     TEXT,
+    override   INTEGER NOT NULL DEFAULT 0,
+    at         TEXT NOT NULL
+);
+CREATE INDEX batch_events_batch ON batch_events(batch_id, id);
+ALTER TABLE business_files ADD COLUMN person_id TEXT;
+ALTER TABLE business_files ADD COLUMN person_name TEXT;
+ALTER TABLE business_files ADD COLUMN employer_id TEXT;
+ALTER TABLE business_files ADD COLUMN business_type TEXT;
+ALTER TABLE business_files ADD COLUMN business_date TEXT;
+ALTER TABLE business_files ADD COLUMN organisation TEXT;
+-- barcode | import | manual: where the metadata last came from.
+ALTER TABLE business_files ADD COLUMN metadata_source TEXT;
+ALTER TABLE business_files ADD COLUMN metadata_by TEXT;
+ALTER TABLE business_files ADD COLUMN metadata_at TEXT;
+-- Rows of the business system's export (index import), keyed by business
+-- number: applied to business files that have the number now, and kept for
+-- those scanned later.
+CREATE TABLE index_records (
+    business_number TEXT PRIMARY KEY,
+    person_id       TEXT,
+    person_name     TEXT,
+    employer_id     TEXT,
+    business_type   TEXT,
+    business_date   TEXT,
+    organisation    TEXT,
+    source          TEXT NOT NULL,
+    imported_at     TEXT NOT NULL
+);
+CREATE TABLE metadata_changes (
+    id               INTEGER PRIMARY KEY,
+    business_file_id INTEGER NOT NULL REFERENCES business_files(id),
+    field            TEXT NOT NULL,
+    old_value        TEXT,
+    new_value        TEXT,
+    source           TEXT NOT NULL,
+    actor            TEXT NOT NULL,
+    at               TEXT NOT NULL
+);
+CREATE INDEX metadata_changes_file ON metadata_changes(business_file_id, id);
+CREATE TABLE qc_rounds (
+    id             INTEGER PRIMARY KEY,
+    batch_id       INTEGER NOT NULL REFERENCES batches(id),
+    round          INTEGER NOT NULL,
+    seed           INTEGER NOT NULL,
+    rate           REAL NOT NULL,
+    floor          INTEGER NOT NULL,
+    pass_threshold REAL NOT NULL,
+    pages          INTEGER NOT NULL,
+    sampled        INTEGER NOT NULL,
+    started_by     TEXT NOT NULL,
+    started_at     TEXT NOT NULL,
+    finished_by    TEXT,
+    finished_at    TEXT,
+    passed         INTEGER,
+    outcome        TEXT CHECK (outcome IS NULL OR outcome IN ('pass','rework')),
+    UNIQUE (batch_id, round)
+);
+CREATE TABLE qc_checks (
+    round_id   INTEGER NOT NULL REFERENCES qc_rounds(id),
+    page_id    INTEGER NOT NULL REFERENCES pages(id),
+    verdict    TEXT,
+    note       TEXT,
+    inspector  TEXT,
+    checked_at TEXT,
+    PRIMARY KEY (round_id, page_id)
+);
+CREATE TABLE page_history (
+    id          INTEGER PRIMARY KEY,
+    page_id     INTEGER NOT NULL REFERENCES pages(id),
+    old_blob_id TEXT NOT NULL,
+    new_blob_id TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+CREATE INDEX page_history_page ON page_history(page_id, id);
+-- Estimated skew of the page in degrees (QC pre-check), and who scanned it.
+ALTER TABLE pages ADD COLUMN skew_degrees REAL;
+ALTER TABLE pages ADD COLUMN operator TEXT;
+ALTER TABLE exceptions ADD COLUMN business_file_id INTEGER REFERENCES business_files(id);
+ALTER TABLE exceptions ADD COLUMN resolved_at TEXT;
+ALTER TABLE exceptions ADD COLUMN resolved_by TEXT;
+ALTER TABLE exceptions ADD COLUMN resolution TEXT;
+CREATE INDEX exceptions_open ON exceptions(batch_id) WHERE resolved_at IS NULL;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +261,8 @@ pub enum StoreError {
         existing: String,
         requested: String,
     },
+    #[error("unknown business type {requested:?}; the templates know: {known}")]
+    UnknownBusinessType { requested: String, known: String },
     #[error("the database holds a malformed value: {0}")]
     Corrupt(String),
 }
@@ -187,6 +310,40 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Loads the shipped templates into a pre-archive that has none yet (a new
+/// one, or one made before templates existed).
+fn seed_templates(conn: &mut Connection) -> Result<(), StoreError> {
+    let count: i64 = conn.query_row("SELECT count(*) FROM templates", [], |row| row.get(0))?;
+    if count == 0 {
+        let seed = crate::template::parse(crate::template::SEED)
+            .map_err(|err| StoreError::Corrupt(format!("shipped templates: {err}")))?;
+        crate::template::import(conn, &seed, "seed")
+            .map_err(|err| StoreError::Corrupt(format!("shipped templates: {err}")))?;
+    }
+    Ok(())
+}
+
+/// The current template version of `business_type`, or the error naming
+/// the known types.
+fn bind_template(conn: &Connection, business_type: &str) -> Result<u32, StoreError> {
+    match crate::template::current(conn, business_type) {
+        Ok(Some(found)) => Ok(found.version),
+        Ok(None) => {
+            let known = crate::template::list(conn)
+                .map_err(|err| StoreError::Corrupt(err.to_string()))?
+                .into_iter()
+                .map(|t| format!("{} {}", t.template.business_type, t.template.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(StoreError::UnknownBusinessType {
+                requested: business_type.to_owned(),
+                known,
+            })
+        }
+        Err(err) => Err(StoreError::Corrupt(err.to_string())),
+    }
+}
+
 impl Store {
     /// Creates a new database for `district`. Refuses an existing one.
     pub fn create(dir: &Path, district: &OrgCode) -> Result<Self, StoreError> {
@@ -205,6 +362,7 @@ impl Store {
             "INSERT INTO meta(key, value) VALUES ('district', ?1), ('created_at', ?2)",
             params![district.as_str(), now()],
         )?;
+        seed_templates(&mut conn)?;
         Ok(Self { conn })
     }
 
@@ -218,7 +376,12 @@ impl Store {
         let mut conn = Connection::open(&path)?;
         configure(&conn)?;
         migrate(&mut conn)?;
+        seed_templates(&mut conn)?;
         Ok(Self { conn })
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     pub fn conn(&self) -> &Connection {
@@ -263,10 +426,12 @@ impl Store {
                     requested: requested.to_owned(),
                 });
             }
-            if batch.business_type.is_none() && business_type.is_some() {
+            if let (None, Some(business_type)) = (&batch.business_type, business_type) {
+                let version = bind_template(&self.conn, business_type)?;
                 self.conn.execute(
-                    "UPDATE batches SET business_type = ?1, updated_at = ?2 WHERE id = ?3",
-                    params![business_type, now(), batch.id],
+                    "UPDATE batches SET business_type = ?1, template_version = ?2, updated_at = ?3
+                     WHERE id = ?4",
+                    params![business_type, version, now(), batch.id],
                 )?;
                 return self
                     .batch(name)?
@@ -274,11 +439,15 @@ impl Store {
             }
             return Ok(batch);
         }
+        let version = business_type
+            .map(|t| bind_template(&self.conn, t))
+            .transpose()?;
         let now = now();
         self.conn.execute(
-            "INSERT INTO batches(name, district, business_type, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'open', ?4, ?4)",
-            params![name, district.as_str(), business_type, now],
+            "INSERT INTO batches(name, district, business_type, template_version, state,
+                                 created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?5)",
+            params![name, district.as_str(), business_type, version, now],
         )?;
         self.batch(name)?
             .ok_or_else(|| StoreError::NoSuchBatch(name.to_owned()))

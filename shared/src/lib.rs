@@ -2,10 +2,18 @@
 //!
 //! - [`BlobId`]: the BLAKE3 hash that addresses an image's bytes.
 //! - [`OrgCode`]: the code of an organisation (city, district, street office).
+//! - [`PersonId`]: an identity / social security number, checksum-validated.
+//! - [`Category`], [`Retention`]: archive categories and retention periods.
+//! - [`qc`]: QC sampling rules, reproducible samples, defect kinds.
+mod archive;
 mod blob;
 mod org;
+mod person;
 
+pub mod qc;
 pub mod text;
 
+pub use archive::{Category, ParseCategoryError, ParseRetentionError, RETENTION_YEARS, Retention};
 pub use blob::{BlobId, ParseBlobIdError};
 pub use org::{OrgCode, OrgLevel, ParseOrgCodeError};
+pub use person::{ParsePersonIdError, PersonId};

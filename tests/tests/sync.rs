@@ -594,7 +594,7 @@ fn a_100000_page_batch_syncs_in_bounded_memory() -> Result<()> {
         )?;
         tx.commit()?;
     }
-    edge.json(&["batch", "accept", "BIG"])?;
+    edge.json(&["batch", "accept", "BIG", "--reason", "test"])?;
 
     let mut sync = edge
         .command(&["sync", "--json"])?
@@ -778,10 +778,10 @@ fn the_archive_carries_the_business_metadata() -> Result<()> {
         "--batch",
         "B-1",
         "--business-type",
-        "YL-TX",
+        "D01",
         &folder,
     ])?;
-    edge.json(&["batch", "accept", "B-1"])?;
+    edge.json(&["batch", "accept", "B-1", "--reason", "test"])?;
     let expected: Vec<Option<String>> = edge.json(&["batch", "show", "B-1"])?["business_files"]
         .as_array()
         .context("business_files")?
@@ -796,17 +796,37 @@ fn the_archive_carries_the_business_metadata() -> Result<()> {
 
     let db = rusqlite::Connection::open(setup.hub.data.join("hub.db"))?;
     let mut statement = db.prepare(
-        "SELECT f.business_number, f.business_type, f.organisation FROM business_files f
+        "SELECT f.business_number, f.business_type, f.organisation, f.category, f.retention
+         FROM business_files f
          JOIN batches b ON b.id = f.batch_id WHERE b.batch = 'B-1' ORDER BY f.seq",
     )?;
-    let rows: Vec<(Option<String>, Option<String>, Option<String>)> = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+    type Row = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = statement
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })?
         .collect::<Result<_, _>>()?;
     let numbers: Vec<Option<String>> = rows.iter().map(|r| r.0.clone()).collect();
     assert_eq!(numbers, expected);
-    for (_, business_type, organisation) in &rows {
-        assert_eq!(business_type.as_deref(), Some("YL-TX"));
+    // D01 (基本养老金核定) is a payment-category type kept permanently in the
+    // shipped templates.
+    for (_, business_type, organisation, category, retention) in &rows {
+        assert_eq!(business_type.as_deref(), Some("D01"));
         assert_eq!(organisation.as_deref(), Some(DISTRICT));
+        assert_eq!(category.as_deref(), Some("payment"));
+        assert_eq!(retention.as_deref(), Some("permanent"));
     }
     Ok(())
 }

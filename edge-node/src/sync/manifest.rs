@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use dangan_sync::wire::{MANIFEST_FORMAT, Manifest, ManifestBarcode, ManifestFile, ManifestPage};
 use rusqlite::params;
 
+use dangan_shared::Retention;
+
 use crate::store::{BarcodeView, BatchRow, Store, StoreError};
+use crate::template::{self, Template};
 
 /// The manifest of `batch`, which must have been accepted.
 pub fn build(store: &Store, batch: &BatchRow) -> Result<Manifest, StoreError> {
@@ -21,26 +24,65 @@ pub fn build(store: &Store, batch: &BatchRow) -> Result<Manifest, StoreError> {
     let accepted_at = accepted_at.ok_or_else(|| {
         StoreError::Corrupt(format!("batch {} has no acceptance time", batch.name))
     })?;
+    // Category and retention are values in the manifest, taken from the
+    // template version the batch is bound to, so the archive stays
+    // self-describing whatever later versions say.
+    let template_version: Option<u32> = conn.query_row(
+        "SELECT template_version FROM batches WHERE id = ?1",
+        [batch.id],
+        |row| row.get(0),
+    )?;
+    let mut templates: HashMap<String, Option<Template>> = HashMap::new();
+    if let (Some(kind), Some(version)) = (&batch.business_type, template_version) {
+        let bound = template::version(conn, kind, version)
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?
+            .map(|v| v.template);
+        templates.insert(kind.clone(), bound);
+    }
     let mut files: Vec<ManifestFile> = Vec::new();
     let mut index: HashMap<i64, usize> = HashMap::new();
     {
         let mut statement = conn.prepare(
-            "SELECT id, seq, business_number FROM business_files WHERE batch_id = ?1 ORDER BY seq",
+            "SELECT id, seq, business_number, person_id, person_name, employer_id,
+                    business_type, business_date, organisation
+             FROM business_files WHERE batch_id = ?1 ORDER BY seq",
         )?;
         let mut rows = statement.query([batch.id])?;
         while let Some(row) = rows.next()? {
+            let business_type: Option<String> = row
+                .get::<_, Option<String>>(6)?
+                .or(batch.business_type.clone());
+            // A business file of another type than its batch (from the
+            // index import) takes that type's current template.
+            let template = match &business_type {
+                Some(kind) => {
+                    if !templates.contains_key(kind) {
+                        let current = template::current(conn, kind)
+                            .map_err(|err| StoreError::Corrupt(err.to_string()))?
+                            .map(|v| v.template);
+                        templates.insert(kind.clone(), current);
+                    }
+                    templates.get(kind).cloned().flatten()
+                }
+                None => None,
+            };
             index.insert(row.get(0)?, files.len());
             files.push(ManifestFile {
                 business_number: row.get(2)?,
-                business_type: batch.business_type.clone(),
-                category: None,
-                date: None,
-                employer_id: None,
-                organisation: batch.district.clone(),
+                business_type,
+                category: template.as_ref().map(|t| t.category.code().to_owned()),
+                date: row.get(7)?,
+                employer_id: row.get(5)?,
+                organisation: row
+                    .get::<_, Option<String>>(8)?
+                    .unwrap_or_else(|| batch.district.clone()),
                 pages: Vec::new(),
-                person_id: None,
-                person_name: None,
-                retention: None,
+                person_id: row.get(3)?,
+                person_name: row.get(4)?,
+                retention: template.as_ref().map(|t| match t.retention {
+                    Retention::Permanent => "permanent".to_owned(),
+                    Retention::Years(years) => format!("{years}y"),
+                }),
                 seq: row.get(1)?,
             });
         }

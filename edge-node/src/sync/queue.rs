@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use crate::lifecycle::{self, Actor, BatchState, LifecycleError};
 use crate::store::{BatchRow, Store, StoreError, now};
 
 /// A batch in the sync queue (accepted, syncing or archived).
@@ -31,6 +32,8 @@ pub enum AcceptError {
     Empty { name: String },
     #[error("batch {name:?} is already {state}")]
     AlreadyAccepted { name: String, state: String },
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
 }
 
 impl From<rusqlite::Error> for AcceptError {
@@ -61,9 +64,15 @@ fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
 }
 
 impl Store {
-    /// Marks a batch accepted: it takes no more pages and joins the sync
-    /// queue. (Until QC lands this is the operator's explicit decision.)
-    pub fn accept_batch(&mut self, name: &str) -> Result<QueueEntry, AcceptError> {
+    /// The edge admin's override: accepts a batch whatever its QC and
+    /// exceptions say, recorded with `actor` and `reason`. It takes no more
+    /// pages and joins the sync queue.
+    pub fn accept_batch(
+        &mut self,
+        name: &str,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<QueueEntry, AcceptError> {
         let tx = self.transaction()?;
         let found: Option<(i64, String, i64)> = tx
             .query_row(
@@ -87,12 +96,12 @@ impl Store {
                 name: name.to_owned(),
             });
         }
-        let now = now();
+        lifecycle::transition(&tx, id, BatchState::Accepted, actor, Some(reason), true)?;
         tx.execute(
-            "UPDATE batches SET state = 'accepted', accepted_at = ?1, updated_at = ?1,
-                 sync_error = NULL, sync_attempts = 0, next_attempt_at = NULL
+            "UPDATE batches SET accepted_at = ?1, sync_error = NULL, sync_attempts = 0,
+                 next_attempt_at = NULL
              WHERE id = ?2",
-            params![now, id],
+            params![now(), id],
         )?;
         tx.commit()?;
         self.queue_entry(name)?
@@ -122,12 +131,23 @@ impl Store {
     }
 
     /// The batch has been offered with this manifest hash.
-    pub fn mark_syncing(&self, id: i64, manifest_hash: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE batches SET state = 'syncing', manifest_hash = ?1, updated_at = ?2
-             WHERE id = ?3 AND state IN ('accepted', 'syncing')",
+    pub fn mark_syncing(&mut self, id: i64, manifest_hash: &str) -> Result<(), StoreError> {
+        let tx = self.transaction()?;
+        let state: String =
+            tx.query_row("SELECT state FROM batches WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })?;
+        // A batch already syncing (an earlier pass) only gets the new hash.
+        if state == BatchState::Accepted.as_str() {
+            lifecycle::transition(&tx, id, BatchState::Syncing, &Actor::System, None, false)
+                .map_err(lifecycle_store_error)?;
+        }
+        tx.execute(
+            "UPDATE batches SET manifest_hash = ?1, updated_at = ?2
+             WHERE id = ?3 AND state = 'syncing'",
             params![manifest_hash, now(), id],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -148,13 +168,17 @@ impl Store {
     }
 
     /// Archives the batch on a verified receipt (kept as the hub's proof).
-    pub fn mark_archived(&self, id: i64, receipt_json: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE batches SET state = 'archived', receipt = ?1, archived_at = ?2,
-                 updated_at = ?2, sync_error = NULL, next_attempt_at = NULL
+    pub fn mark_archived(&mut self, id: i64, receipt_json: &str) -> Result<(), StoreError> {
+        let tx = self.transaction()?;
+        lifecycle::transition(&tx, id, BatchState::Archived, &Actor::System, None, false)
+            .map_err(lifecycle_store_error)?;
+        tx.execute(
+            "UPDATE batches SET receipt = ?1, archived_at = ?2, sync_error = NULL,
+                 next_attempt_at = NULL
              WHERE id = ?3",
             params![receipt_json, now(), id],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -169,5 +193,14 @@ impl Store {
             )
             .optional()?
             .flatten())
+    }
+}
+
+/// The sync's own transitions fail only on a broken database or a batch
+/// moved under it; both are store errors to the sync.
+fn lifecycle_store_error(err: LifecycleError) -> StoreError {
+    match err {
+        LifecycleError::Store(err) => err,
+        other => StoreError::Corrupt(other.to_string()),
     }
 }

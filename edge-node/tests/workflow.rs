@@ -1,0 +1,267 @@
+//! The archive room's workflow through the CLI: templates (versioned, bound
+//! to batches), the lifecycle override, and indexing (著录) from an export.
+mod common;
+
+use common::Edge;
+use serde_json::Value;
+
+/// Ingests a generated batch of barcode pages with `business_type` and
+/// returns the business numbers of its business files, in order.
+fn scanned_batch(edge: &Edge, batch: &str, business_type: &str, pages: usize) -> Vec<String> {
+    let folders = dangan_testkit::sets::write_district(&edge.inputs("scans"), 1, pages)
+        .expect("generate pages");
+    let folder = folders[0].display().to_string();
+    edge.json(&[
+        "ingest",
+        "--batch",
+        batch,
+        "--business-type",
+        business_type,
+        &folder,
+    ]);
+    edge.show(batch)["business_files"]
+        .as_array()
+        .expect("business files")
+        .iter()
+        .filter_map(|f| f["business_number"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn db(edge: &Edge) -> rusqlite::Connection {
+    rusqlite::Connection::open(edge.data().join("edge.db")).expect("open edge.db")
+}
+
+#[test]
+fn templates_are_seeded_versioned_and_batches_keep_their_version() {
+    let edge = Edge::new();
+    let list = edge.json(&["template", "list"]);
+    let list = list.as_array().expect("templates");
+    assert!(list.len() >= 5, "{list:?}");
+    let c01 = list
+        .iter()
+        .find(|t| t["business_type"] == "C01")
+        .expect("C01 seeded");
+    assert_eq!(c01["version"], 1);
+    assert_eq!(c01["category"], "records");
+    assert_eq!(c01["retention"], 100);
+
+    // An unknown business type is refused, naming the known ones.
+    let scans = edge.inputs("one");
+    std::fs::write(scans.join("x.txt"), b"not used").expect("write");
+    let out = edge.run(&[
+        "ingest",
+        "--batch",
+        "B0",
+        "--business-type",
+        "NOPE",
+        &scans.display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NOPE") && stderr.contains("C01"),
+        "{stderr}"
+    );
+
+    scanned_batch(&edge, "B1", "C01", 4);
+    // A new version of C01: 30 years instead of 100.
+    let changed = dangan_edge::template::SEED.replacen(
+        "business_type = \"C01\"\nname = \"个人参保登记\"\ncategory = \"records\"\nretention = 100",
+        "business_type = \"C01\"\nname = \"个人参保登记\"\ncategory = \"records\"\nretention = 30",
+        1,
+    );
+    assert_ne!(
+        changed,
+        dangan_edge::template::SEED,
+        "the seed changed shape"
+    );
+    let file = edge.root.path().join("templates.toml");
+    std::fs::write(&file, changed).expect("write templates");
+    let report = edge.json(&["template", "import", &file.display().to_string()]);
+    assert_eq!(report["updated"], serde_json::json!(["C01"]));
+    assert!(report["unchanged"].as_array().expect("unchanged").len() >= 4);
+    let current = edge.json(&["template", "show", "C01"]);
+    assert_eq!(
+        (current["version"].clone(), current["retention"].clone()),
+        (2.into(), 30.into())
+    );
+    let first = edge.json(&["template", "show", "C01", "--template-version", "1"]);
+    assert_eq!(first["retention"], 100);
+
+    // B1 was bound to version 1 and stays there; a new batch gets version 2.
+    scanned_batch(&edge, "B2", "C01", 3);
+    let bound: Vec<(String, u32)> = db(&edge)
+        .prepare(
+            "SELECT name, template_version FROM batches WHERE name IN ('B1','B2') ORDER BY name",
+        )
+        .expect("prepare")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(bound, vec![("B1".to_owned(), 1), ("B2".to_owned(), 2)]);
+
+    // A malformed template file changes nothing.
+    std::fs::write(
+        &file,
+        "version = 1\n[[template]]\nbusiness_type = \"C01\"\n",
+    )
+    .expect("write");
+    let out = edge.run(&["template", "import", &file.display().to_string()]);
+    assert!(!out.status.success());
+    assert_eq!(edge.json(&["template", "show", "C01"])["version"], 2);
+}
+
+#[test]
+fn the_accept_override_needs_a_reason_and_is_recorded() {
+    let edge = Edge::new();
+    scanned_batch(&edge, "B1", "C01", 3);
+    let out = edge.run(&["batch", "accept", "B1"]);
+    assert!(!out.status.success(), "accepted without a reason");
+    assert_eq!(edge.show("B1")["state"], "open");
+
+    let accepted = edge
+        .command(&[
+            "batch",
+            "accept",
+            "B1",
+            "--reason",
+            "QC done on paper",
+            "--json",
+        ])
+        .env("USER", "zhangwei")
+        .output()
+        .expect("run");
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let events = edge.json(&["batch", "events", "B1"]);
+    let events = events.as_array().expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["from"], "open");
+    assert_eq!(events[0]["to"], "accepted");
+    assert_eq!(events[0]["actor"], "local:zhangwei");
+    assert_eq!(events[0]["reason"], "QC done on paper");
+    assert_eq!(events[0]["override"], true);
+
+    // Accepted batches take no more overrides.
+    let again = edge.run(&["batch", "accept", "B1", "--reason", "again"]);
+    assert!(!again.status.success());
+}
+
+/// A valid identity number for a given 17-digit prefix.
+fn person_id(digits: &str) -> String {
+    let check = dangan_shared::PersonId::check_character(digits).expect("17 digits");
+    format!("{digits}{check}")
+}
+
+fn field(edge: &Edge, number: &str, column: &str) -> Option<String> {
+    db(edge)
+        .query_row(
+            &format!("SELECT {column} FROM business_files WHERE business_number = ?1"),
+            [number],
+            |row| row.get(0),
+        )
+        .expect("query")
+}
+
+#[test]
+fn an_index_import_reports_matched_unmatched_duplicate_and_bad_rows() {
+    let edge = Edge::new();
+    let numbers = scanned_batch(&edge, "B1", "C01", 8);
+    assert!(numbers.len() >= 3, "{numbers:?}");
+    let (a, b, c) = (&numbers[0], &numbers[1], &numbers[2]);
+    // An operator already entered a name for c by hand.
+    db(&edge)
+        .execute(
+            "UPDATE business_files SET person_name = '王五', metadata_source = 'manual'
+             WHERE business_number = ?1",
+            [c],
+        )
+        .expect("manual entry");
+
+    let good = person_id("33010619800101123");
+    let bad = {
+        let mut id = person_id("33010619800101124").into_bytes();
+        id[17] = if id[17] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(id).expect("ascii")
+    };
+    let csv = format!(
+        "业务流水号,社会保障号码,姓名,单位编号,业务日期\n\
+         {a},{good},张三,E001,2020-06-15\n\
+         {b},,李四,,2021/3/4\n\
+         {c},,赵六,,2019-01-01\n\
+         YW-NOT-SCANNED-1,,钱七,,2022-02-02\n\
+         YW-TWICE,,甲,,2020-01-01\n\
+         YW-TWICE,,乙,,2020-01-02\n\
+         {a}-X,{bad},孙八,,2020-01-01\n\
+         ,{good},无号,,2020-01-01\n\
+         YW-BAD-DATE,,周九,,2020-02-30\n"
+    );
+    let file = edge.root.path().join("export.csv");
+    std::fs::write(&file, csv).expect("write export");
+    let report = edge.json(&["index", "import", &file.display().to_string()]);
+
+    assert_eq!(report["rows"], 9);
+    assert_eq!(report["matched"], 3, "{report}");
+    assert_eq!(report["unmatched"], 1, "{report}");
+    let duplicates = report["duplicates"].as_array().expect("duplicates");
+    assert_eq!(duplicates.len(), 1);
+    assert_eq!(duplicates[0]["business_number"], "YW-TWICE");
+    assert_eq!(duplicates[0]["rows"], serde_json::json!([6, 7]));
+    let rejected: Vec<(u64, String)> = report["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_u64().expect("row"),
+                r["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    assert_eq!(rejected[0].0, 8);
+    assert!(rejected[0].1.contains("check character"), "{rejected:?}");
+    assert_eq!(rejected[1].0, 9);
+    assert!(rejected[1].1.contains("business number"), "{rejected:?}");
+    assert_eq!(rejected[2].0, 10);
+    assert!(rejected[2].1.contains("not a date"), "{rejected:?}");
+    let conflicts = report["conflicts"].as_array().expect("conflicts");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0]["field"], "person_name");
+    assert_eq!(conflicts[0]["existing"], "王五");
+    assert_eq!(conflicts[0]["imported"], "赵六");
+
+    assert_eq!(field(&edge, a, "person_id"), Some(good.clone()));
+    assert_eq!(field(&edge, a, "person_name").as_deref(), Some("张三"));
+    assert_eq!(
+        field(&edge, b, "business_date").as_deref(),
+        Some("2021-03-04")
+    );
+    // The operator's entry stands; the rest of the row still applied.
+    assert_eq!(field(&edge, c, "person_name").as_deref(), Some("王五"));
+    assert_eq!(
+        field(&edge, c, "business_date").as_deref(),
+        Some("2019-01-01")
+    );
+    // Every change is in the history, attributed.
+    let changes: i64 = db(&edge)
+        .query_row(
+            "SELECT count(*) FROM metadata_changes WHERE actor LIKE 'local:%'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(changes, 4 + 2 + 1);
+
+    // A newer export replaces imported values (not the operator's).
+    let newer = format!("business_number,person_name\n{a},张三丰\n{c},赵六\n");
+    std::fs::write(&file, newer).expect("write export");
+    let report: Value = edge.json(&["index", "import", &file.display().to_string()]);
+    assert_eq!(report["matched"], 2);
+    assert_eq!(field(&edge, a, "person_name").as_deref(), Some("张三丰"));
+    assert_eq!(field(&edge, c, "person_name").as_deref(), Some("王五"));
+}

@@ -24,6 +24,9 @@ pub struct PageFacts {
     pub barcodes: Vec<Barcode>,
     pub blank: bool,
     pub ink_ratio: f64,
+    /// Estimated skew in degrees (QC pre-check; None for blank pages and
+    /// pages without line structure).
+    pub skew_degrees: Option<f32>,
 }
 
 #[derive(Debug)]
@@ -64,6 +67,13 @@ impl Analyzer {
         let ink_ratio = ink_ratio(&raster.reduced);
         let thumbnail = thumbnail_jpeg(&raster.reduced, self.thumbnail_width);
         cache.put_thumbnail(&blob_id, &thumbnail)?;
+        // A page whose barcodes were read is never blank, whatever its ink.
+        let blank = barcodes.is_empty() && ink_ratio < self.blank_max_ink_ratio;
+        let skew_degrees = if blank {
+            None
+        } else {
+            crate::skew::estimate_skew(&raster.reduced)
+        };
         Ok(PageFacts {
             frame: index,
             blob: blob_id,
@@ -73,10 +83,10 @@ impl Analyzer {
             height,
             dpi,
             colour,
-            // A page whose barcodes were read is never blank, whatever its ink.
-            blank: barcodes.is_empty() && ink_ratio < self.blank_max_ink_ratio,
+            blank,
             barcodes,
             ink_ratio,
+            skew_degrees,
         })
     }
 }

@@ -129,6 +129,19 @@ enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Quality spot-checks (质量抽查): start a round (draws the sample),
+    /// record verdicts, finish (accepted or rework), report.
+    Qc {
+        #[command(subcommand)]
+        command: QcCommand,
+    },
+    /// People who use the edge's API: operators, inspectors and edge
+    /// admins. Passwords are read from standard input (one line), never
+    /// from the command line.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Business-type templates: list them, show one, or import a new set
     /// (each changed template becomes its next version; batches keep the
     /// version they were bound to).
@@ -218,6 +231,11 @@ enum BatchCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Mark an open batch as scanned (ready for QC).
+    Scanned {
+        /// The batch name.
+        name: String,
+    },
     /// Show a batch's lifecycle: every transition with who, when and why.
     Events {
         /// The batch name.
@@ -236,6 +254,73 @@ enum IndexCommand {
         /// The export file (.csv or .json).
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum QcCommand {
+    /// Start a QC round on a scanned or reworked batch: draws the sample
+    /// at the template's rate and floor (seeded; the seed is stored) and
+    /// lists pre-check flags (below the template's dpi, suspected blanks).
+    Start {
+        /// The batch name.
+        name: String,
+        /// Use this seed instead of a random one (to repeat a sample).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Record the verdict on a sampled page: pass, or a defect (skew, blur,
+    /// missing_page, wrong_order, blank, cropped, illegible, low_resolution).
+    Check {
+        /// The batch name.
+        name: String,
+        /// The page number in scan order (from 1).
+        page: u32,
+        /// pass or a defect.
+        verdict: String,
+        /// A remark for the rework.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Finish the round: accepted when the pass rate meets the template's
+    /// threshold and no exception is open; else rework, defects listed.
+    Finish {
+        /// The batch name.
+        name: String,
+    },
+    /// The QC report of a batch: every round, pass rate, defects by type
+    /// and by operator (JSON with --json, CSV with --csv).
+    Report {
+        /// The batch name.
+        name: String,
+        /// CSV, one line per sampled page.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password (at least 8 characters) is read from
+    /// standard input.
+    Add {
+        /// Login name: letters, digits, '.', '-' or '_'.
+        username: String,
+        /// operator (扫描员), inspector (质检员) or admin (管理员).
+        #[arg(long)]
+        role: String,
+        /// The name shown beside what the user did (default: the login name).
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+    },
+    /// List users (never their password hashes).
+    List,
+    /// Set a user's password, read from standard input.
+    Passwd { username: String },
+    /// Stop a user from logging in and end their sessions (what they did
+    /// stays attributed to them).
+    Disable { username: String },
+    /// Let a disabled user log in again.
+    Enable { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -389,6 +474,171 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_ingest(&cli, &total)?;
             }
         }
+        Command::Qc { command } => {
+            let (_node, mut store) = Node::open(&dir)?;
+            use dangan_edge::qc;
+            let actor = local_admin();
+            match command {
+                QcCommand::Start { name, seed } => {
+                    let round = qc::start(store.conn_mut(), name, &actor, *seed)?;
+                    if cli.json {
+                        print_json(&round)?;
+                    } else {
+                        println!(
+                            "{} {} {}: {} {} / {} {}; {}: {:?}",
+                            lang.pick("批次", "batch"),
+                            name,
+                            lang.pick(
+                                &format!("第{}轮质检", round.round),
+                                &format!("QC round {}", round.round)
+                            ),
+                            round.sample.len(),
+                            lang.pick("页抽检", "pages sampled"),
+                            round.pages,
+                            lang.pick("页", "pages"),
+                            lang.pick("抽检页", "sample"),
+                            round.sample
+                        );
+                        for flag in &round.prechecks {
+                            println!(
+                                "  {} {}: {} ({})",
+                                lang.pick("第", "page"),
+                                flag.page,
+                                flag.check,
+                                flag.detail
+                            );
+                        }
+                    }
+                }
+                QcCommand::Check {
+                    name,
+                    page,
+                    verdict,
+                    note,
+                } => {
+                    let verdict = qc::Verdict::parse(verdict)?;
+                    qc::check(store.conn(), name, *page, verdict, note.as_deref(), &actor)?;
+                    if cli.json {
+                        print_json(
+                            &serde_json::json!({ "batch": name, "page": page, "verdict": verdict }),
+                        )?;
+                    }
+                }
+                QcCommand::Finish { name } => {
+                    let outcome = qc::finish(store.conn_mut(), name, &actor)?;
+                    if cli.json {
+                        print_json(&outcome)?;
+                    } else {
+                        println!(
+                            "{} {}: {}/{} {} ({:.1}%), {}",
+                            lang.pick("批次", "batch"),
+                            name,
+                            outcome.passed,
+                            outcome.checked,
+                            lang.pick("合格", "passed"),
+                            outcome.pass_rate * 100.0,
+                            outcome.state.as_str()
+                        );
+                        for defect in &outcome.defects {
+                            println!(
+                                "  {} {}: {}",
+                                lang.pick("第", "page"),
+                                defect.page,
+                                defect.defect
+                            );
+                        }
+                    }
+                }
+                QcCommand::Report { name, csv } => {
+                    let report = qc::report(store.conn(), name)?;
+                    if *csv {
+                        print!("{}", qc::report_csv(&report));
+                    } else {
+                        print_json(&report)?;
+                    }
+                }
+            }
+        }
+        Command::User { command } => {
+            let (node, store) = Node::open(&dir)?;
+            use dangan_edge::users;
+            let cost = node.config.password_cost;
+            match command {
+                UserCommand::Add {
+                    username,
+                    role,
+                    display_name,
+                } => {
+                    let role: dangan_edge::lifecycle::Role = role.parse()?;
+                    let hash = users::hash_password(&read_password()?, cost)?;
+                    let user = users::add(
+                        store.conn(),
+                        username,
+                        display_name.as_deref().unwrap_or(username),
+                        role,
+                        &hash,
+                    )?;
+                    if cli.json {
+                        print_json(&user)?;
+                    } else {
+                        println!(
+                            "{} {username} ({})",
+                            lang.pick("已添加用户", "user added"),
+                            role.as_str()
+                        );
+                    }
+                }
+                UserCommand::List => {
+                    let list = users::list(store.conn())?;
+                    if cli.json {
+                        print_json(&list)?;
+                    } else {
+                        for user in &list {
+                            println!(
+                                "{}  {}  {}{}",
+                                user.username,
+                                user.role.as_str(),
+                                user.display_name,
+                                if user.disabled {
+                                    lang.pick("  [已停用]", "  [disabled]")
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                    }
+                }
+                UserCommand::Passwd { username } => {
+                    users::find(store.conn(), username)?
+                        .ok_or_else(|| anyhow::anyhow!("no user {username:?}"))?;
+                    let hash = users::hash_password(&read_password()?, cost)?;
+                    users::set_password(store.conn(), username, &hash)?;
+                    if !cli.json {
+                        println!("{} {username}", lang.pick("已修改密码", "password changed"));
+                    } else {
+                        print_json(&serde_json::json!({ "username": username }))?;
+                    }
+                }
+                UserCommand::Disable { username } | UserCommand::Enable { username } => {
+                    let disable = matches!(command, UserCommand::Disable { .. });
+                    users::set_disabled(store.conn(), username, disable)?;
+                    if cli.json {
+                        print_json(
+                            &serde_json::json!({ "username": username, "disabled": disable }),
+                        )?;
+                    } else {
+                        println!(
+                            "{} {username}",
+                            if disable {
+                                lang.pick("已停用", "disabled")
+                            } else {
+                                lang.pick("已启用", "enabled")
+                            }
+                        );
+                    }
+                }
+            }
+        }
         Command::Index { command } => {
             let (_node, mut store) = Node::open(&dir)?;
             match command {
@@ -496,6 +746,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             lang.pick("页", "pages"),
                             lang.pick("已加入同步队列", "queued for sync")
                         );
+                    }
+                }
+                BatchCommand::Scanned { name } => {
+                    let batch = store
+                        .batch(name)?
+                        .ok_or_else(|| anyhow::anyhow!("no batch named {name:?}"))?;
+                    let tx = store.transaction()?;
+                    dangan_edge::lifecycle::transition(
+                        &tx,
+                        batch.id,
+                        dangan_edge::lifecycle::BatchState::Scanned,
+                        &local_admin(),
+                        None,
+                        false,
+                    )?;
+                    tx.commit()?;
+                    if cli.json {
+                        print_json(&serde_json::json!({ "batch": name, "state": "scanned" }))?;
+                    } else {
+                        println!("{} {name}", lang.pick("扫描完成", "scanned"));
                     }
                 }
                 BatchCommand::Events { name } => {
@@ -1058,6 +1328,15 @@ fn print_index_report(lang: Lang, report: &dangan_edge::index::ImportReport) {
             conflict.imported
         );
     }
+}
+
+/// One line of standard input, without its line ending: a password.
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ struct RawConfig {
     scanner: RawScanner,
     sync: RawSync,
     cache: RawCache,
+    users: crate::users::PasswordCost,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +226,8 @@ pub struct Config {
     /// Bytes of blobs the cache may hold before archived batches' blobs are
     /// evicted (oldest archived first); 0 = no limit.
     pub cache_budget: u64,
+    /// Argon2id cost of new password hashes.
+    pub password_cost: crate::users::PasswordCost,
 }
 
 impl Config {
@@ -280,6 +283,12 @@ impl Config {
             return Err(invalid(
                 "ingest.thumbnail_width",
                 "must be between 64 and 1024",
+            ));
+        }
+        if raw.users.memory_kib < 8 || raw.users.iterations == 0 {
+            return Err(invalid(
+                "users",
+                "needs memory_kib of at least 8 and iterations of at least 1",
             ));
         }
         if raw.barcodes.formats.is_empty() {
@@ -373,6 +382,7 @@ impl Config {
             },
             sync,
             cache_budget: raw.cache.budget_mib.saturating_mul(1 << 20),
+            password_cost: raw.users,
         })
     }
 }
@@ -497,6 +507,13 @@ request_timeout_seconds = 300
 # archived first; thumbnails and every record stay. Images of batches not
 # yet archived are never removed, so the cache may exceed a budget set too low.
 budget_mib = 0
+
+[users]
+# Argon2id cost of password hashes: memory in KiB and passes (OWASP's
+# recommendation by default). Existing hashes keep the cost they were made
+# with; a changed cost applies to new and changed passwords.
+memory_kib = 19456
+iterations = 2
 "#;
 
 #[cfg(test)]

@@ -527,26 +527,85 @@ fn apply_to_file(
             continue;
         }
         // FIELDS are fixed column names, never input.
-        tx.execute(
-            &format!("UPDATE business_files SET {field} = ?1 WHERE id = ?2"),
-            params![new, file.id],
-        )?;
-        tx.execute(
+        // Cached: an import runs these for every matched file.
+        tx.prepare_cached(&format!(
+            "UPDATE business_files SET {field} = ?1 WHERE id = ?2"
+        ))?
+        .execute(params![new, file.id])?;
+        tx.prepare_cached(
             "INSERT INTO metadata_changes(business_file_id, field, old_value, new_value, source,
                  actor, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![file.id, field, old, new, source, actor, now],
-        )?;
+        )?
+        .execute(params![file.id, field, old, new, source, actor, now])?;
         changed = true;
     }
     if changed && replaceable {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE business_files SET metadata_source = ?1, metadata_by = ?2, metadata_at = ?3
              WHERE id = ?4",
-            params![source, actor, now, file.id],
-        )?;
+        )?
+        .execute(params![source, actor, now, file.id])?;
     }
     Ok(changed)
+}
+
+/// Fills the empty metadata of a business file that has just been linked
+/// to `business_number` from the stored export row, if there is one (the
+/// export was imported before the pages were scanned). Returns whether it
+/// found one.
+pub fn fill_from_record(
+    conn: &Connection,
+    file_id: i64,
+    business_number: &str,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let found: Option<([Option<String>; 6], String)> = conn
+        .prepare_cached(
+            "SELECT person_id, person_name, employer_id, business_type, business_date,
+                    organisation, source
+             FROM index_records WHERE business_number = ?1",
+        )?
+        .query_row([business_number], |row| {
+            Ok((
+                [
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ],
+                row.get(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((values, source)) = found else {
+        return Ok(false);
+    };
+    for (field, value) in FIELDS.iter().zip(&values) {
+        let Some(value) = value else { continue };
+        // FIELDS are fixed column names, never input.
+        let set = conn.execute(
+            &format!("UPDATE business_files SET {field} = ?1 WHERE id = ?2 AND {field} IS NULL"),
+            params![value, file_id],
+        )?;
+        if set > 0 {
+            conn.execute(
+                "INSERT INTO metadata_changes(business_file_id, field, old_value, new_value,
+                     source, actor, at)
+                 VALUES (?1, ?2, NULL, ?3, ?4, 'system', ?5)",
+                params![file_id, field, value, source, now],
+            )?;
+        }
+    }
+    conn.execute(
+        "UPDATE business_files SET metadata_source = coalesce(metadata_source, ?1),
+             metadata_by = coalesce(metadata_by, 'system'), metadata_at = coalesce(metadata_at, ?2)
+         WHERE id = ?3",
+        params![source, now, file_id],
+    )?;
+    Ok(true)
 }
 
 /// The stored export row for a business number, if any.

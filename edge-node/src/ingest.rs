@@ -687,12 +687,17 @@ impl Writer<'_> {
                 ));
             }
         };
+        if let Some(number) = &new_number {
+            // An export imported before the scan (著录) fills the file now.
+            crate::index::fill_from_record(tx, file_id, number, &now)?;
+        }
         let barcodes: Vec<BarcodeView> = facts.barcodes.iter().map(BarcodeView::from).collect();
         tx.execute(
             "INSERT INTO pages(batch_id, seq, business_file_id, source_id, frame, blob_id, duplicate, format,
-                               width, height, dpi, colour, barcodes, separator, blank, ink_ratio, created_at)
+                               width, height, dpi, colour, barcodes, separator, blank, ink_ratio, created_at,
+                               skew_degrees)
              VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM pages WHERE batch_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7,
-                     ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 self.batch_id,
                 file_id,
@@ -709,7 +714,8 @@ impl Writer<'_> {
                 codes.separator,
                 facts.blank,
                 facts.ink_ratio,
-                now
+                now,
+                facts.skew_degrees
             ],
         )?;
         let page_id = tx.last_insert_rowid();

@@ -12,6 +12,7 @@
 //! - [`barcode`]: finds barcodes on a page (rxing).
 //! - [`binarize`]: a faster, bit-identical version of rxing's local binariser.
 //! - [`analyze`]: blank check, thumbnail and blob storage for one page.
+//! - [`skew`]: estimates a page's skew angle (QC pre-check).
 //! - [`grouping`]: which business file a page belongs to, from its barcodes.
 //! - [`watch`]: the hot folder and the SANE scanner source.
 //! - [`fsck`]: checks the cache against the database.
@@ -22,6 +23,8 @@
 //!   documents and metadata, barcode rules, scan minimums, QC rule), versioned.
 //! - [`lifecycle`]: the batch states and who may move a batch between them.
 //! - [`index`]: indexing (著录) from the business system's export.
+//! - [`users`]: operators, inspectors and edge admins; Argon2id passwords.
+//! - [`qc`]: QC rounds: reproducible samples, verdicts, outcome, report.
 pub mod analyze;
 pub mod barcode;
 pub mod binarize;
@@ -35,8 +38,11 @@ pub mod index;
 pub mod ingest;
 pub mod lifecycle;
 pub mod node;
+pub mod qc;
 pub mod raster;
+pub mod skew;
 pub mod store;
 pub mod sync;
 pub mod template;
+pub mod users;
 pub mod watch;

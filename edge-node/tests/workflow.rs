@@ -265,3 +265,294 @@ fn an_index_import_reports_matched_unmatched_duplicate_and_bad_rows() {
     assert_eq!(field(&edge, a, "person_name").as_deref(), Some("张三丰"));
     assert_eq!(field(&edge, c, "person_name").as_deref(), Some("王五"));
 }
+
+#[test]
+fn an_export_imported_before_the_scan_fills_the_business_files_when_scanned() {
+    // Learn the business numbers the generated pages carry.
+    let first = Edge::new();
+    let numbers = scanned_batch(&first, "B1", "C01", 6);
+    assert!(!numbers.is_empty());
+
+    let edge = Edge::new();
+    let id = person_id("44030519900307456");
+    let rows: String = numbers
+        .iter()
+        .map(|n| format!("{n},{id},测试,2023-05-06\n"))
+        .collect();
+    let file = edge.root.path().join("export.csv");
+    std::fs::write(
+        &file,
+        format!("business_number,person_id,person_name,business_date\n{rows}"),
+    )
+    .expect("write export");
+    let report = edge.json(&["index", "import", &file.display().to_string()]);
+    assert_eq!(report["unmatched"], numbers.len(), "{report}");
+    assert_eq!(report["matched"], 0);
+
+    let scanned = scanned_batch(&edge, "B1", "C01", 6);
+    assert_eq!(scanned, numbers);
+    for number in &numbers {
+        assert_eq!(field(&edge, number, "person_id"), Some(id.clone()));
+        assert_eq!(
+            field(&edge, number, "business_date").as_deref(),
+            Some("2023-05-06")
+        );
+        assert!(field(&edge, number, "metadata_source").is_some_and(|s| s.starts_with("import:")),);
+    }
+}
+
+fn with_stdin(edge: &Edge, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = edge
+        .command(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write password");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn users_are_added_with_hashed_passwords_and_can_be_disabled() {
+    let edge = Edge::new();
+    // Cheap hashes in tests; the default is OWASP's 19 MiB × 2.
+    edge.write_config("[users]\nmemory_kib = 8\niterations = 1\n");
+    let added = with_stdin(
+        &edge,
+        &[
+            "user",
+            "add",
+            "li.na",
+            "--role",
+            "operator",
+            "--display-name",
+            "李娜",
+            "--json",
+        ],
+        "s3cret-pass\n",
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let hash: String = db(&edge)
+        .query_row(
+            "SELECT password_hash FROM users WHERE username = 'li.na'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("hash");
+    assert!(hash.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{hash}");
+    assert!(dangan_edge::users::verify_password("s3cret-pass", &hash));
+    assert!(!hash.contains("s3cret"));
+
+    let weak = with_stdin(
+        &edge,
+        &["user", "add", "wang", "--role", "inspector"],
+        "short\n",
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("8 characters"));
+    let twice = with_stdin(
+        &edge,
+        &["user", "add", "li.na", "--role", "admin"],
+        "another-pass\n",
+    );
+    assert!(!twice.status.success());
+    let bad_role = with_stdin(
+        &edge,
+        &["user", "add", "zhao", "--role", "boss"],
+        "another-pass\n",
+    );
+    assert!(!bad_role.status.success());
+
+    edge.json(&["user", "disable", "li.na"]);
+    let list = edge.json(&["user", "list"]);
+    assert_eq!(list.as_array().expect("users").len(), 1);
+    assert_eq!(list[0]["display_name"], "李娜");
+    assert_eq!(list[0]["role"], "operator");
+    assert_eq!(list[0]["disabled"], true);
+    assert!(list[0].get("password_hash").is_none());
+}
+
+fn states(edge: &Edge, batch: &str) -> Vec<(String, String)> {
+    edge.json(&["batch", "events", batch])
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().expect("from").to_owned(),
+                e["to"].as_str().expect("to").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn qc_samples_reproducibly_sends_a_failing_batch_to_rework_and_accepts_a_passing_one() {
+    let edge = Edge::new();
+    scanned_batch(&edge, "B1", "C01", 24);
+    // QC cannot start before the batch is marked scanned.
+    assert!(!edge.run(&["qc", "start", "B1"]).status.success());
+    edge.json(&["batch", "scanned", "B1"]);
+
+    let round = edge.json(&["qc", "start", "B1", "--seed", "2026"]);
+    // C01: 5% with a floor of 10 pages; 24 pages → 10.
+    let sample: Vec<u32> = round["sample"]
+        .as_array()
+        .expect("sample")
+        .iter()
+        .map(|p| p.as_u64().expect("page") as u32)
+        .collect();
+    assert_eq!(sample.len(), 10);
+    let rule = dangan_shared::qc::SamplingRule::default();
+    let expected: Vec<u32> = dangan_shared::qc::sample(24, 2026, &rule)
+        .into_iter()
+        .map(|p| p + 1)
+        .collect();
+    assert_eq!(sample, expected, "the stored seed names the sample");
+
+    // A page outside the sample cannot be judged; a bad verdict is refused.
+    let outside = (1..=24)
+        .find(|p| !sample.contains(p))
+        .expect("unsampled page");
+    assert!(
+        !edge
+            .run(&["qc", "check", "B1", &outside.to_string(), "pass"])
+            .status
+            .success()
+    );
+    assert!(
+        !edge
+            .run(&["qc", "check", "B1", &sample[0].to_string(), "smudge"])
+            .status
+            .success()
+    );
+    // Finishing with pages unchecked is refused.
+    assert!(!edge.run(&["qc", "finish", "B1"]).status.success());
+
+    for (i, page) in sample.iter().enumerate() {
+        let verdict = match i {
+            0 => "skew",
+            1 => "blur",
+            _ => "pass",
+        };
+        edge.json(&["qc", "check", "B1", &page.to_string(), verdict]);
+    }
+    let outcome = edge.json(&["qc", "finish", "B1"]);
+    assert_eq!(outcome["state"], "rework");
+    assert_eq!(outcome["passed"], 8);
+    assert_eq!(outcome["checked"], 10);
+    let defects: Vec<&str> = outcome["defects"]
+        .as_array()
+        .expect("defects")
+        .iter()
+        .map(|d| d["defect"].as_str().expect("defect"))
+        .collect();
+    assert_eq!(defects, ["skew", "blur"]);
+
+    // Round 2 after the rework: every page passes, but an open exception
+    // keeps the batch in QC until it is resolved.
+    let round = edge.json(&["qc", "start", "B1", "--seed", "7"]);
+    assert_eq!(round["round"], 2);
+    for page in round["sample"].as_array().expect("sample") {
+        edge.json(&["qc", "check", "B1", &page.to_string(), "pass"]);
+    }
+    db(&edge)
+        .execute(
+            "INSERT INTO exceptions(batch_id, code, detail, created_at)
+             SELECT id, 'missing_document', 'test', '2026-01-01T00:00:00Z' FROM batches
+             WHERE name = 'B1'",
+            [],
+        )
+        .expect("exception");
+    let blocked = edge.run(&["qc", "finish", "B1"]);
+    assert!(!blocked.status.success());
+    assert!(String::from_utf8_lossy(&blocked.stderr).contains("open exceptions"));
+    // (The exception queue's resolve command is not there yet.)
+    db(&edge)
+        .execute(
+            "UPDATE exceptions SET resolved_at = 'now', resolved_by = 'test'",
+            [],
+        )
+        .expect("resolve");
+    let outcome = edge.json(&["qc", "finish", "B1"]);
+    assert_eq!(outcome["state"], "accepted");
+
+    assert_eq!(
+        states(&edge, "B1"),
+        [
+            ("open", "scanned"),
+            ("scanned", "in_qc"),
+            ("in_qc", "rework"),
+            ("rework", "in_qc"),
+            ("in_qc", "accepted"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let report = edge.json(&["qc", "report", "B1"]);
+    let rounds = report["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[0]["defects_by_type"]["skew"], 1);
+    assert_eq!(rounds[0]["seed"], 2026);
+    assert_eq!(rounds[1]["outcome"], "pass");
+    let csv = edge.run(&["qc", "report", "B1", "--csv"]);
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(csv.starts_with("batch,round,page,verdict"));
+    assert_eq!(csv.lines().count(), 1 + 10 + 10);
+    assert!(csv.contains(",skew,"));
+}
+
+#[test]
+fn qc_start_flags_a_skewed_page_before_anyone_looks() {
+    use dangan_testkit::pages::{PageSpec, encode_jpeg, render_page};
+    let edge = Edge::new();
+    let scans = edge.inputs("skew");
+    for (name, skew) in [("p1-straight.jpg", 0.0), ("p2-skewed.jpg", 3.0)] {
+        let spec = PageSpec {
+            skew_degrees: skew,
+            ..PageSpec::with_codes(300, 11, vec![])
+        };
+        std::fs::write(scans.join(name), encode_jpeg(&render_page(&spec), 85, 300))
+            .expect("write page");
+    }
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "S1",
+        "--business-type",
+        "C01",
+        &scans.display().to_string(),
+    ]);
+    edge.json(&["batch", "scanned", "S1"]);
+    let round = edge.json(&["qc", "start", "S1"]);
+    // Two pages, under the floor: both sampled.
+    assert_eq!(round["sample"], serde_json::json!([1, 2]));
+    let flags: Vec<(u64, String)> = round["prechecks"]
+        .as_array()
+        .expect("prechecks")
+        .iter()
+        .map(|f| {
+            (
+                f["page"].as_u64().expect("page"),
+                f["check"].as_str().expect("check").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(flags, [(2, "skew".to_owned())], "{round}");
+    let skew: f64 = db(&edge)
+        .query_row("SELECT skew_degrees FROM pages WHERE seq = 2", [], |row| {
+            row.get(0)
+        })
+        .expect("skew");
+    assert!((skew.abs() - 3.0).abs() < 0.3, "{skew}");
+}

@@ -1,0 +1,228 @@
+//! People at the edge: operators (扫描员), inspectors (质检员) and edge
+//! admins (管理员). Passwords are hashed with Argon2id (PHC strings, so the
+//! cost travels with each hash); API sessions are random bearer tokens kept
+//! as BLAKE3 hashes. Hashing is slow on purpose: callers on an async
+//! runtime run [`hash_password`] and [`verify_password`] on a blocking
+//! thread.
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::{Actor, Role};
+use crate::store::{StoreError, now};
+
+/// Argon2id cost: memory in KiB and passes. The default is OWASP's
+/// recommendation (19 MiB, 2 passes, 1 lane); tests use the minimum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for PasswordCost {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("user name {0:?}: 1–64 letters, digits, '.', '-' or '_'")]
+    BadName(String),
+    #[error("a password needs at least {MIN_PASSWORD} characters")]
+    WeakPassword,
+    #[error("user {0:?} already exists")]
+    Exists(String),
+    #[error("no user {0:?}")]
+    NoSuchUser(String),
+    #[error("password hashing: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for UserError {
+    fn from(err: rusqlite::Error) -> Self {
+        UserError::Store(err.into())
+    }
+}
+
+pub const MIN_PASSWORD: usize = 8;
+
+/// A user as shown (never with the hash).
+#[derive(Clone, Debug, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+impl User {
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.username.clone(), self.role)
+    }
+}
+
+/// An Argon2id PHC string for `password`.
+pub fn hash_password(password: &str, cost: PasswordCost) -> Result<String, UserError> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(UserError::WeakPassword);
+    }
+    let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
+        .map_err(|err| UserError::Hash(err.to_string()))?;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|err| UserError::Hash(err.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|err| UserError::Hash(err.to_string()))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|err| UserError::Hash(err.to_string()))
+}
+
+/// Whether `password` matches a stored PHC string (with the cost it names).
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Adds a user with an already hashed password.
+pub fn add(
+    conn: &Connection,
+    username: &str,
+    display_name: &str,
+    role: Role,
+    password_hash: &str,
+) -> Result<User, UserError> {
+    if !valid_name(username) {
+        return Err(UserError::BadName(username.to_owned()));
+    }
+    if find(conn, username)?.is_some() {
+        return Err(UserError::Exists(username.to_owned()));
+    }
+    conn.execute(
+        "INSERT INTO users(username, display_name, role, password_hash, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![username, display_name, role.as_str(), password_hash, now()],
+    )?;
+    find(conn, username)?.ok_or_else(|| UserError::NoSuchUser(username.to_owned()))
+}
+
+const COLUMNS: &str = "id, username, display_name, role, disabled, created_at";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = row.get(3)?;
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        display_name: row.get(2)?,
+        role: role
+            .parse()
+            .map_err(|err: crate::lifecycle::LifecycleError| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    3,
+                    rusqlite::types::Type::Text,
+                    err.into(),
+                )
+            })?,
+        disabled: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+pub fn find(conn: &Connection, username: &str) -> Result<Option<User>, UserError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
+            [username],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<User>, UserError> {
+    let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))?;
+    let rows = statement.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The stored hash of an enabled user, for a login check.
+pub fn password_hash(conn: &Connection, username: &str) -> Result<Option<String>, UserError> {
+    Ok(conn
+        .query_row(
+            "SELECT password_hash FROM users WHERE username = ?1 AND disabled = 0",
+            [username],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// Replaces a user's password hash.
+pub fn set_password(conn: &Connection, username: &str, hash: &str) -> Result<(), UserError> {
+    let changed = conn.execute(
+        "UPDATE users SET password_hash = ?1 WHERE username = ?2",
+        params![hash, username],
+    )?;
+    if changed == 0 {
+        return Err(UserError::NoSuchUser(username.to_owned()));
+    }
+    Ok(())
+}
+
+/// Disables or re-enables a user (users are never deleted: their names
+/// stay attached to what they did). Disabling ends their sessions.
+pub fn set_disabled(conn: &Connection, username: &str, disabled: bool) -> Result<(), UserError> {
+    let user = find(conn, username)?.ok_or_else(|| UserError::NoSuchUser(username.to_owned()))?;
+    conn.execute(
+        "UPDATE users SET disabled = ?1 WHERE id = ?2",
+        params![disabled, user.id],
+    )?;
+    if disabled {
+        conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user.id])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: PasswordCost = PasswordCost {
+        memory_kib: 8,
+        iterations: 1,
+    };
+
+    #[test]
+    fn a_password_verifies_and_a_wrong_one_does_not() {
+        let hash = hash_password("correct horse", CHEAP).expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{hash}");
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("correct hors", &hash));
+        assert!(!verify_password("correct horse", "not a hash"));
+        // Salted: the same password hashes differently each time.
+        assert_ne!(hash, hash_password("correct horse", CHEAP).expect("hash"));
+        assert!(matches!(
+            hash_password("short", CHEAP),
+            Err(UserError::WeakPassword)
+        ));
+    }
+}

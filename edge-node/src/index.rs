@@ -460,6 +460,18 @@ fn apply(
     Ok(report)
 }
 
+/// The six metadata columns ([`FIELDS`] order) starting at column `first`.
+fn metadata_values(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<[Option<String>; 6]> {
+    Ok([
+        row.get(first)?,
+        row.get(first + 1)?,
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+        row.get(first + 4)?,
+        row.get(first + 5)?,
+    ])
+}
+
 struct FileFields {
     id: i64,
     batch: String,
@@ -474,14 +486,7 @@ impl FileFields {
             id: row.get(0)?,
             batch: row.get(1)?,
             state: row.get(2)?,
-            values: [
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-                row.get(8)?,
-            ],
+            values: metadata_values(row, 3)?,
             source: row.get(9)?,
         })
     }
@@ -567,17 +572,7 @@ pub fn fill_from_record(
              FROM index_records WHERE business_number = ?1",
         )?
         .query_row([business_number], |row| {
-            Ok((
-                [
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                ],
-                row.get(6)?,
-            ))
+            Ok((metadata_values(row, 0)?, row.get(6)?))
         })
         .optional()?;
     let Some((values, source)) = found else {
@@ -606,31 +601,6 @@ pub fn fill_from_record(
         params![source, now, file_id],
     )?;
     Ok(true)
-}
-
-/// The stored export row for a business number, if any.
-pub fn record(
-    conn: &Connection,
-    business_number: &str,
-) -> Result<Option<[Option<String>; 6]>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT person_id, person_name, employer_id, business_type, business_date,
-                    organisation
-             FROM index_records WHERE business_number = ?1",
-            [business_number],
-            |row| {
-                Ok([
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                ])
-            },
-        )
-        .optional()?)
 }
 
 #[cfg(test)]

@@ -49,23 +49,6 @@ impl BatchState {
             BatchState::Archived => "archived",
         }
     }
-
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            BatchState::Open => "扫描中",
-            BatchState::Scanned => "扫描完成",
-            BatchState::InQc => "质检中",
-            BatchState::Rework => "返工",
-            BatchState::Accepted => "已通过",
-            BatchState::Syncing => "同步中",
-            BatchState::Archived => "已归档",
-        }
-    }
-
-    /// Whether pages may still be added or replaced.
-    pub fn takes_pages(self) -> bool {
-        matches!(self, BatchState::Open | BatchState::Rework)
-    }
 }
 
 impl fmt::Display for BatchState {

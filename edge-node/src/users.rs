@@ -9,7 +9,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{Actor, Role};
+use crate::lifecycle::Role;
 use crate::store::{StoreError, now};
 
 /// Argon2id cost: memory in KiB and passes. The default is OWASP's
@@ -63,12 +63,6 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_at: String,
-}
-
-impl User {
-    pub fn actor(&self) -> Actor {
-        Actor::user(self.username.clone(), self.role)
-    }
 }
 
 /// An Argon2id PHC string for `password`.
@@ -163,17 +157,6 @@ pub fn list(conn: &Connection) -> Result<Vec<User>, UserError> {
     let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))?;
     let rows = statement.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The stored hash of an enabled user, for a login check.
-pub fn password_hash(conn: &Connection, username: &str) -> Result<Option<String>, UserError> {
-    Ok(conn
-        .query_row(
-            "SELECT password_hash FROM users WHERE username = ?1 AND disabled = 0",
-            [username],
-            |row| row.get(0),
-        )
-        .optional()?)
 }
 
 /// Replaces a user's password hash.

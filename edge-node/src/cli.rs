@@ -179,10 +179,16 @@ enum Command {
         #[arg(long)]
         now: bool,
     },
-    /// Run the edge's background services until stopped (Ctrl-C or
-    /// SIGTERM): a sync pass every sync.interval_seconds inside the sync
-    /// windows.
-    Serve,
+    /// Run the edge's services until stopped (Ctrl-C or SIGTERM): the JSON
+    /// API under /api/v1 (OpenAPI document at /api/v1/openapi.json; log in
+    /// with a user made by `dangan-edge user add`), and a sync pass every
+    /// sync.interval_seconds inside the sync windows.
+    Serve {
+        /// Address and port the API listens on. The default only answers
+        /// this machine; use 0.0.0.0:8720 to serve the archive room's LAN.
+        #[arg(long, default_value = "127.0.0.1:8720")]
+        listen: std::net::SocketAddr,
+    },
     /// The local image cache: its size against the budget in edge.toml.
     Cache {
         #[command(subcommand)]
@@ -860,9 +866,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Serve => {
+        Command::Serve { listen } => {
             let (node, store) = Node::open(&dir)?;
-            runtime()?.block_on(serve(node, store))?;
+            let (api_node, api_store) = Node::open(&dir)?;
+            runtime()?.block_on(serve(node, store, api_node, api_store, *listen))?;
         }
         Command::Cache { command } => {
             let (node, store) = Node::open(&dir)?;
@@ -1149,7 +1156,27 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The background loop of `serve`: a sync pass every interval (inside the
 /// windows), until Ctrl-C or SIGTERM.
-async fn serve(node: Node, store: dangan_edge::store::Store) -> Result<()> {
+async fn serve(
+    node: Node,
+    store: dangan_edge::store::Store,
+    api_node: Node,
+    api_store: dangan_edge::store::Store,
+    listen: std::net::SocketAddr,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let app = dangan_edge::api::router(dangan_edge::api::ApiState::new(api_node, api_store));
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = api_stopped.await;
+            })
+            .await
+    });
+    tracing::info!(url = %format!("http://{local}/api/v1"), "API listening");
     let store = std::sync::Mutex::new(store);
     let options = edge_sync::PassOptions {
         ignore_windows: false,
@@ -1183,6 +1210,8 @@ async fn serve(node: Node, store: dangan_edge::store::Store) -> Result<()> {
         }
     }
     tracing::info!("stopping");
+    let _ = stop_api.send(());
+    server.await.context("the API server task failed")??;
     Ok(())
 }
 

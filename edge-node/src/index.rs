@@ -169,18 +169,38 @@ pub fn import_file(
     let is_json = path
         .extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        || text.trim_start().starts_with('[');
-    let raw = if is_json {
-        read_json(&text)
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    import_text(
+        conn,
+        &text,
+        &path.display().to_string(),
+        is_json,
+        known_types,
+        actor,
+    )
+}
+
+/// Like [`import_file`], for an export already read (the API's upload).
+/// `name` is what the import is recorded as coming from; a text starting
+/// with `[` is read as JSON whatever `json` says.
+pub fn import_text(
+    conn: &mut Connection,
+    text: &str,
+    name: &str,
+    json: bool,
+    known_types: &[String],
+    actor: &str,
+) -> Result<ImportReport, IndexError> {
+    let raw = if json || text.trim_start().starts_with('[') {
+        read_json(text)
     } else {
-        read_csv(&text)
+        read_csv(text)
     }
     .map_err(|message| IndexError::Format {
-        path: path.display().to_string(),
+        path: name.to_owned(),
         message,
     })?;
-    let source = format!("import:{}", path.display());
+    let source = format!("import:{name}");
     apply(conn, raw, known_types, &source, actor)
 }
 
@@ -271,7 +291,7 @@ fn read_csv(text: &str) -> Result<Vec<RawRow>, String> {
 }
 
 /// `YYYY-MM-DD`, `YYYY/MM/DD`, `YYYY.MM.DD` or `YYYYMMDD` → `YYYY-MM-DD`.
-fn parse_date(text: &str) -> Option<String> {
+pub(crate) fn parse_date(text: &str) -> Option<String> {
     let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
     let separated = text.contains(['-', '/', '.']);
     let (y, m, d) = if separated {

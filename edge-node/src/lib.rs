@@ -25,13 +25,18 @@
 //! - [`index`]: indexing (著录) from the business system's export.
 //! - [`users`]: operators, inspectors and edge admins; Argon2id passwords.
 //! - [`qc`]: QC rounds: reproducible samples, verdicts, outcome, report.
+//! - [`files`]: operators' edits of business files: grouping, metadata, document checklist.
+//! - [`exceptions`]: the exception queue of a batch (recorded and derived), and resolutions.
 pub mod analyze;
+pub mod api;
 pub mod barcode;
 pub mod binarize;
 pub mod cache;
 pub mod config;
 pub mod decode;
 pub mod eviction;
+pub mod exceptions;
+pub mod files;
 pub mod fsck;
 pub mod grouping;
 pub mod index;

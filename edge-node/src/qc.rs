@@ -364,7 +364,7 @@ pub fn finish(conn: &mut Connection, name: &str, actor: &Actor) -> Result<Outcom
     };
     let passes = rule.passes(passed, checked);
     let state = if passes {
-        let open = open_exceptions(&tx, batch_id)?;
+        let open = crate::exceptions::open_count(&tx, batch_id)?;
         if open > 0 {
             return Err(QcError::OpenExceptions {
                 batch: name.to_owned(),
@@ -415,18 +415,6 @@ pub fn finish(conn: &mut Connection, name: &str, actor: &Actor) -> Result<Outcom
         state,
         defects,
     })
-}
-
-/// Exceptions of a batch not yet resolved (recorded ones, plus business
-/// files without a business number).
-pub fn open_exceptions(conn: &Connection, batch_id: i64) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
-        "SELECT (SELECT count(*) FROM exceptions WHERE batch_id = ?1 AND resolved_at IS NULL)
-              + (SELECT count(*) FROM business_files
-                 WHERE batch_id = ?1 AND business_number IS NULL)",
-        [batch_id],
-        |row| row.get(0),
-    )?)
 }
 
 /// A batch's QC report over all its rounds.

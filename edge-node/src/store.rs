@@ -242,6 +242,29 @@ CREATE INDEX exceptions_open ON exceptions(batch_id) WHERE resolved_at IS NULL;
 -- batch; a covering index spares it reading every business file row.
 CREATE INDEX business_files_batch_number ON business_files(batch_id, business_number);
 "#,
+    r#"
+-- 5: the exception queue. The document checklist of a business file
+-- (材料清单: each required document confirmed present, or recorded absent
+-- with a note), and every grouping or metadata edit an operator makes.
+CREATE TABLE file_documents (
+    business_file_id INTEGER NOT NULL REFERENCES business_files(id),
+    document         TEXT NOT NULL,
+    present          INTEGER NOT NULL,
+    note             TEXT,
+    actor            TEXT NOT NULL,
+    at               TEXT NOT NULL,
+    PRIMARY KEY (business_file_id, document)
+);
+CREATE TABLE edits (
+    id       INTEGER PRIMARY KEY,
+    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    action   TEXT NOT NULL,
+    detail   TEXT NOT NULL,
+    actor    TEXT NOT NULL,
+    at       TEXT NOT NULL
+);
+CREATE INDEX edits_batch ON edits(batch_id, id);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -499,9 +522,7 @@ impl Store {
             "SELECT b.id, b.name, b.district, b.business_type, b.state, b.created_at, b.updated_at,
                 (SELECT count(*) FROM pages p WHERE p.batch_id = b.id),
                 (SELECT count(*) FROM business_files f WHERE f.batch_id = b.id),
-                (SELECT count(*) FROM sources s WHERE s.batch_id = b.id AND s.status = 'quarantined'),
-                (SELECT count(*) FROM exceptions e WHERE e.batch_id = b.id)
-                  + (SELECT count(*) FROM business_files f WHERE f.batch_id = b.id AND f.business_number IS NULL)
+                (SELECT count(*) FROM sources s WHERE s.batch_id = b.id AND s.status = 'quarantined')
              FROM batches b ORDER BY b.created_at, b.id",
         )?;
         let rows = statement.query_map([], |row| {
@@ -510,10 +531,14 @@ impl Store {
                 pages: row.get(7)?,
                 business_files: row.get(8)?,
                 quarantined: row.get(9)?,
-                exceptions: row.get(10)?,
+                exceptions: 0,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut batches: Vec<BatchSummary> = rows.collect::<Result<_, _>>()?;
+        for summary in &mut batches {
+            summary.exceptions = crate::exceptions::open_count(&self.conn, summary.batch.id)?;
+        }
+        Ok(batches)
     }
 
     /// Everything about one batch, in scan order.
@@ -582,7 +607,11 @@ impl Store {
             }
         }
         let quarantined = self.quarantined(batch.id)?;
-        let exceptions = self.exceptions(batch.id, &files)?;
+        let exceptions =
+            crate::exceptions::list(&self.conn, &batch.name, false).map_err(|err| match err {
+                crate::files::EditError::Store(err) => err,
+                other => StoreError::Corrupt(other.to_string()),
+            })?;
         let page_count = files.iter().map(|f| f.pages.len()).sum();
         Ok(BatchDetail {
             counts: Counts {
@@ -613,52 +642,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Recorded page exceptions, then one per business file without a
-    /// business number (derived, so it disappears once the file is linked).
-    fn exceptions(
-        &self,
-        batch_id: i64,
-        files: &[BusinessFileView],
-    ) -> Result<Vec<ExceptionView>, StoreError> {
-        let mut statement = self.conn.prepare(
-            "SELECT e.code, e.detail, p.seq, s.path, p.frame, f.seq, f.business_number
-             FROM exceptions e
-             LEFT JOIN pages p ON p.id = e.page_id
-             LEFT JOIN sources s ON s.id = p.source_id
-             LEFT JOIN business_files f ON f.id = p.business_file_id
-             WHERE e.batch_id = ?1 ORDER BY e.id",
-        )?;
-        let rows = statement.query_map([batch_id], |row| {
-            Ok(ExceptionView {
-                code: row.get(0)?,
-                reason: row.get(1)?,
-                page: row.get(2)?,
-                source: row.get(3)?,
-                frame: row.get(4)?,
-                business_file: row.get(5)?,
-                business_number: row.get(6)?,
-            })
-        })?;
-        let mut exceptions: Vec<ExceptionView> = rows.collect::<Result<_, _>>()?;
-        for file in files.iter().filter(|f| f.business_number.is_none()) {
-            let first = file.pages.first();
-            exceptions.push(ExceptionView {
-                code: "no_business_number".into(),
-                reason: format!(
-                    "business file {} ({} pages) has no business number: no barcode linked it",
-                    file.seq,
-                    file.pages.len()
-                ),
-                page: first.map(|p| p.seq),
-                source: first.map(|p| p.source.clone()),
-                frame: first.map(|p| p.frame),
-                business_file: Some(file.seq),
-                business_number: None,
-            });
-        }
-        Ok(exceptions)
     }
 
     /// Every blob id the database references, with its recorded size.
@@ -762,7 +745,7 @@ pub struct BatchDetail {
     pub counts: Counts,
     pub business_files: Vec<BusinessFileView>,
     pub quarantined: Vec<QuarantineView>,
-    pub exceptions: Vec<ExceptionView>,
+    pub exceptions: Vec<crate::exceptions::Exception>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -813,17 +796,4 @@ pub struct QuarantineView {
     pub reason: String,
     pub quarantine_path: String,
     pub recorded_at: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ExceptionView {
-    pub code: String,
-    pub reason: String,
-    /// The page's scan position in the batch (`seq`).
-    pub page: Option<i64>,
-    pub source: Option<String>,
-    pub frame: Option<i64>,
-    /// The business file's position in the batch (`seq`).
-    pub business_file: Option<i64>,
-    pub business_number: Option<String>,
 }

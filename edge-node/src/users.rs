@@ -159,6 +159,76 @@ pub fn list(conn: &Connection) -> Result<Vec<User>, UserError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Checks a user's password; the user when it matches and the user is not
+/// disabled. Runs Argon2: call it off the async runtime.
+pub fn authenticate(
+    conn: &Connection,
+    username: &str,
+    password: &str,
+) -> Result<Option<User>, UserError> {
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT password_hash FROM users WHERE username = ?1 AND disabled = 0",
+            [username],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match found {
+        Some(hash) if verify_password(password, &hash) => find(conn, username),
+        _ => Ok(None),
+    }
+}
+
+/// How long a session lasts: one working day and a bit.
+pub const SESSION_HOURS: i64 = 12;
+
+fn token_hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// Opens a session for a user: a random token (returned once, stored only
+/// as its hash).
+pub fn create_session(conn: &Connection, user: &User) -> Result<String, UserError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|err| UserError::Hash(err.to_string()))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let expires = (time::OffsetDateTime::now_utc() + time::Duration::hours(SESSION_HOURS))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let created = now();
+    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [&created])?;
+    conn.execute(
+        "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![token_hash(&token), user.id, created, expires],
+    )?;
+    Ok(token)
+}
+
+/// The user of a live session token.
+pub fn session_user(conn: &Connection, token: &str) -> Result<Option<User>, UserError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("u.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?
+        .query_row(params![token_hash(token), now()], from_row)
+        .optional()?)
+}
+
+/// Ends a session.
+pub fn end_session(conn: &Connection, token: &str) -> Result<(), UserError> {
+    conn.execute(
+        "DELETE FROM sessions WHERE token_hash = ?1",
+        [token_hash(token)],
+    )?;
+    Ok(())
+}
+
 /// Replaces a user's password hash.
 pub fn set_password(conn: &Connection, username: &str, hash: &str) -> Result<(), UserError> {
     let changed = conn.execute(

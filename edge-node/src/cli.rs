@@ -920,6 +920,7 @@ fn ingest_options(
         business_type: target.business_type.clone(),
         progress: progress && std::io::stderr().is_terminal(),
         remove_ingested,
+        operator: local_admin().name().to_owned(),
     })
 }
 

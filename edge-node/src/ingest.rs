@@ -63,6 +63,9 @@ pub struct IngestOptions {
     pub progress: bool,
     /// Remove source files once their pages are recorded (the hot folder).
     pub remove_ingested: bool,
+    /// Who scans: recorded on every page (`pages.operator`), so that QC
+    /// can count defects by operator.
+    pub operator: String,
 }
 
 /// The outcome of one ingest run. Counts are of this run, except
@@ -362,6 +365,7 @@ pub fn ingest_files(
         rules: &node_ref.config.grouping,
         quarantine_dir: node_ref.quarantine_dir(),
         remove_ingested: options.remove_ingested,
+        operator: options.operator.clone(),
     };
 
     let result = std::thread::scope(|scope| -> Result<(), IngestError> {
@@ -500,6 +504,7 @@ struct Writer<'a> {
     rules: &'a GroupingRules,
     quarantine_dir: PathBuf,
     remove_ingested: bool,
+    operator: String,
 }
 
 impl Writer<'_> {
@@ -695,9 +700,9 @@ impl Writer<'_> {
         tx.execute(
             "INSERT INTO pages(batch_id, seq, business_file_id, source_id, frame, blob_id, duplicate, format,
                                width, height, dpi, colour, barcodes, separator, blank, ink_ratio, created_at,
-                               skew_degrees)
+                               skew_degrees, operator)
              VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM pages WHERE batch_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7,
-                     ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 self.batch_id,
                 file_id,
@@ -715,7 +720,8 @@ impl Writer<'_> {
                 facts.blank,
                 facts.ink_ratio,
                 now,
-                facts.skew_degrees
+                facts.skew_degrees,
+                self.operator
             ],
         )?;
         let page_id = tx.last_insert_rowid();

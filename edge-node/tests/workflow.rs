@@ -556,3 +556,66 @@ fn qc_start_flags_a_skewed_page_before_anyone_looks() {
         .expect("skew");
     assert!((skew.abs() - 3.0).abs() < 0.3, "{skew}");
 }
+
+/// Writes a 300-dpi text page (JPEG) into `folder` as `name`.
+fn write_page(folder: &std::path::Path, name: &str, seed: u64, colour: bool) {
+    use dangan_testkit::pages::{PageSpec, encode_jpeg, render_page};
+    let spec = PageSpec {
+        colour,
+        ..PageSpec::with_codes(300, seed, vec![])
+    };
+    std::fs::write(folder.join(name), encode_jpeg(&render_page(&spec), 85, 300))
+        .expect("write page");
+}
+
+#[test]
+fn pages_record_who_scanned_them_and_qc_counts_defects_by_operator() {
+    let edge = Edge::new();
+    for (user, folder, seeds) in [("li", "a", [21, 22]), ("wang", "b", [23, 24])] {
+        let scans = edge.inputs(folder);
+        for seed in seeds {
+            write_page(&scans, &format!("p{seed}.jpg"), seed, false);
+        }
+        let out = edge
+            .command(&[
+                "ingest",
+                "--batch",
+                "O1",
+                "--business-type",
+                "C01",
+                &scans.display().to_string(),
+                "--json",
+            ])
+            .env("USER", user)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let operators: Vec<String> = common::pages(&edge.show("O1"))
+        .iter()
+        .map(|p| p["operator"].as_str().expect("operator").to_owned())
+        .collect();
+    assert_eq!(
+        operators,
+        ["local:li", "local:li", "local:wang", "local:wang"]
+    );
+
+    edge.json(&["batch", "scanned", "O1"]);
+    let round = edge.json(&["qc", "start", "O1", "--seed", "1"]);
+    // Four pages, under the floor: all sampled.
+    assert_eq!(round["sample"], serde_json::json!([1, 2, 3, 4]));
+    for (page, verdict) in [(1, "blur"), (2, "pass"), (3, "skew"), (4, "cropped")] {
+        edge.json(&["qc", "check", "O1", &page.to_string(), verdict]);
+    }
+    assert_eq!(edge.json(&["qc", "finish", "O1"])["state"], "rework");
+    let report = edge.json(&["qc", "report", "O1"]);
+    assert_eq!(
+        report["rounds"][0]["defects_by_operator"],
+        serde_json::json!({ "local:li": 1, "local:wang": 2 })
+    );
+    assert_eq!(report["rounds"][0]["checks"][2]["operator"], "local:wang");
+}

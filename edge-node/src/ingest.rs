@@ -31,6 +31,7 @@ use crate::decode::{self, DecodeError, SourceFormat};
 use crate::grouping::{self, OpenFile, Opener, PageCodes, Placement};
 use crate::node::Node;
 use crate::store::{BarcodeView, StoreError, now};
+use crate::template::{self, ScanRules, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -40,6 +41,8 @@ pub enum IngestError {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error("cannot read input {path}: {source}")]
     Input {
         path: PathBuf,
@@ -205,6 +208,16 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
     &digits[start..]
 }
 
+/// The analyser of a batch's pages: barcodes searched by `rules`, blank
+/// threshold and thumbnail width from edge.toml.
+pub fn analyzer(node: &Node, rules: &ScanRules) -> Analyzer {
+    Analyzer::new(
+        Scanner::new(&rules.barcodes),
+        node.config.ingest.blank_max_ink_ratio,
+        node.config.ingest.thumbnail_width,
+    )
+}
+
 /// The quarantine code of a file that could not be read at all.
 const UNREADABLE: &str = "unreadable";
 
@@ -344,11 +357,9 @@ pub fn ingest_files(
     // small enough that waiting results stay a few pages' worth of memory.
     let window = workers * 2 + 2;
     let progress = progress_bar(options.progress, files.len());
-    let analyzer = Analyzer::new(
-        Scanner::new(&node.config.barcodes),
-        node.config.ingest.blank_max_ink_ratio,
-        node.config.ingest.thumbnail_width,
-    );
+    // The bound template's barcode rules override edge.toml's for this batch.
+    let rules = template::scan_rules_for_batch(store.conn(), &node.config, batch.id)?;
+    let analyzer = analyzer(node, &rules);
     let db_path = node.db_path();
     let node_ref: &Node = node;
     let pipeline = Pipeline {
@@ -362,7 +373,7 @@ pub fn ingest_files(
     let mut writer = Writer {
         batch_id: batch.id,
         batch_name: batch.name.clone(),
-        rules: &node_ref.config.grouping,
+        rules: rules.grouping,
         quarantine_dir: node_ref.quarantine_dir(),
         remove_ingested: options.remove_ingested,
         operator: options.operator.clone(),
@@ -498,16 +509,16 @@ fn batch_totals(conn: &rusqlite::Connection, batch_id: i64) -> Result<(usize, us
 }
 
 /// Records outcomes in scan order.
-struct Writer<'a> {
+struct Writer {
     batch_id: i64,
     batch_name: String,
-    rules: &'a GroupingRules,
+    rules: GroupingRules,
     quarantine_dir: PathBuf,
     remove_ingested: bool,
     operator: String,
 }
 
-impl Writer<'_> {
+impl Writer {
     fn write(
         &mut self,
         store: &mut crate::store::Store,
@@ -660,7 +671,7 @@ impl Writer<'_> {
                 },
             )
             .optional()?;
-        let codes = PageCodes::from_barcodes(self.rules, &facts.barcodes);
+        let codes = PageCodes::from_barcodes(&self.rules, &facts.barcodes);
         let decision = grouping::place(open.as_ref().map(|(_, f)| f), &codes);
         let (file_id, new_number) = match (&decision.placement, &open) {
             (Placement::Continue, Some((id, _))) => (*id, None),

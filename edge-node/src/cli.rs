@@ -260,8 +260,8 @@ enum IndexCommand {
 enum QcCommand {
     /// Start a QC round on a scanned or reworked batch: draws the sample
     /// at the template's rate and floor (seeded; the seed is stored) and
-    /// lists pre-check flags (below the template's dpi, suspected blanks,
-    /// skewed by 1° or more).
+    /// lists pre-check flags (below the template's dpi, a colour mode the
+    /// template does not accept, suspected blanks, skewed by 1° or more).
     Start {
         /// The batch name.
         name: String,

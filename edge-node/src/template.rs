@@ -58,6 +58,27 @@ pub enum ColourRule {
     Any,
 }
 
+impl ColourRule {
+    /// Whether a page of this colour mode (`bilevel`, `gray` or `colour`,
+    /// as `pages.colour` records it) is accepted.
+    pub fn accepts(self, colour: &str) -> bool {
+        match self {
+            ColourRule::Gray => colour == "gray" || colour == "colour",
+            ColourRule::Colour => colour == "colour",
+            ColourRule::Any => true,
+        }
+    }
+
+    /// What the rule accepts, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ColourRule::Gray => "gray or colour",
+            ColourRule::Colour => "colour only",
+            ColourRule::Any => "any colour mode",
+        }
+    }
+}
+
 /// Barcode rules of a business type, over the edge's `[barcodes]` and
 /// `[grouping]` settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -508,5 +529,13 @@ mod tests {
             config.grouping.separator.as_str()
         );
         assert_eq!(merged.barcodes.min_text_len, config.barcodes.min_text_len);
+    }
+
+    #[test]
+    fn colour_rules_accept_what_they_say() {
+        assert!(ColourRule::Gray.accepts("gray") && ColourRule::Gray.accepts("colour"));
+        assert!(!ColourRule::Gray.accepts("bilevel"));
+        assert!(ColourRule::Colour.accepts("colour") && !ColourRule::Colour.accepts("gray"));
+        assert!(ColourRule::Any.accepts("bilevel"));
     }
 }

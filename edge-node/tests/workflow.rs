@@ -619,3 +619,88 @@ fn pages_record_who_scanned_them_and_qc_counts_defects_by_operator() {
     );
     assert_eq!(report["rounds"][0]["checks"][2]["operator"], "local:wang");
 }
+
+/// The `colour` pre-check flags of a QC round: (page, detail).
+fn colour_flags(round: &Value) -> Vec<(u64, String)> {
+    round["prechecks"]
+        .as_array()
+        .expect("prechecks")
+        .iter()
+        .filter(|f| f["check"] == "colour")
+        .map(|f| {
+            (
+                f["page"].as_u64().expect("page"),
+                f["detail"].as_str().expect("detail").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn qc_start_flags_pages_in_a_colour_mode_the_template_does_not_accept() {
+    use dangan_testkit::pages::{PageSpec, render_page};
+    let edge = Edge::new();
+    // The same three pages (gray, bilevel, colour) for each batch, from
+    // their own folder (a file already recorded is not taken again).
+    let scans = |folder: &str| {
+        let scans = edge.inputs(folder);
+        write_page(&scans, "p1-gray.jpg", 31, false);
+        let page = render_page(&PageSpec::with_codes(300, 32, vec![])).to_luma8();
+        std::fs::write(
+            scans.join("p2-bilevel.tif"),
+            dangan_testkit::containers::tiff_g4(&[page], 300),
+        )
+        .expect("write page");
+        write_page(&scans, "p3-colour.jpg", 33, true);
+        scans.display().to_string()
+    };
+    // C01 accepts gray or colour: a bilevel scan loses stamps and is flagged.
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "C1",
+        "--business-type",
+        "C01",
+        &scans("c01"),
+    ]);
+    let colours: Vec<String> = common::pages(&edge.show("C1"))
+        .iter()
+        .map(|p| p["colour"].as_str().expect("colour").to_owned())
+        .collect();
+    assert_eq!(colours, ["gray", "bilevel", "colour"]);
+    edge.json(&["batch", "scanned", "C1"]);
+    let flags = colour_flags(&edge.json(&["qc", "start", "C1"]));
+    assert_eq!(flags.len(), 1, "{flags:?}");
+    assert_eq!(flags[0].0, 2);
+    assert!(
+        flags[0].1.contains("bilevel") && flags[0].1.contains("gray or colour"),
+        "{flags:?}"
+    );
+
+    // D03 (receipts) accepts colour only: the gray and bilevel pages are flagged.
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "C2",
+        "--business-type",
+        "D03",
+        &scans("d03"),
+    ]);
+    edge.json(&["batch", "scanned", "C2"]);
+    let flags = colour_flags(&edge.json(&["qc", "start", "C2"]));
+    let pages: Vec<u64> = flags.iter().map(|(page, _)| *page).collect();
+    assert_eq!(pages, [1, 2], "{flags:?}");
+    assert!(flags[0].1.contains("gray") && flags[0].1.contains("colour only"));
+
+    // Z01 accepts anything.
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "C3",
+        "--business-type",
+        "Z01",
+        &scans("z01"),
+    ]);
+    edge.json(&["batch", "scanned", "C3"]);
+    assert!(colour_flags(&edge.json(&["qc", "start", "C3"])).is_empty());
+}

@@ -123,6 +123,11 @@ enum Command {
         #[command(subcommand)]
         command: BatchCommand,
     },
+    /// Pages: rescan one (rework) or show its rescan history.
+    Page {
+        #[command(subcommand)]
+        command: PageCommand,
+    },
     /// Indexing (著录): import the business system's export of business-file
     /// metadata, keyed by business number.
     Index {
@@ -240,6 +245,33 @@ enum BatchCommand {
     Events {
         /// The batch name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PageCommand {
+    /// Replace a page's image with a new scan (rework). Allowed while the
+    /// batch is open, scanned or in rework. The new file goes through the
+    /// same checks as ingest (barcodes, dpi, colour, blank, skew); a file
+    /// that cannot be read is refused and changes nothing. The old image
+    /// stays in the cache and in the page's history, with who and why.
+    Rescan {
+        /// The batch name.
+        batch: String,
+        /// The page number in scan order (from 1).
+        page: i64,
+        /// The new scan: one page (JPEG, PNG, TIFF or PDF).
+        file: PathBuf,
+        /// Why the page is rescanned (recorded), e.g. the QC defect.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Show a page's rescans, oldest first: old and new image, who, when, why.
+    History {
+        /// The batch name.
+        batch: String,
+        /// The page number in scan order (from 1).
+        page: i64,
     },
 }
 
@@ -636,6 +668,79 @@ fn run(cli: Cli) -> Result<ExitCode> {
                                 lang.pick("已启用", "enabled")
                             }
                         );
+                    }
+                }
+            }
+        }
+        Command::Page { command } => {
+            let (node, mut store) = Node::open(&dir)?;
+            use dangan_edge::rescan;
+            match command {
+                PageCommand::Rescan {
+                    batch,
+                    page,
+                    file,
+                    reason,
+                } => {
+                    let _lock = node.lock_for_writing()?;
+                    let report = rescan::rescan_page(
+                        &node,
+                        &mut store,
+                        batch,
+                        *page,
+                        file,
+                        &local_admin(),
+                        reason,
+                    )?;
+                    if cli.json {
+                        print_json(&report)?;
+                    } else {
+                        println!(
+                            "{} {} {} {}: {} → {}",
+                            lang.pick("批次", "batch"),
+                            batch,
+                            lang.pick("已重扫第", "rescanned page"),
+                            page,
+                            &report.old_blob[..12.min(report.old_blob.len())],
+                            &report.new_blob[..12.min(report.new_blob.len())]
+                        );
+                        println!(
+                            "  {}x{} {}dpi {} {}",
+                            report.width,
+                            report.height,
+                            report
+                                .dpi
+                                .map(|d| d.to_string())
+                                .unwrap_or_else(|| "?".into()),
+                            report.colour,
+                            if report.blank {
+                                lang.pick("空白页", "blank")
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+                PageCommand::History { batch, page } => {
+                    let history = rescan::page_history(store.conn(), batch, *page)?;
+                    if cli.json {
+                        print_json(&history)?;
+                    } else if history.is_empty() {
+                        println!(
+                            "{}",
+                            lang.pick("该页没有重扫记录", "this page has not been rescanned")
+                        );
+                    } else {
+                        for entry in &history {
+                            println!(
+                                "{}  {} → {}  {}  {}",
+                                entry.at,
+                                &entry.old_blob[..12.min(entry.old_blob.len())],
+                                &entry.new_blob[..12.min(entry.new_blob.len())],
+                                entry.actor,
+                                entry.reason
+                            );
+                        }
                     }
                 }
             }

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::analyze::{Analyzer, PageFacts};
 use crate::barcode::Scanner;
-use crate::cache::{CacheError, sync_dir};
+use crate::cache::{BlobCache, CacheError, sync_dir};
 use crate::config::GroupingRules;
 use crate::decode::{self, DecodeError, SourceFormat};
 use crate::grouping::{self, OpenFile, Opener, PageCodes, Placement};
@@ -208,6 +208,17 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
     &digits[start..]
 }
 
+/// Why a page image could not be turned into pages.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The image cannot be decoded (the file is at fault).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The cache could not store a blob or thumbnail (the node is at fault).
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
 /// The analyser of a batch's pages: barcodes searched by `rules`, blank
 /// threshold and thumbnail width from edge.toml.
 pub fn analyzer(node: &Node, rules: &ScanRules) -> Analyzer {
@@ -216,6 +227,29 @@ pub fn analyzer(node: &Node, rules: &ScanRules) -> Analyzer {
         node.config.ingest.blank_max_ink_ratio,
         node.config.ingest.thumbnail_width,
     )
+}
+
+/// The page pipeline every page image goes through, whether ingested or
+/// rescanned: each frame of an opened source is decoded, normalised to the
+/// blob format the cache keeps, stored durably in the cache with its
+/// thumbnail, and analysed (dpi, colour, barcodes, ink, blank, skew).
+///
+/// Frames are decoded and analysed one at a time, so a long PDF never holds
+/// more than one decoded page. `decode::open` has already checked every
+/// frame's header; should a frame still fail to decode, the error is
+/// returned and blobs stored for earlier frames stay unreferenced until
+/// `fsck --repair` (or the next ingest of the same file adopts them).
+pub fn analyze_source(
+    source: &decode::Source,
+    analyzer: &Analyzer,
+    cache: &BlobCache,
+) -> Result<Vec<PageFacts>, PageError> {
+    let mut frames = Vec::with_capacity(source.frame_count as usize);
+    for index in 0..source.frame_count {
+        let frame = source.frame(index)?;
+        frames.push(analyzer.analyze(frame, cache)?);
+    }
+    Ok(frames)
 }
 
 /// The quarantine code of a file that could not be read at all.
@@ -281,21 +315,15 @@ impl Pipeline<'_> {
             Ok(source) => source,
             Err(err) => return Ok(quarantine_outcome(path, file_hash, bytes, &err)),
         };
-        // Frames are decoded and analysed one at a time, so a long PDF never
-        // holds more than one decoded page. `open` has already checked every
-        // frame's header; should a frame still fail to decode, the whole file
-        // is quarantined (blobs stored for its earlier frames stay unreferenced
-        // until `fsck --repair`).
-        let mut frames = Vec::with_capacity(source.frame_count as usize);
-        for index in 0..source.frame_count {
-            match source.frame(index) {
-                Ok(frame) => frames.push(self.analyzer.analyze(frame, &self.node.cache)?),
-                Err(err) => {
-                    drop(source);
-                    return Ok(quarantine_outcome(path, file_hash, bytes, &err));
-                }
+        // A frame that fails to decode quarantines the whole file.
+        let frames = match analyze_source(&source, &self.analyzer, &self.node.cache) {
+            Ok(frames) => frames,
+            Err(PageError::Decode(err)) => {
+                drop(source);
+                return Ok(quarantine_outcome(path, file_hash, bytes, &err));
             }
-        }
+            Err(PageError::Cache(err)) => return Err(err.into()),
+        };
         let format = source.format;
         drop(source);
         Ok(Outcome::Pages {

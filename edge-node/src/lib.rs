@@ -25,6 +25,7 @@
 //! - [`index`]: indexing (著录) from the business system's export.
 //! - [`users`]: operators, inspectors and edge admins; Argon2id passwords.
 //! - [`qc`]: QC rounds: reproducible samples, verdicts, outcome, report.
+//! - [`rescan`]: replacing a page's image in rework, with the page's history.
 pub mod analyze;
 pub mod barcode;
 pub mod binarize;
@@ -40,6 +41,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod qc;
 pub mod raster;
+pub mod rescan;
 pub mod skew;
 pub mod store;
 pub mod sync;

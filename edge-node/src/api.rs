@@ -34,6 +34,7 @@ use crate::index::{self, IndexError};
 use crate::ingest::{IngestError, IngestOptions};
 use crate::lifecycle::{self, Actor, BatchState, LifecycleError, Role};
 use crate::node::Node;
+use crate::rescan::{self, RescanError};
 use crate::qc::{self, QcError, Verdict};
 use crate::store::{Store, StoreError};
 use crate::sync::queue::AcceptError;
@@ -241,6 +242,20 @@ impl From<AcceptError> for ApiError {
     }
 }
 
+impl From<RescanError> for ApiError {
+    fn from(err: RescanError) -> Self {
+        match err {
+            RescanError::NoSuchBatch(_) | RescanError::NoSuchPage { .. } => {
+                Self::not_found(err.to_string())
+            }
+            RescanError::WrongState { .. } => Self::conflict(err.to_string()),
+            RescanError::Store(err) => err.into(),
+            RescanError::Cache(_) | RescanError::Input { .. } => Self::internal(err.to_string()),
+            other => Self::invalid(other.to_string()),
+        }
+    }
+}
+
 impl From<IngestError> for ApiError {
     fn from(err: IngestError) -> Self {
         match err {
@@ -361,6 +376,16 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             Method::GET,
             "/api/v1/batches/{batch}/pages/{page}/image",
             get(page_image),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/batches/{batch}/pages/{page}/image",
+            put(page_rescan),
+        ),
+        (
+            Method::GET,
+            "/api/v1/batches/{batch}/pages/{page}/history",
+            get(page_history),
         ),
         (
             Method::POST,
@@ -714,6 +739,7 @@ async fn page_upload(
     }
     let name = safe_file_name(&query.filename)?;
     let inner = Arc::clone(&state.inner);
+    let operator = caller.user.username.clone();
     let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let node = &inner.node;
         let folder = upload_folder(&node.data_dir, &batch);
@@ -733,6 +759,7 @@ async fn page_upload(
             business_type: query.business_type.clone(),
             progress: false,
             remove_ingested: true,
+            operator,
         };
         Ok(crate::ingest::ingest_files(
             node,
@@ -794,6 +821,63 @@ async fn page_image(
         bytes,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+struct RescanQuery {
+    reason: String,
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+/// Replaces a page's image with a rescan (rework): the body is the new
+/// page file; the old image stays in the page's history.
+async fn page_rescan(
+    State(state): State<ApiState>,
+    caller: Caller,
+    UrlPath((batch, page)): UrlPath<(String, i64)>,
+    Query(query): Query<RescanQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Operator], "rescan pages")?;
+    if body.is_empty() {
+        return Err(ApiError::invalid("the request body (the new page file) is empty"));
+    }
+    let name = safe_file_name(query.filename.as_deref().unwrap_or("rescan.bin"))?;
+    let actor = caller.actor();
+    let inner = Arc::clone(&state.inner);
+    let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let node = &inner.node;
+        let folder = upload_folder(&node.data_dir, &batch).join("rescans");
+        std::fs::create_dir_all(&folder)
+            .map_err(|err| ApiError::internal(format!("cannot create {}: {err}", folder.display())))?;
+        let path = folder.join(format!("{page}-{name}"));
+        std::fs::write(&path, &body)
+            .map_err(|err| ApiError::internal(format!("cannot write {}: {err}", path.display())))?;
+        let _lock = node
+            .lock_for_writing()
+            .map_err(|err| ApiError::conflict(err.to_string()))?;
+        let mut store = Store::open(&node.data_dir)?;
+        let result = rescan::rescan_page(node, &mut store, &batch, page, &path, &actor, &query.reason);
+        // The upload was only the carrier: the cache holds the image now,
+        // and a refused file is the caller's to fix and send again.
+        let _ = std::fs::remove_file(&path);
+        Ok(result?)
+    })
+    .await
+    .map_err(|err| ApiError::internal(format!("rescan task failed: {err}")))??;
+    Ok(axum::Json(report).into_response())
+}
+
+async fn page_history(
+    State(state): State<ApiState>,
+    _caller: Caller,
+    UrlPath((batch, page)): UrlPath<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let history = state
+        .db(move |_, store| Ok(rescan::page_history(store.conn(), &batch, page)?))
+        .await?;
+    Ok(axum::Json(history).into_response())
 }
 
 #[derive(Deserialize)]

@@ -123,6 +123,11 @@ enum Command {
         #[command(subcommand)]
         command: BatchCommand,
     },
+    /// Pages: rescan one (rework) or show its rescan history.
+    Page {
+        #[command(subcommand)]
+        command: PageCommand,
+    },
     /// Indexing (著录): import the business system's export of business-file
     /// metadata, keyed by business number.
     Index {
@@ -250,6 +255,33 @@ enum BatchCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum PageCommand {
+    /// Replace a page's image with a new scan (rework). Allowed while the
+    /// batch is open, scanned or in rework. The new file goes through the
+    /// same checks as ingest (barcodes, dpi, colour, blank, skew); a file
+    /// that cannot be read is refused and changes nothing. The old image
+    /// stays in the cache and in the page's history, with who and why.
+    Rescan {
+        /// The batch name.
+        batch: String,
+        /// The page number in scan order (from 1).
+        page: i64,
+        /// The new scan: one page (JPEG, PNG, TIFF or PDF).
+        file: PathBuf,
+        /// Why the page is rescanned (recorded), e.g. the QC defect.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Show a page's rescans, oldest first: old and new image, who, when, why.
+    History {
+        /// The batch name.
+        batch: String,
+        /// The page number in scan order (from 1).
+        page: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum IndexCommand {
     /// Import a CSV (header row; English or Chinese column names such as
     /// 业务流水号, 社会保障号码, 姓名, 单位编号, 业务类型, 业务日期, 经办机构) or a
@@ -266,8 +298,8 @@ enum IndexCommand {
 enum QcCommand {
     /// Start a QC round on a scanned or reworked batch: draws the sample
     /// at the template's rate and floor (seeded; the seed is stored) and
-    /// lists pre-check flags (below the template's dpi, suspected blanks,
-    /// skewed by 1° or more).
+    /// lists pre-check flags (below the template's dpi, a colour mode the
+    /// template does not accept, suspected blanks, skewed by 1° or more).
     Start {
         /// The batch name.
         name: String,
@@ -646,6 +678,79 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Page { command } => {
+            let (node, mut store) = Node::open(&dir)?;
+            use dangan_edge::rescan;
+            match command {
+                PageCommand::Rescan {
+                    batch,
+                    page,
+                    file,
+                    reason,
+                } => {
+                    let _lock = node.lock_for_writing()?;
+                    let report = rescan::rescan_page(
+                        &node,
+                        &mut store,
+                        batch,
+                        *page,
+                        file,
+                        &local_admin(),
+                        reason,
+                    )?;
+                    if cli.json {
+                        print_json(&report)?;
+                    } else {
+                        println!(
+                            "{} {} {} {}: {} → {}",
+                            lang.pick("批次", "batch"),
+                            batch,
+                            lang.pick("已重扫第", "rescanned page"),
+                            page,
+                            &report.old_blob[..12.min(report.old_blob.len())],
+                            &report.new_blob[..12.min(report.new_blob.len())]
+                        );
+                        println!(
+                            "  {}x{} {}dpi {} {}",
+                            report.width,
+                            report.height,
+                            report
+                                .dpi
+                                .map(|d| d.to_string())
+                                .unwrap_or_else(|| "?".into()),
+                            report.colour,
+                            if report.blank {
+                                lang.pick("空白页", "blank")
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+                PageCommand::History { batch, page } => {
+                    let history = rescan::page_history(store.conn(), batch, *page)?;
+                    if cli.json {
+                        print_json(&history)?;
+                    } else if history.is_empty() {
+                        println!(
+                            "{}",
+                            lang.pick("该页没有重扫记录", "this page has not been rescanned")
+                        );
+                    } else {
+                        for entry in &history {
+                            println!(
+                                "{}  {} → {}  {}  {}",
+                                entry.at,
+                                &entry.old_blob[..12.min(entry.old_blob.len())],
+                                &entry.new_blob[..12.min(entry.new_blob.len())],
+                                entry.actor,
+                                entry.reason
+                            );
+                        }
+                    }
+                }
+            }
+        }
         Command::Index { command } => {
             let (_node, mut store) = Node::open(&dir)?;
             match command {
@@ -927,6 +1032,7 @@ fn ingest_options(
         business_type: target.business_type.clone(),
         progress: progress && std::io::stderr().is_terminal(),
         remove_ingested,
+        operator: local_admin().name().to_owned(),
     })
 }
 

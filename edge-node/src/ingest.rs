@@ -25,12 +25,13 @@ use tracing::{debug, info, warn};
 
 use crate::analyze::{Analyzer, PageFacts};
 use crate::barcode::Scanner;
-use crate::cache::{CacheError, sync_dir};
+use crate::cache::{BlobCache, CacheError, sync_dir};
 use crate::config::GroupingRules;
 use crate::decode::{self, DecodeError, SourceFormat};
 use crate::grouping::{self, OpenFile, Opener, PageCodes, Placement};
 use crate::node::Node;
 use crate::store::{BarcodeView, StoreError, now};
+use crate::template::{self, ScanRules, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -40,6 +41,8 @@ pub enum IngestError {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error("cannot read input {path}: {source}")]
     Input {
         path: PathBuf,
@@ -63,6 +66,9 @@ pub struct IngestOptions {
     pub progress: bool,
     /// Remove source files once their pages are recorded (the hot folder).
     pub remove_ingested: bool,
+    /// Who scans: recorded on every page (`pages.operator`), so that QC
+    /// can count defects by operator.
+    pub operator: String,
 }
 
 /// The outcome of one ingest run. Counts are of this run, except
@@ -202,6 +208,50 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
     &digits[start..]
 }
 
+/// Why a page image could not be turned into pages.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The image cannot be decoded (the file is at fault).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The cache could not store a blob or thumbnail (the node is at fault).
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The analyser of a batch's pages: barcodes searched by `rules`, blank
+/// threshold and thumbnail width from edge.toml.
+pub fn analyzer(node: &Node, rules: &ScanRules) -> Analyzer {
+    Analyzer::new(
+        Scanner::new(&rules.barcodes),
+        node.config.ingest.blank_max_ink_ratio,
+        node.config.ingest.thumbnail_width,
+    )
+}
+
+/// The page pipeline every page image goes through, whether ingested or
+/// rescanned: each frame of an opened source is decoded, normalised to the
+/// blob format the cache keeps, stored durably in the cache with its
+/// thumbnail, and analysed (dpi, colour, barcodes, ink, blank, skew).
+///
+/// Frames are decoded and analysed one at a time, so a long PDF never holds
+/// more than one decoded page. `decode::open` has already checked every
+/// frame's header; should a frame still fail to decode, the error is
+/// returned and blobs stored for earlier frames stay unreferenced until
+/// `fsck --repair` (or the next ingest of the same file adopts them).
+pub fn analyze_source(
+    source: &decode::Source,
+    analyzer: &Analyzer,
+    cache: &BlobCache,
+) -> Result<Vec<PageFacts>, PageError> {
+    let mut frames = Vec::with_capacity(source.frame_count as usize);
+    for index in 0..source.frame_count {
+        let frame = source.frame(index)?;
+        frames.push(analyzer.analyze(frame, cache)?);
+    }
+    Ok(frames)
+}
+
 /// The quarantine code of a file that could not be read at all.
 const UNREADABLE: &str = "unreadable";
 
@@ -265,21 +315,15 @@ impl Pipeline<'_> {
             Ok(source) => source,
             Err(err) => return Ok(quarantine_outcome(path, file_hash, bytes, &err)),
         };
-        // Frames are decoded and analysed one at a time, so a long PDF never
-        // holds more than one decoded page. `open` has already checked every
-        // frame's header; should a frame still fail to decode, the whole file
-        // is quarantined (blobs stored for its earlier frames stay unreferenced
-        // until `fsck --repair`).
-        let mut frames = Vec::with_capacity(source.frame_count as usize);
-        for index in 0..source.frame_count {
-            match source.frame(index) {
-                Ok(frame) => frames.push(self.analyzer.analyze(frame, &self.node.cache)?),
-                Err(err) => {
-                    drop(source);
-                    return Ok(quarantine_outcome(path, file_hash, bytes, &err));
-                }
+        // A frame that fails to decode quarantines the whole file.
+        let frames = match analyze_source(&source, &self.analyzer, &self.node.cache) {
+            Ok(frames) => frames,
+            Err(PageError::Decode(err)) => {
+                drop(source);
+                return Ok(quarantine_outcome(path, file_hash, bytes, &err));
             }
-        }
+            Err(PageError::Cache(err)) => return Err(err.into()),
+        };
         let format = source.format;
         drop(source);
         Ok(Outcome::Pages {
@@ -341,11 +385,9 @@ pub fn ingest_files(
     // small enough that waiting results stay a few pages' worth of memory.
     let window = workers * 2 + 2;
     let progress = progress_bar(options.progress, files.len());
-    let analyzer = Analyzer::new(
-        Scanner::new(&node.config.barcodes),
-        node.config.ingest.blank_max_ink_ratio,
-        node.config.ingest.thumbnail_width,
-    );
+    // The bound template's barcode rules override edge.toml's for this batch.
+    let rules = template::scan_rules_for_batch(store.conn(), &node.config, batch.id)?;
+    let analyzer = analyzer(node, &rules);
     let db_path = node.db_path();
     let node_ref: &Node = node;
     let pipeline = Pipeline {
@@ -359,9 +401,10 @@ pub fn ingest_files(
     let mut writer = Writer {
         batch_id: batch.id,
         batch_name: batch.name.clone(),
-        rules: &node_ref.config.grouping,
+        rules: rules.grouping,
         quarantine_dir: node_ref.quarantine_dir(),
         remove_ingested: options.remove_ingested,
+        operator: options.operator.clone(),
     };
 
     let result = std::thread::scope(|scope| -> Result<(), IngestError> {
@@ -494,15 +537,16 @@ fn batch_totals(conn: &rusqlite::Connection, batch_id: i64) -> Result<(usize, us
 }
 
 /// Records outcomes in scan order.
-struct Writer<'a> {
+struct Writer {
     batch_id: i64,
     batch_name: String,
-    rules: &'a GroupingRules,
+    rules: GroupingRules,
     quarantine_dir: PathBuf,
     remove_ingested: bool,
+    operator: String,
 }
 
-impl Writer<'_> {
+impl Writer {
     fn write(
         &mut self,
         store: &mut crate::store::Store,
@@ -655,7 +699,7 @@ impl Writer<'_> {
                 },
             )
             .optional()?;
-        let codes = PageCodes::from_barcodes(self.rules, &facts.barcodes);
+        let codes = PageCodes::from_barcodes(&self.rules, &facts.barcodes);
         let decision = grouping::place(open.as_ref().map(|(_, f)| f), &codes);
         let (file_id, new_number) = match (&decision.placement, &open) {
             (Placement::Continue, Some((id, _))) => (*id, None),
@@ -695,9 +739,9 @@ impl Writer<'_> {
         tx.execute(
             "INSERT INTO pages(batch_id, seq, business_file_id, source_id, frame, blob_id, duplicate, format,
                                width, height, dpi, colour, barcodes, separator, blank, ink_ratio, created_at,
-                               skew_degrees)
+                               skew_degrees, operator)
              VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM pages WHERE batch_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7,
-                     ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 self.batch_id,
                 file_id,
@@ -715,7 +759,8 @@ impl Writer<'_> {
                 facts.blank,
                 facts.ink_ratio,
                 now,
-                facts.skew_degrees
+                facts.skew_degrees,
+                self.operator
             ],
         )?;
         let page_id = tx.last_insert_rowid();

@@ -27,6 +27,7 @@
 //! - [`qc`]: QC rounds: reproducible samples, verdicts, outcome, report.
 //! - [`files`]: operators' edits of business files: grouping, metadata, document checklist.
 //! - [`exceptions`]: the exception queue of a batch (recorded and derived), and resolutions.
+//! - [`rescan`]: replacing a page's image in rework, with the page's history.
 pub mod analyze;
 pub mod api;
 pub mod barcode;
@@ -45,6 +46,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod qc;
 pub mod raster;
+pub mod rescan;
 pub mod skew;
 pub mod store;
 pub mod sync;

@@ -4,8 +4,10 @@
 //! round's sample: reproducibly, from a seed stored with the round, at the
 //! rate and floor of the batch's template version (shared rule:
 //! [`dangan_shared::qc`]). Pre-checks flag pages below the template's dpi,
-//! suspected blanks and pages skewed by a degree or more (estimated at
-//! ingest, [`crate::skew`]) before anyone looks. An inspector records pass or
+//! pages in a colour mode the template does not accept (a bilevel scan
+//! under `gray`, a gray one under `colour`), suspected blanks and pages
+//! skewed by a degree or more (estimated at ingest, [`crate::skew`]) before
+//! anyone looks. An inspector records pass or
 //! a defect for each sampled page (`check`); `finish` computes the pass
 //! rate and sends the batch to rework (defects listed) or accepts it —
 //! unless exceptions are still open, which keeps it in QC.
@@ -17,7 +19,7 @@ use serde::Serialize;
 
 use crate::lifecycle::{self, Actor, BatchState, LifecycleError};
 use crate::store::{StoreError, now};
-use crate::template;
+use crate::template::{self, ColourRule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QcError {
@@ -82,7 +84,7 @@ impl Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct Flag {
     pub page: u32,
-    /// `low_resolution`, `blank` or `skew`.
+    /// `skew`, `low_resolution`, `colour` or `blank`.
     pub check: String,
     pub detail: String,
 }
@@ -90,8 +92,8 @@ pub struct Flag {
 /// Pages estimated more skewed than this are flagged before QC.
 pub const SKEW_FLAG_DEGREES: f32 = 1.0;
 
-/// id, seq, dpi, blank, skew_degrees of a page.
-type PageRow = (i64, u32, Option<u32>, bool, Option<f32>);
+/// id, seq, dpi, blank, skew_degrees, colour of a page.
+type PageRow = (i64, u32, Option<u32>, bool, Option<f32>, String);
 
 /// What `start` drew.
 #[derive(Clone, Debug, Serialize)]
@@ -116,21 +118,33 @@ fn batch(conn: &Connection, name: &str) -> Result<(i64, Option<String>, Option<u
     .ok_or_else(|| QcError::NoSuchBatch(name.to_owned()))
 }
 
-/// The batch's template version's QC rule and minimum dpi (defaults when
-/// the batch has no business type).
-fn rule(
-    conn: &Connection,
-    kind: Option<&str>,
-    version: Option<u32>,
-) -> Result<(SamplingRule, u32), QcError> {
+/// What QC takes from the batch's template version.
+struct Rules {
+    sampling: SamplingRule,
+    min_dpi: u32,
+    colour: ColourRule,
+}
+
+/// The batch's template version's QC rule, minimum dpi and colour rule
+/// (defaults, any colour accepted, when the batch has no business type).
+fn rule(conn: &Connection, kind: Option<&str>, version: Option<u32>) -> Result<Rules, QcError> {
     let bound = match (kind, version) {
         (Some(kind), Some(version)) => template::version(conn, kind, version)
             .map_err(|err| StoreError::Corrupt(err.to_string()))?,
         _ => None,
     };
-    Ok(bound.map_or((SamplingRule::default(), 200), |t| {
-        (t.template.qc, t.template.min_dpi)
-    }))
+    Ok(bound.map_or(
+        Rules {
+            sampling: SamplingRule::default(),
+            min_dpi: 200,
+            colour: ColourRule::Any,
+        },
+        |t| Rules {
+            sampling: t.template.qc,
+            min_dpi: t.template.min_dpi,
+            colour: t.template.colour,
+        },
+    ))
 }
 
 /// Starts a QC round: the batch goes to `in_qc` and the sample is drawn
@@ -143,7 +157,11 @@ pub fn start(
 ) -> Result<Round, QcError> {
     let tx = conn.transaction()?;
     let (id, kind, version) = batch(&tx, name)?;
-    let (rule, min_dpi) = rule(&tx, kind.as_deref(), version)?;
+    let Rules {
+        sampling: rule,
+        min_dpi,
+        colour: colour_rule,
+    } = rule(&tx, kind.as_deref(), version)?;
     lifecycle::transition(&tx, id, BatchState::InQc, actor, None, false)?;
     let seed = match seed {
         Some(seed) => seed,
@@ -157,7 +175,8 @@ pub fn start(
     };
     let pages: Vec<PageRow> = tx
         .prepare(
-            "SELECT id, seq, dpi, blank, skew_degrees FROM pages WHERE batch_id = ?1 ORDER BY seq",
+            "SELECT id, seq, dpi, blank, skew_degrees, colour FROM pages WHERE batch_id = ?1
+             ORDER BY seq",
         )?
         .query_map([id], |row| {
             Ok((
@@ -166,6 +185,7 @@ pub fn start(
                 row.get(2)?,
                 row.get(3)?,
                 row.get(4)?,
+                row.get(5)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
@@ -197,7 +217,7 @@ pub fn start(
     let round_id = tx.last_insert_rowid();
     let mut sample = Vec::with_capacity(positions.len());
     for position in positions {
-        let (page_id, seq, _, _, _) = pages[position as usize];
+        let (page_id, seq, ..) = pages[position as usize];
         tx.execute(
             "INSERT INTO qc_checks(round_id, page_id) VALUES (?1, ?2)",
             params![round_id, page_id],
@@ -205,7 +225,7 @@ pub fn start(
         sample.push(seq);
     }
     let mut prechecks = Vec::new();
-    for (_, seq, dpi, blank, skew) in &pages {
+    for (_, seq, dpi, blank, skew, colour) in &pages {
         if let Some(skew) = skew
             && skew.abs() >= SKEW_FLAG_DEGREES
         {
@@ -222,6 +242,16 @@ pub fn start(
                 page: *seq,
                 check: "low_resolution".into(),
                 detail: format!("{dpi} dpi, the template asks for at least {min_dpi}"),
+            });
+        }
+        if !colour_rule.accepts(colour) {
+            prechecks.push(Flag {
+                page: *seq,
+                check: "colour".into(),
+                detail: format!(
+                    "scanned {colour}, the template accepts {} (rescan the page)",
+                    colour_rule.describe()
+                ),
             });
         }
         if *blank {

@@ -574,7 +574,7 @@ impl Store {
         }
         let mut statement = self.conn.prepare(
             "SELECT p.business_file_id, p.seq, p.blob_id, s.path, p.frame, p.format, p.width, p.height,
-                    p.dpi, p.colour, p.barcodes, p.separator, p.blank, p.duplicate, b.size
+                    p.dpi, p.colour, p.barcodes, p.separator, p.blank, p.duplicate, b.size, p.operator
              FROM pages p JOIN sources s ON s.id = p.source_id JOIN blobs b ON b.id = p.blob_id
              WHERE p.batch_id = ?1 ORDER BY p.seq",
         )?;
@@ -597,6 +597,7 @@ impl Store {
                     blank: row.get(12)?,
                     duplicate: row.get(13)?,
                     size: row.get(14)?,
+                    operator: row.get(15)?,
                 },
             ))
         })?;
@@ -772,6 +773,9 @@ pub struct PageView {
     pub separator: bool,
     pub blank: bool,
     pub duplicate: bool,
+    /// Who scanned the page (or rescanned it last); None for pages
+    /// recorded before operators were.
+    pub operator: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]

@@ -15,6 +15,8 @@ use dangan_shared::{Category, Retention};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::barcode::{self, BarcodeSettings, Symbology};
+use crate::config::GroupingRules;
 use crate::store::{StoreError, now};
 
 /// The shipped defaults.
@@ -54,6 +56,27 @@ pub enum ColourRule {
     Colour,
     /// Anything, bilevel included.
     Any,
+}
+
+impl ColourRule {
+    /// Whether a page of this colour mode (`bilevel`, `gray` or `colour`,
+    /// as `pages.colour` records it) is accepted.
+    pub fn accepts(self, colour: &str) -> bool {
+        match self {
+            ColourRule::Gray => colour == "gray" || colour == "colour",
+            ColourRule::Colour => colour == "colour",
+            ColourRule::Any => true,
+        }
+    }
+
+    /// What the rule accepts, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ColourRule::Gray => "gray or colour",
+            ColourRule::Colour => "colour only",
+            ColourRule::Any => "any colour mode",
+        }
+    }
 }
 
 /// Barcode rules of a business type, over the edge's `[barcodes]` and
@@ -155,6 +178,30 @@ impl Template {
         self.qc
             .validate()
             .map_err(|err| self.invalid(err.to_string()))?;
+        if let Some(formats) = &self.barcodes.formats {
+            if formats.is_empty() {
+                return Err(self.invalid(
+                    "barcodes.formats is empty: no barcode could be found, so no page could be grouped",
+                ));
+            }
+            for format in formats {
+                symbology(format).ok_or_else(|| {
+                    self.invalid(format!(
+                        "barcodes.formats: unknown symbology {format:?} (one of {})",
+                        Symbology::ALL.map(Symbology::as_str).join(", ")
+                    ))
+                })?;
+            }
+        }
+        for band in self.barcodes.fast_bands.iter().flatten() {
+            if !(0.0 <= band.top && band.top < band.bottom && band.bottom <= 1.0) {
+                return Err(self.invalid(format!(
+                    "barcodes.fast_bands: {{ top = {}, bottom = {} }} is not a strip of the page \
+                     (0 ≤ top < bottom ≤ 1)",
+                    band.top, band.bottom
+                )));
+            }
+        }
         for (name, pattern) in [
             ("business_number", &self.barcodes.business_number),
             ("separator", &self.barcodes.separator),
@@ -168,6 +215,108 @@ impl Template {
             }
         }
         Ok(())
+    }
+}
+
+fn symbology(name: &str) -> Option<Symbology> {
+    Symbology::ALL.into_iter().find(|s| s.as_str() == name)
+}
+
+/// How a batch's pages are searched for barcodes and what the codes mean:
+/// edge.toml's `[barcodes]` and `[grouping]`, with the bound template's
+/// barcode rules over them.
+#[derive(Debug, Clone)]
+pub struct ScanRules {
+    pub barcodes: BarcodeSettings,
+    pub grouping: GroupingRules,
+}
+
+impl ScanRules {
+    /// edge.toml's settings alone (a batch without a business type).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            barcodes: config.barcodes.clone(),
+            grouping: config.grouping.clone(),
+        }
+    }
+
+    /// These rules with a template's barcode rules over them: every field
+    /// the template sets wins, the others stay. The box and volume label
+    /// pattern is the edge's alone.
+    pub fn with_template(mut self, template: &Template) -> Result<Self, TemplateError> {
+        let rules = &template.barcodes;
+        if let Some(formats) = &rules.formats {
+            self.barcodes.formats = formats
+                .iter()
+                .map(|name| {
+                    symbology(name).ok_or_else(|| {
+                        template.invalid(format!("barcodes.formats: unknown symbology {name:?}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(bands) = &rules.fast_bands {
+            self.barcodes.fast_bands = bands
+                .iter()
+                .map(|band| barcode::Band {
+                    top: band.top as f32,
+                    bottom: band.bottom as f32,
+                })
+                .collect();
+        }
+        let pattern = |name: &str, text: &str| {
+            regex::Regex::new(text).map_err(|err| {
+                template.invalid(format!(
+                    "barcodes.{name} is not a regular expression: {err}"
+                ))
+            })
+        };
+        if let Some(text) = &rules.business_number {
+            self.grouping.business_number = pattern("business_number", text)?;
+        }
+        if let Some(text) = &rules.separator {
+            self.grouping.separator = pattern("separator", text)?;
+        }
+        Ok(self)
+    }
+}
+
+/// The scan rules of a batch: edge.toml's, with the barcode rules of the
+/// template version the batch is bound to (if any) over them.
+pub fn scan_rules_for_batch(
+    conn: &Connection,
+    config: &crate::config::Config,
+    batch_id: i64,
+) -> Result<ScanRules, TemplateError> {
+    let rules = ScanRules::from_config(config);
+    match for_batch(conn, batch_id)? {
+        Some(bound) => rules.with_template(&bound.template),
+        None => Ok(rules),
+    }
+}
+
+/// The template version a batch is bound to (None for a batch without a
+/// business type).
+pub fn for_batch(conn: &Connection, batch_id: i64) -> Result<Option<Versioned>, TemplateError> {
+    let bound: Option<(Option<String>, Option<u32>)> = conn
+        .query_row(
+            "SELECT business_type, template_version FROM batches WHERE id = ?1",
+            [batch_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(StoreError::from)?;
+    match bound {
+        Some((Some(kind), Some(number))) => {
+            let found = version(conn, &kind, number)?;
+            if found.is_none() {
+                return Err(TemplateError::Store(StoreError::Corrupt(format!(
+                    "a batch is bound to template {kind} version {number}, which is not stored"
+                ))));
+            }
+            Ok(found)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -333,5 +482,60 @@ mod tests {
         assert!(parse(&bad).unwrap_err().to_string().contains("25"));
         let bad = SEED.replacen("business_type = \"A02\"", "business_type = \"A01\"", 1);
         assert!(parse(&bad).unwrap_err().to_string().contains("twice"));
+        let bad = SEED.replacen(
+            "colour = \"gray\"\n",
+            "colour = \"gray\"\nbarcodes = { formats = [\"ean13\"] }\n",
+            1,
+        );
+        assert!(parse(&bad).unwrap_err().to_string().contains("ean13"));
+    }
+
+    #[test]
+    fn template_barcode_rules_win_over_the_edge_settings() {
+        let config = crate::config::Config::parse("", std::path::Path::new("edge.toml")).unwrap();
+        let mut template = parse(SEED).unwrap().remove(0);
+        let plain = ScanRules::from_config(&config)
+            .with_template(&template)
+            .unwrap();
+        assert_eq!(plain.barcodes.formats, config.barcodes.formats);
+        assert_eq!(
+            plain.grouping.business_number.as_str(),
+            config.grouping.business_number.as_str()
+        );
+        template.barcodes = BarcodeRules {
+            formats: Some(vec!["data_matrix".into()]),
+            fast_bands: Some(vec![Band {
+                top: 0.5,
+                bottom: 0.75,
+            }]),
+            business_number: Some("^ZZ[0-9]{4}$".into()),
+            separator: None,
+        };
+        let merged = ScanRules::from_config(&config)
+            .with_template(&template)
+            .unwrap();
+        assert_eq!(merged.barcodes.formats, vec![Symbology::DataMatrix]);
+        assert_eq!(
+            merged.barcodes.fast_bands,
+            vec![barcode::Band {
+                top: 0.5,
+                bottom: 0.75
+            }]
+        );
+        assert_eq!(merged.grouping.business_number.as_str(), "^ZZ[0-9]{4}$");
+        // What the template leaves out stays as edge.toml says.
+        assert_eq!(
+            merged.grouping.separator.as_str(),
+            config.grouping.separator.as_str()
+        );
+        assert_eq!(merged.barcodes.min_text_len, config.barcodes.min_text_len);
+    }
+
+    #[test]
+    fn colour_rules_accept_what_they_say() {
+        assert!(ColourRule::Gray.accepts("gray") && ColourRule::Gray.accepts("colour"));
+        assert!(!ColourRule::Gray.accepts("bilevel"));
+        assert!(ColourRule::Colour.accepts("colour") && !ColourRule::Colour.accepts("gray"));
+        assert!(ColourRule::Any.accepts("bilevel"));
     }
 }

@@ -621,3 +621,161 @@ fn data_flag_goes_before_or_after_the_subcommand_or_in_the_environment() {
     assert!(!out.status.success());
     assert_eq!(edge.show("flags")["counts"]["pages"], 1);
 }
+
+/// Imports two business types whose templates override edge.toml's barcode
+/// rules: T01 a business number of "ZZ" and four digits (too short for the
+/// default pattern), T02 separator sheets coded "SEP-" and four digits
+/// (which the default pattern takes for a business number).
+fn import_barcode_templates(edge: &Edge) {
+    let file = edge.root.path().join("templates.toml");
+    fs::write(
+        &file,
+        r#"version = 1
+
+[[template]]
+business_type = "T01"
+name = "短业务号"
+category = "other"
+retention = 10
+[template.barcodes]
+business_number = '^ZZ[0-9]{4}$'
+
+[[template]]
+business_type = "T02"
+name = "自定义分隔页"
+category = "other"
+retention = 10
+[template.barcodes]
+separator = '^SEP-[0-9]{4}$'
+"#,
+    )
+    .expect("write templates");
+    let report = edge.json(&["template", "import", &file.display().to_string()]);
+    assert_eq!(report["updated"], serde_json::json!(["T01", "T02"]));
+}
+
+/// Writes the same pages into a new folder `name` and returns it.
+fn folder(edge: &Edge, name: &str, files: &[(&str, Vec<u8>)]) -> String {
+    let dir = edge.inputs(name);
+    for (file, bytes) in files {
+        write(&dir, file, bytes);
+    }
+    dir.display().to_string()
+}
+
+/// The business files of a batch as (business number, page count).
+fn grouping(edge: &Edge, batch: &str) -> Vec<(Option<String>, usize)> {
+    edge.show(batch)["business_files"]
+        .as_array()
+        .expect("business files")
+        .iter()
+        .map(|f| {
+            (
+                f["business_number"].as_str().map(str::to_owned),
+                f["pages"].as_array().expect("pages").len(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_template_business_number_pattern_applies_to_its_batches_only() {
+    let edge = Edge::new();
+    import_barcode_templates(&edge);
+    let files = [
+        (
+            "p1.jpg",
+            scan(
+                300,
+                41,
+                vec![code(Symbology::Code128, "ZZ1234", Place::TopRight)],
+            ),
+        ),
+        ("p2.jpg", scan(300, 42, vec![])),
+        (
+            "p3.jpg",
+            scan(
+                300,
+                43,
+                vec![code(Symbology::Code128, "ZZ5678", Place::TopRight)],
+            ),
+        ),
+    ];
+    let bound = folder(&edge, "t01", &files);
+    edge.json(&["ingest", "--batch", "T", "--business-type", "T01", &bound]);
+    assert_eq!(
+        grouping(&edge, "T"),
+        [
+            (Some("ZZ1234".to_owned()), 2),
+            (Some("ZZ5678".to_owned()), 1)
+        ]
+    );
+
+    // Without the template the same codes are read but mean nothing.
+    let plain = folder(&edge, "plain", &files);
+    edge.json(&["ingest", "--batch", "D", &plain]);
+    assert_eq!(grouping(&edge, "D"), [(None, 3)]);
+    assert_eq!(texts(&pages(&edge.show("D"))[0]), ["ZZ1234"]);
+}
+
+#[test]
+fn a_template_separator_pattern_opens_business_files_at_its_sheets() {
+    let edge = Edge::new();
+    import_barcode_templates(&edge);
+    let sheet = fixtures::PageSpec {
+        text: false,
+        codes: vec![
+            code(Symbology::Code128, "SEP-0001", Place::MidPage)
+                .module_px(6)
+                .height_mm(25.0),
+        ],
+        ..fixtures::PageSpec::with_codes(300, 52, vec![])
+    };
+    let files = [
+        (
+            "p1.jpg",
+            scan(
+                300,
+                51,
+                vec![code(Symbology::Code128, "YW2026000001", Place::TopRight)],
+            ),
+        ),
+        (
+            "p2.jpg",
+            fixtures::encode_jpeg(&fixtures::render_page(&sheet), 85, 300),
+        ),
+        ("p3.jpg", scan(300, 53, vec![])),
+        (
+            "p4.jpg",
+            scan(
+                300,
+                54,
+                vec![code(Symbology::Code128, "YW2026000002", Place::TopRight)],
+            ),
+        ),
+    ];
+    let bound = folder(&edge, "t02", &files);
+    edge.json(&["ingest", "--batch", "T", "--business-type", "T02", &bound]);
+    // The sheet opens a file, which the form behind it names.
+    assert_eq!(
+        grouping(&edge, "T"),
+        [
+            (Some("YW2026000001".to_owned()), 1),
+            (Some("YW2026000002".to_owned()), 3)
+        ]
+    );
+    assert_eq!(pages(&edge.show("T"))[1]["separator"], true);
+
+    // edge.toml's rules take the sheet's code for a business number.
+    let plain = folder(&edge, "plain", &files);
+    edge.json(&["ingest", "--batch", "D", &plain]);
+    assert_eq!(
+        grouping(&edge, "D"),
+        [
+            (Some("YW2026000001".to_owned()), 1),
+            (Some("SEP-0001".to_owned()), 2),
+            (Some("YW2026000002".to_owned()), 1)
+        ]
+    );
+    assert_eq!(pages(&edge.show("D"))[1]["separator"], false);
+}

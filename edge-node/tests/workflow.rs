@@ -556,3 +556,151 @@ fn qc_start_flags_a_skewed_page_before_anyone_looks() {
         .expect("skew");
     assert!((skew.abs() - 3.0).abs() < 0.3, "{skew}");
 }
+
+/// Writes a 300-dpi text page (JPEG) into `folder` as `name`.
+fn write_page(folder: &std::path::Path, name: &str, seed: u64, colour: bool) {
+    use dangan_testkit::pages::{PageSpec, encode_jpeg, render_page};
+    let spec = PageSpec {
+        colour,
+        ..PageSpec::with_codes(300, seed, vec![])
+    };
+    std::fs::write(folder.join(name), encode_jpeg(&render_page(&spec), 85, 300))
+        .expect("write page");
+}
+
+#[test]
+fn pages_record_who_scanned_them_and_qc_counts_defects_by_operator() {
+    let edge = Edge::new();
+    for (user, folder, seeds) in [("li", "a", [21, 22]), ("wang", "b", [23, 24])] {
+        let scans = edge.inputs(folder);
+        for seed in seeds {
+            write_page(&scans, &format!("p{seed}.jpg"), seed, false);
+        }
+        let out = edge
+            .command(&[
+                "ingest",
+                "--batch",
+                "O1",
+                "--business-type",
+                "C01",
+                &scans.display().to_string(),
+                "--json",
+            ])
+            .env("USER", user)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let operators: Vec<String> = common::pages(&edge.show("O1"))
+        .iter()
+        .map(|p| p["operator"].as_str().expect("operator").to_owned())
+        .collect();
+    assert_eq!(
+        operators,
+        ["local:li", "local:li", "local:wang", "local:wang"]
+    );
+
+    edge.json(&["batch", "scanned", "O1"]);
+    let round = edge.json(&["qc", "start", "O1", "--seed", "1"]);
+    // Four pages, under the floor: all sampled.
+    assert_eq!(round["sample"], serde_json::json!([1, 2, 3, 4]));
+    for (page, verdict) in [(1, "blur"), (2, "pass"), (3, "skew"), (4, "cropped")] {
+        edge.json(&["qc", "check", "O1", &page.to_string(), verdict]);
+    }
+    assert_eq!(edge.json(&["qc", "finish", "O1"])["state"], "rework");
+    let report = edge.json(&["qc", "report", "O1"]);
+    assert_eq!(
+        report["rounds"][0]["defects_by_operator"],
+        serde_json::json!({ "local:li": 1, "local:wang": 2 })
+    );
+    assert_eq!(report["rounds"][0]["checks"][2]["operator"], "local:wang");
+}
+
+/// The `colour` pre-check flags of a QC round: (page, detail).
+fn colour_flags(round: &Value) -> Vec<(u64, String)> {
+    round["prechecks"]
+        .as_array()
+        .expect("prechecks")
+        .iter()
+        .filter(|f| f["check"] == "colour")
+        .map(|f| {
+            (
+                f["page"].as_u64().expect("page"),
+                f["detail"].as_str().expect("detail").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn qc_start_flags_pages_in_a_colour_mode_the_template_does_not_accept() {
+    use dangan_testkit::pages::{PageSpec, render_page};
+    let edge = Edge::new();
+    // The same three pages (gray, bilevel, colour) for each batch, from
+    // their own folder (a file already recorded is not taken again).
+    let scans = |folder: &str| {
+        let scans = edge.inputs(folder);
+        write_page(&scans, "p1-gray.jpg", 31, false);
+        let page = render_page(&PageSpec::with_codes(300, 32, vec![])).to_luma8();
+        std::fs::write(
+            scans.join("p2-bilevel.tif"),
+            dangan_testkit::containers::tiff_g4(&[page], 300),
+        )
+        .expect("write page");
+        write_page(&scans, "p3-colour.jpg", 33, true);
+        scans.display().to_string()
+    };
+    // C01 accepts gray or colour: a bilevel scan loses stamps and is flagged.
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "C1",
+        "--business-type",
+        "C01",
+        &scans("c01"),
+    ]);
+    let colours: Vec<String> = common::pages(&edge.show("C1"))
+        .iter()
+        .map(|p| p["colour"].as_str().expect("colour").to_owned())
+        .collect();
+    assert_eq!(colours, ["gray", "bilevel", "colour"]);
+    edge.json(&["batch", "scanned", "C1"]);
+    let flags = colour_flags(&edge.json(&["qc", "start", "C1"]));
+    assert_eq!(flags.len(), 1, "{flags:?}");
+    assert_eq!(flags[0].0, 2);
+    assert!(
+        flags[0].1.contains("bilevel") && flags[0].1.contains("gray or colour"),
+        "{flags:?}"
+    );
+
+    // D03 (receipts) accepts colour only: the gray and bilevel pages are flagged.
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "C2",
+        "--business-type",
+        "D03",
+        &scans("d03"),
+    ]);
+    edge.json(&["batch", "scanned", "C2"]);
+    let flags = colour_flags(&edge.json(&["qc", "start", "C2"]));
+    let pages: Vec<u64> = flags.iter().map(|(page, _)| *page).collect();
+    assert_eq!(pages, [1, 2], "{flags:?}");
+    assert!(flags[0].1.contains("gray") && flags[0].1.contains("colour only"));
+
+    // Z01 accepts anything.
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "C3",
+        "--business-type",
+        "Z01",
+        &scans("z01"),
+    ]);
+    edge.json(&["batch", "scanned", "C3"]);
+    assert!(colour_flags(&edge.json(&["qc", "start", "C3"])).is_empty());
+}

@@ -34,8 +34,8 @@ use crate::index::{self, IndexError};
 use crate::ingest::{IngestError, IngestOptions};
 use crate::lifecycle::{self, Actor, BatchState, LifecycleError, Role};
 use crate::node::Node;
-use crate::rescan::{self, RescanError};
 use crate::qc::{self, QcError, Verdict};
+use crate::rescan::{self, RescanError};
 use crate::store::{Store, StoreError};
 use crate::sync::queue::AcceptError;
 use crate::template::{self, TemplateError};
@@ -841,7 +841,9 @@ async fn page_rescan(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Operator], "rescan pages")?;
     if body.is_empty() {
-        return Err(ApiError::invalid("the request body (the new page file) is empty"));
+        return Err(ApiError::invalid(
+            "the request body (the new page file) is empty",
+        ));
     }
     let name = safe_file_name(query.filename.as_deref().unwrap_or("rescan.bin"))?;
     let actor = caller.actor();
@@ -849,8 +851,9 @@ async fn page_rescan(
     let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let node = &inner.node;
         let folder = upload_folder(&node.data_dir, &batch).join("rescans");
-        std::fs::create_dir_all(&folder)
-            .map_err(|err| ApiError::internal(format!("cannot create {}: {err}", folder.display())))?;
+        std::fs::create_dir_all(&folder).map_err(|err| {
+            ApiError::internal(format!("cannot create {}: {err}", folder.display()))
+        })?;
         let path = folder.join(format!("{page}-{name}"));
         std::fs::write(&path, &body)
             .map_err(|err| ApiError::internal(format!("cannot write {}: {err}", path.display())))?;
@@ -858,7 +861,8 @@ async fn page_rescan(
             .lock_for_writing()
             .map_err(|err| ApiError::conflict(err.to_string()))?;
         let mut store = Store::open(&node.data_dir)?;
-        let result = rescan::rescan_page(node, &mut store, &batch, page, &path, &actor, &query.reason);
+        let result =
+            rescan::rescan_page(node, &mut store, &batch, page, &path, &actor, &query.reason);
         // The upload was only the carrier: the cache holds the image now,
         // and a refused file is the caller's to fix and send again.
         let _ = std::fs::remove_file(&path);
@@ -1203,6 +1207,44 @@ async fn qc_finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The router's routes and the OpenAPI document's operations are the
+    /// same set, and every operation documents its answers.
+    #[test]
+    fn the_openapi_document_matches_the_router() {
+        let document: serde_json::Value =
+            serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(document["openapi"], "3.1.0");
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                if method == "parameters" {
+                    continue;
+                }
+                assert!(
+                    operation["responses"]
+                        .as_object()
+                        .is_some_and(|r| !r.is_empty()),
+                    "{method} {path} documents no responses"
+                );
+                assert!(
+                    operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                    "{method} {path} has no summary"
+                );
+                documented.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+        let routed: std::collections::BTreeSet<String> = routes()
+            .iter()
+            .map(|(method, path, _)| format!("{method} {path}"))
+            .collect();
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routes missing from openapi.json: {undocumented:?}; documented but not routed: {unrouted:?}"
+        );
+    }
 
     #[test]
     fn file_names_cannot_climb_out_of_the_upload_folder() {

@@ -134,6 +134,20 @@ enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// The exception queue (异常队列) of a batch: list what must be settled
+    /// before it may be accepted, and resolve recorded exceptions.
+    Exception {
+        #[command(subcommand)]
+        command: ExceptionCommand,
+    },
+    /// Edit a batch's business files: metadata (著录), the document
+    /// checklist (材料清单) and the grouping (split, join, assign pages,
+    /// reorder, separator sheets). Every edit is recorded with who and when
+    /// (`batch edits`), and refused once the batch is accepted.
+    File {
+        #[command(subcommand)]
+        command: FileCommand,
+    },
     /// Quality spot-checks (质量抽查): start a round (draws the sample),
     /// record verdicts, finish (accepted or rework), report.
     Qc {
@@ -252,6 +266,12 @@ enum BatchCommand {
         /// The batch name.
         name: String,
     },
+    /// Show the edits made to a batch's business files (grouping,
+    /// metadata, documents, resolutions) with who and when.
+    Edits {
+        /// The batch name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +311,141 @@ enum IndexCommand {
     Import {
         /// The export file (.csv or .json).
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExceptionCommand {
+    /// List a batch's open exceptions: recorded at ingest (ids like r17)
+    /// and derived from its business files (ids like f3-metadata: no
+    /// business number, missing metadata, missing documents).
+    List {
+        /// The batch name.
+        batch: String,
+        /// Also list recorded exceptions already resolved, with how.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Resolve a recorded exception (r17) with a note saying what was done
+    /// or why the page is right as it is. Derived exceptions close when the
+    /// business file is fixed with `dangan-edge file ...`.
+    Resolve {
+        /// The batch name.
+        batch: String,
+        /// The exception id, as `exception list` shows it.
+        id: String,
+        /// What was done (recorded with the resolution).
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FileCommand {
+    /// Show a business file's metadata and document checklist.
+    Show {
+        /// The batch name.
+        batch: String,
+        /// The business file's number in the batch (from 1).
+        file: i64,
+    },
+    /// Enter or correct a business file's metadata. Fields not given are
+    /// kept; an empty value clears a field. Person ids must pass the
+    /// checksum, dates must be dates (YYYY-MM-DD), business types must have
+    /// a template.
+    Set {
+        /// The batch name.
+        batch: String,
+        /// The business file's number in the batch (from 1).
+        file: i64,
+        /// Business number (业务流水号); not one another file of the batch has.
+        #[arg(long)]
+        business_number: Option<String>,
+        /// Person id (社会保障号码 / 身份证号).
+        #[arg(long)]
+        person_id: Option<String>,
+        /// The person's name (姓名).
+        #[arg(long)]
+        person_name: Option<String>,
+        /// Employer id (单位编号).
+        #[arg(long)]
+        employer_id: Option<String>,
+        /// Business type code (业务类型), one with a template.
+        #[arg(long)]
+        business_type: Option<String>,
+        /// Business date (业务日期), YYYY-MM-DD.
+        #[arg(long)]
+        business_date: Option<String>,
+        /// Organisation that handled the business (经办机构).
+        #[arg(long)]
+        organisation: Option<String>,
+    },
+    /// Record the document checklist: documents the template lists
+    /// confirmed present, or absent with a note (缺件说明).
+    Documents {
+        /// The batch name.
+        batch: String,
+        /// The business file's number in the batch (from 1).
+        file: i64,
+        /// A document confirmed present (repeat for several).
+        #[arg(long)]
+        present: Vec<String>,
+        /// A document recorded absent, as DOCUMENT=NOTE (repeat for several).
+        #[arg(long)]
+        absent: Vec<String>,
+    },
+    /// Start a new business file at a page: it and the pages after it in
+    /// its file move to a new file right after.
+    Split {
+        /// The batch name.
+        batch: String,
+        /// The business file's number in the batch.
+        file: i64,
+        /// The page (number in the batch) that opens the new file.
+        #[arg(long)]
+        at: i64,
+    },
+    /// Append a business file's pages to another file and remove it.
+    Join {
+        /// The batch name.
+        batch: String,
+        /// The business file whose pages move.
+        file: i64,
+        /// The business file that takes them.
+        #[arg(long)]
+        into: i64,
+    },
+    /// Move pages to the end of another business file.
+    Assign {
+        /// The batch name.
+        batch: String,
+        /// Page numbers in the batch, comma-separated (3,4,7).
+        #[arg(long, value_delimiter = ',', required = true)]
+        pages: Vec<i64>,
+        /// The business file that takes them.
+        #[arg(long)]
+        to: i64,
+    },
+    /// Put a business file's pages in a new order (every page once).
+    Reorder {
+        /// The batch name.
+        batch: String,
+        /// The business file's number in the batch.
+        file: i64,
+        /// Its page numbers in the new order, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        pages: Vec<i64>,
+    },
+    /// Mark a page as a separator sheet (the pages after it in its file
+    /// start a new business file), or unmark it with --unset.
+    Separator {
+        /// The batch name.
+        batch: String,
+        /// The page number in the batch.
+        page: i64,
+        /// Unmark the page.
+        #[arg(long)]
+        unset: bool,
     },
 }
 
@@ -512,6 +667,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !cli.json {
                 print_ingest(&cli, &total)?;
             }
+        }
+        Command::Exception { command } => {
+            let (_node, mut store) = Node::open(&dir)?;
+            match command {
+                ExceptionCommand::List { batch, all } => {
+                    let list = dangan_edge::exceptions::list(store.conn(), batch, *all)?;
+                    if cli.json {
+                        print_json(&list)?;
+                    } else if list.is_empty() {
+                        println!("{}", lang.pick("没有未处理的异常", "no open exceptions"));
+                    } else {
+                        for e in &list {
+                            let state = match &e.resolution {
+                                Some(note) => {
+                                    format!("  [{} {note}]", lang.pick("已处理：", "resolved:"))
+                                }
+                                None => String::new(),
+                            };
+                            println!(
+                                "{:<14} {}: {}{state}",
+                                e.id,
+                                code_label(lang, &e.code),
+                                e.reason
+                            );
+                        }
+                    }
+                }
+                ExceptionCommand::Resolve { batch, id, note } => {
+                    let resolved = dangan_edge::exceptions::resolve(
+                        store.conn_mut(),
+                        batch,
+                        id,
+                        note,
+                        &local_admin(),
+                    )?;
+                    if cli.json {
+                        print_json(&resolved)?;
+                    } else {
+                        println!("{} {id}", lang.pick("异常已处理", "exception resolved"));
+                    }
+                }
+            }
+        }
+        Command::File { command } => {
+            let (_node, mut store) = Node::open(&dir)?;
+            file_command(&cli, lang, store.conn_mut(), command)?;
         }
         Command::Qc { command } => {
             let (_node, mut store) = Node::open(&dir)?;
@@ -880,6 +1081,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         println!("{} {name}", lang.pick("扫描完成", "scanned"));
                     }
                 }
+                BatchCommand::Edits { name } => {
+                    store
+                        .batch(name)?
+                        .ok_or_else(|| anyhow::anyhow!("no batch named {name:?}"))?;
+                    let edits = dangan_edge::files::edits(store.conn(), name)?;
+                    if cli.json {
+                        print_json(&edits)?;
+                    } else {
+                        for edit in &edits {
+                            println!(
+                                "{}  {}  {}  {}",
+                                edit.at, edit.actor, edit.action, edit.detail
+                            );
+                        }
+                    }
+                }
                 BatchCommand::Events { name } => {
                     let batch = store
                         .batch(name)?
@@ -1040,6 +1257,137 @@ fn default_batch_name(district: &OrgCode) -> String {
     let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     let format = time::macros::format_description!("[year][month][day]");
     format!("{district}-{}", now.format(&format).unwrap_or_default())
+}
+
+fn file_command(
+    cli: &Cli,
+    lang: Lang,
+    conn: &mut rusqlite::Connection,
+    command: &FileCommand,
+) -> Result<()> {
+    use dangan_edge::files::{self, DocumentCheck, GroupingEdit, MetadataPatch};
+    let actor = local_admin();
+    let (batch, edit) = match command {
+        FileCommand::Show { batch, file } => {
+            let meta = files::metadata(conn, batch, *file)?;
+            return print_json(&meta);
+        }
+        FileCommand::Set {
+            batch,
+            file,
+            business_number,
+            person_id,
+            person_name,
+            employer_id,
+            business_type,
+            business_date,
+            organisation,
+        } => {
+            let patch = MetadataPatch {
+                business_number: business_number.clone(),
+                person_id: person_id.clone(),
+                person_name: person_name.clone(),
+                employer_id: employer_id.clone(),
+                business_type: business_type.clone(),
+                business_date: business_date.clone(),
+                organisation: organisation.clone(),
+            };
+            let meta = files::set_metadata(conn, batch, *file, &patch, &actor)?;
+            if cli.json {
+                return print_json(&meta);
+            }
+            println!(
+                "{} {batch} #{file}",
+                lang.pick("著录已保存", "metadata saved")
+            );
+            return Ok(());
+        }
+        FileCommand::Documents {
+            batch,
+            file,
+            present,
+            absent,
+        } => {
+            let mut checks: Vec<DocumentCheck> = present
+                .iter()
+                .map(|d| DocumentCheck {
+                    document: d.clone(),
+                    present: true,
+                    note: None,
+                })
+                .collect();
+            for entry in absent {
+                let (document, note) = entry.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--absent takes DOCUMENT=NOTE (the note says why it is missing)"
+                    )
+                })?;
+                checks.push(DocumentCheck {
+                    document: document.to_owned(),
+                    present: false,
+                    note: Some(note.to_owned()),
+                });
+            }
+            let meta = files::check_documents(conn, batch, *file, &checks, &actor)?;
+            if cli.json {
+                return print_json(&meta);
+            }
+            println!(
+                "{} {batch} #{file}",
+                lang.pick("材料清单已记录", "documents recorded")
+            );
+            return Ok(());
+        }
+        FileCommand::Split { batch, file, at } => (
+            batch,
+            GroupingEdit::Split {
+                file: *file,
+                at_page: *at,
+            },
+        ),
+        FileCommand::Join { batch, file, into } => (
+            batch,
+            GroupingEdit::Join {
+                file: *file,
+                into_file: *into,
+            },
+        ),
+        FileCommand::Assign { batch, pages, to } => (
+            batch,
+            GroupingEdit::Assign {
+                pages: pages.clone(),
+                to_file: *to,
+            },
+        ),
+        FileCommand::Reorder { batch, file, pages } => (
+            batch,
+            GroupingEdit::Reorder {
+                file: *file,
+                pages: pages.clone(),
+            },
+        ),
+        FileCommand::Separator { batch, page, unset } => (
+            batch,
+            GroupingEdit::Separator {
+                page: *page,
+                separator: !unset,
+            },
+        ),
+    };
+    let grouping = files::regroup(conn, batch, &edit, &actor)?;
+    if cli.json {
+        return print_json(&grouping);
+    }
+    for file in &grouping.business_files {
+        println!(
+            "{:>4}  {:<24} {} {:?}",
+            file.seq,
+            file.business_number.as_deref().unwrap_or("—"),
+            lang.pick("页", "pages"),
+            file.pages
+        );
+    }
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

@@ -51,6 +51,14 @@ pub fn code_label(lang: Lang, code: &str) -> String {
             "业务件没有业务流水号",
             "business file without business number",
         ),
+        "missing_metadata" => (
+            "业务件缺少必填著录项",
+            "business file lacks required metadata",
+        ),
+        "missing_document" => (
+            "业务件材料清单未核对（缺件需说明）",
+            "required documents not checked off",
+        ),
         other => (other, other),
     };
     lang.pick(zh, en).to_owned()

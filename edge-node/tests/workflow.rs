@@ -467,10 +467,12 @@ fn qc_samples_reproducibly_sends_a_failing_batch_to_rework_and_accepts_a_passing
     for page in round["sample"].as_array().expect("sample") {
         edge.json(&["qc", "check", "B1", &page.to_string(), "pass"]);
     }
+    // An exception recorded at ingest (as a page with two business numbers
+    // would be), besides the files' missing metadata and documents (C01).
     db(&edge)
         .execute(
             "INSERT INTO exceptions(batch_id, code, detail, created_at)
-             SELECT id, 'missing_document', 'test', '2026-01-01T00:00:00Z' FROM batches
+             SELECT id, 'multiple_business_numbers', 'test', '2026-01-01T00:00:00Z' FROM batches
              WHERE name = 'B1'",
             [],
         )
@@ -478,13 +480,69 @@ fn qc_samples_reproducibly_sends_a_failing_batch_to_rework_and_accepts_a_passing
     let blocked = edge.run(&["qc", "finish", "B1"]);
     assert!(!blocked.status.success());
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("open exceptions"));
-    // (The exception queue's resolve command is not there yet.)
-    db(&edge)
-        .execute(
-            "UPDATE exceptions SET resolved_at = 'now', resolved_by = 'test'",
-            [],
-        )
-        .expect("resolve");
+    let open = edge.json(&["exception", "list", "B1"]);
+    let open = open.as_array().expect("exceptions");
+    let files = edge.show("B1")["business_files"]
+        .as_array()
+        .expect("files")
+        .len();
+    let count = |code: &str| open.iter().filter(|e| e["code"] == code).count();
+    assert_eq!(count("missing_metadata"), files);
+    assert_eq!(count("missing_document"), files);
+    assert_eq!(count("multiple_business_numbers"), 1);
+    let recorded = open
+        .iter()
+        .find(|e| e["code"] == "multiple_business_numbers")
+        .and_then(|e| e["id"].as_str())
+        .expect("recorded id");
+    // A derived exception is not closed by a note; a recorded one is.
+    assert!(
+        !edge
+            .run(&["exception", "resolve", "B1", "f1-metadata", "--note", "x"])
+            .status
+            .success()
+    );
+    edge.json(&[
+        "exception",
+        "resolve",
+        "B1",
+        recorded,
+        "--note",
+        "the first number is right",
+    ]);
+    for file in 1..=files {
+        let file = file.to_string();
+        edge.json(&[
+            "file",
+            "set",
+            "B1",
+            &file,
+            "--person-id",
+            &person_id("11010519491231002"),
+            "--person-name",
+            "张三",
+            "--business-date",
+            "2024-05-06",
+            "--organisation",
+            "330106001",
+        ]);
+        edge.json(&[
+            "file",
+            "documents",
+            "B1",
+            &file,
+            "--present",
+            "参保人员登记表",
+            "--absent",
+            "身份证复印件=原件未附",
+        ]);
+    }
+    assert_eq!(
+        edge.json(&["exception", "list", "B1"]),
+        serde_json::json!([])
+    );
+    let all = edge.json(&["exception", "list", "B1", "--all"]);
+    assert_eq!(all[0]["resolution"], "the first number is right");
     let outcome = edge.json(&["qc", "finish", "B1"]);
     assert_eq!(outcome["state"], "accepted");
 
@@ -703,4 +761,125 @@ fn qc_start_flags_pages_in_a_colour_mode_the_template_does_not_accept() {
     ]);
     edge.json(&["batch", "scanned", "C3"]);
     assert!(colour_flags(&edge.json(&["qc", "start", "C3"])).is_empty());
+}
+
+/// Business files and pages as `batch show` numbers them: (file seq,
+/// business number, page seqs).
+fn layout(edge: &Edge, batch: &str) -> Vec<(i64, Option<String>, Vec<i64>)> {
+    edge.show(batch)["business_files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            (
+                f["seq"].as_i64().expect("seq"),
+                f["business_number"].as_str().map(str::to_owned),
+                f["pages"]
+                    .as_array()
+                    .expect("pages")
+                    .iter()
+                    .map(|p| p["seq"].as_i64().expect("page"))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn grouping_edits_keep_files_and_pages_numbered_in_order_and_are_recorded() {
+    let edge = Edge::new();
+    let numbers = scanned_batch(&edge, "B1", "Z01", 12);
+    assert!(numbers.len() >= 3, "{numbers:?}");
+    let before = layout(&edge, "B1");
+    let blob_of = |seq: i64| -> String {
+        edge.show("B1")["business_files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .flat_map(|f| f["pages"].as_array().expect("pages").clone())
+            .find(|p| p["seq"] == seq)
+            .expect("page")["blob"]
+            .as_str()
+            .expect("blob")
+            .to_owned()
+    };
+    // Move the last page of file 3 to file 1: it becomes file 1's last page.
+    let moved = *before[2].2.last().expect("page");
+    let moved_blob = blob_of(moved);
+    edge.json(&[
+        "file",
+        "assign",
+        "B1",
+        "--pages",
+        &moved.to_string(),
+        "--to",
+        "1",
+    ]);
+    let after = layout(&edge, "B1");
+    let last_of_first = *after[0].2.last().expect("page");
+    assert_eq!(
+        blob_of(last_of_first),
+        moved_blob,
+        "the page moved with its image"
+    );
+    // Numbering stays 1..n files and 1..N pages in reading order.
+    let pages: Vec<i64> = after.iter().flat_map(|f| f.2.clone()).collect();
+    assert_eq!(pages, (1..=12).collect::<Vec<i64>>());
+    assert_eq!(
+        after.iter().map(|f| f.0).collect::<Vec<_>>(),
+        (1..=after.len() as i64).collect::<Vec<_>>()
+    );
+
+    // Files with two different business numbers are not joined.
+    let refused = edge.run(&["file", "join", "B1", "2", "--into", "1"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("different business numbers"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A separator in the middle of file 1 splits it; the new file has no
+    // business number until one is given, and a number another file has
+    // is refused.
+    let first = layout(&edge, "B1")[0].2.clone();
+    assert!(first.len() >= 3, "{first:?}");
+    edge.json(&["file", "separator", "B1", &first[1].to_string()]);
+    let split = layout(&edge, "B1");
+    assert_eq!(split[0].2, first[..2].to_vec());
+    assert_eq!(split[1].1, None);
+    let list = edge.json(&["exception", "list", "B1"]);
+    assert!(
+        list.as_array()
+            .expect("list")
+            .iter()
+            .any(|e| e["id"] == "f2-number" && e["code"] == "no_business_number"),
+        "{list}"
+    );
+    let taken = edge.run(&["file", "set", "B1", "2", "--business-number", &numbers[1]]);
+    assert!(!taken.status.success());
+    edge.json(&[
+        "file",
+        "set",
+        "B1",
+        "2",
+        "--business-number",
+        "YL2026-NEW-0001",
+    ]);
+    assert_eq!(layout(&edge, "B1")[1].1.as_deref(), Some("YL2026-NEW-0001"));
+
+    let edits = edge.json(&["batch", "edits", "B1"]);
+    let actions: Vec<&str> = edits
+        .as_array()
+        .expect("edits")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["assign", "separator", "metadata"]);
+
+    // Once accepted, the grouping is closed.
+    edge.json(&["batch", "accept", "B1", "--reason", "test"]);
+    let closed = edge.run(&["file", "split", "B1", "1", "--at", "2"]);
+    assert!(!closed.status.success());
+    assert!(String::from_utf8_lossy(&closed.stderr).contains("accepted"));
 }

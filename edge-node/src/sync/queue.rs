@@ -73,6 +73,9 @@ impl Store {
         actor: &Actor,
         reason: &str,
     ) -> Result<QueueEntry, AcceptError> {
+        if reason.trim().is_empty() {
+            return Err(lifecycle::LifecycleError::ReasonRequired.into());
+        }
         let tx = self.transaction()?;
         let found: Option<(i64, String, i64)> = tx
             .query_row(

@@ -88,7 +88,7 @@ fn missing_documents(template: Option<&Template>, checked: &[String]) -> Vec<Str
         .unwrap_or_default()
 }
 
-fn batch_ref(conn: &Connection, batch: &str) -> Result<EditableBatch, EditError> {
+pub(crate) fn batch_ref(conn: &Connection, batch: &str) -> Result<EditableBatch, EditError> {
     conn.query_row(
         "SELECT id, business_type, template_version FROM batches WHERE name = ?1",
         [batch],
@@ -285,6 +285,146 @@ pub fn open_count(conn: &Connection, batch_id: i64) -> Result<i64, StoreError> {
             })?;
     }
     Ok(count)
+}
+
+/// Bit of each template-required metadata field in [`open_counts`]' masks,
+/// in [`crate::template::METADATA_FIELDS`] order (bit 0 is the business
+/// number).
+fn field_mask(template: &Template) -> u32 {
+    crate::template::METADATA_FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(_, field)| template.required_metadata.iter().any(|r| r == *field))
+        .fold(0, |mask, (bit, _)| mask | 1 << (bit + 1))
+}
+
+/// A batch's business files and open exceptions, as the batch list shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub business_files: i64,
+    pub open: i64,
+}
+
+/// Business files and open exceptions of every batch, by batch id: what
+/// [`open_count`] says for each, in a few set-wide queries (the batch list
+/// shows them all).
+pub fn open_counts(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<i64, BatchCounts>, StoreError> {
+    use std::collections::HashMap;
+    let mut counts: HashMap<i64, i64> = HashMap::new();
+    let mut templates: HashMap<(String, u32), Option<Template>> = HashMap::new();
+    let mut batch_template: HashMap<i64, Option<Template>> = HashMap::new();
+    {
+        let mut statement =
+            conn.prepare_cached("SELECT id, business_type, template_version FROM batches")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<u32>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, kind, version) = row?;
+            counts.insert(id, 0);
+            let template = match (kind, version) {
+                (Some(kind), Some(version)) => {
+                    let key = (kind, version);
+                    if !templates.contains_key(&key) {
+                        let found = crate::template::version(conn, &key.0, key.1)
+                            .map_err(|err| StoreError::Corrupt(err.to_string()))?
+                            .map(|v| v.template);
+                        templates.insert(key.clone(), found);
+                    }
+                    templates.get(&key).cloned().flatten()
+                }
+                _ => None,
+            };
+            batch_template.insert(id, template);
+        }
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT batch_id, count(*) FROM exceptions WHERE resolved_at IS NULL GROUP BY batch_id",
+    )?;
+    for row in statement.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))? {
+        let (batch, open) = row?;
+        *counts.entry(batch).or_default() += open;
+    }
+    // One row per batch and pattern of missing fields (the generated,
+    // indexed column `missing`, bits as in `field_mask`).
+    let mut statement = conn.prepare_cached(
+        "SELECT batch_id, missing, count(*) FROM business_files GROUP BY batch_id, missing",
+    )?;
+    let mut files: HashMap<i64, i64> = HashMap::new();
+    for row in statement.query_map([], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, u32>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (batch, missing, count) = row?;
+        *files.entry(batch).or_default() += count;
+        let required = batch_template
+            .get(&batch)
+            .and_then(Option::as_ref)
+            .map_or(0, field_mask);
+        let entry = counts.entry(batch).or_default();
+        if missing & 1 != 0 {
+            *entry += count;
+        }
+        if missing & required != 0 {
+            *entry += count;
+        }
+    }
+    // Business files whose checklist covers every required document.
+    let mut statement = conn.prepare_cached(
+        "SELECT f.batch_id, group_concat(d.document, char(31))
+         FROM file_documents d JOIN business_files f ON f.id = d.business_file_id
+         GROUP BY d.business_file_id",
+    )?;
+    let mut complete: HashMap<i64, i64> = HashMap::new();
+    for row in statement.query_map([], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })? {
+        let (batch, documents) = row?;
+        let checked: Vec<&str> = documents.split('\u{1f}').collect();
+        let covered = batch_template
+            .get(&batch)
+            .and_then(Option::as_ref)
+            .is_some_and(|t| {
+                t.required_documents
+                    .iter()
+                    .all(|d| checked.contains(&d.as_str()))
+            });
+        if covered {
+            *complete.entry(batch).or_default() += 1;
+        }
+    }
+    for (batch, template) in &batch_template {
+        if template
+            .as_ref()
+            .is_some_and(|t| !t.required_documents.is_empty())
+        {
+            let missing =
+                files.get(batch).copied().unwrap_or(0) - complete.get(batch).copied().unwrap_or(0);
+            *counts.entry(*batch).or_default() += missing;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(batch, open)| {
+            let business_files = files.get(&batch).copied().unwrap_or(0);
+            (
+                batch,
+                BatchCounts {
+                    business_files,
+                    open,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Resolves a recorded exception (`r17`) with a note saying what was done

@@ -550,6 +550,12 @@ pub struct FileMetadata {
     pub metadata_source: Option<String>,
     pub metadata_by: Option<String>,
     pub metadata_at: Option<String>,
+    /// The retention period of the file's template: "permanent" or "30y".
+    pub retention: Option<String>,
+    /// The first day the file may be appraised for disposal: 1 January of
+    /// the year after its business date plus the period (none when
+    /// permanent or when the date is not known yet).
+    pub retention_until: Option<String>,
     pub documents: Vec<DocumentEntry>,
 }
 
@@ -579,6 +585,8 @@ pub fn metadata(conn: &Connection, batch: &str, file: i64) -> Result<FileMetadat
                         metadata_source: row.get(8)?,
                         metadata_by: row.get(9)?,
                         metadata_at: row.get(10)?,
+                        retention: None,
+                        retention_until: None,
                         documents: Vec::new(),
                     },
                 ))
@@ -598,6 +606,24 @@ pub fn metadata(conn: &Connection, batch: &str, file: i64) -> Result<FileMetadat
             file,
         });
     };
+    let template = match &meta.business_type {
+        Some(kind) => crate::template::current(conn, kind)
+            .map_err(|err| EditError::Store(StoreError::Corrupt(err.to_string())))?
+            .map(|v| v.template),
+        None => batch_template(conn, &crate::exceptions::batch_ref(conn, batch)?)?,
+    };
+    if let Some(template) = template {
+        meta.retention = Some(match template.retention {
+            dangan_shared::Retention::Permanent => "permanent".to_owned(),
+            dangan_shared::Retention::Years(years) => format!("{years}y"),
+        });
+        meta.retention_until = meta
+            .business_date
+            .as_deref()
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+            .and_then(|d| template.retention.expires(d))
+            .map(|d| d.to_string());
+    }
     let mut statement = conn.prepare(
         "SELECT document, present, note, actor, at FROM file_documents
          WHERE business_file_id = ?1 ORDER BY document",

@@ -72,7 +72,8 @@ pub struct IngestOptions {
 }
 
 /// The outcome of one ingest run. Counts are of this run, except
-/// `business_files` and `exceptions`, which are the batch's totals after it.
+/// `business_files` (the batch's total after it) and `exceptions` (the
+/// batch's open exceptions after it).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct IngestReport {
     pub batch: String,
@@ -523,17 +524,13 @@ fn progress_bar(show: bool, total: usize) -> indicatif::ProgressBar {
 }
 
 fn batch_totals(conn: &rusqlite::Connection, batch_id: i64) -> Result<(usize, usize), IngestError> {
-    let (files, unnumbered): (i64, i64) = conn.query_row(
-        "SELECT count(*), count(*) FILTER (WHERE business_number IS NULL) FROM business_files WHERE batch_id = ?1",
-        [batch_id],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    let recorded: i64 = conn.query_row(
-        "SELECT count(*) FROM exceptions WHERE batch_id = ?1",
+    let files: i64 = conn.query_row(
+        "SELECT count(*) FROM business_files WHERE batch_id = ?1",
         [batch_id],
         |row| row.get(0),
     )?;
-    Ok((files as usize, (recorded + unnumbered) as usize))
+    let open = crate::exceptions::open_count(conn, batch_id)?;
+    Ok((files as usize, open as usize))
 }
 
 /// Records outcomes in scan order.

@@ -369,6 +369,9 @@ fn a_batch_goes_from_its_first_page_to_accepted_through_the_api_only() {
             }),
         );
         assert_eq!(meta["business_date"], "2025-03-04");
+        // C01 keeps files 100 years from 1 January after the business date.
+        assert_eq!(meta["retention"], "100y");
+        assert_eq!(meta["retention_until"], "2126-01-01");
         assert_eq!(meta["metadata_source"], "manual");
         assert_eq!(meta["metadata_by"], "wang");
         let (status, body) = wang.call(
@@ -608,6 +611,39 @@ fn bad_requests_get_a_4xx_with_a_message() {
         ),
         "invalid"
     );
+    // axum's own refusals answer in the same JSON shape.
+    assert_eq!(
+        error_code(
+            send(chief.request(Method::GET, "/api/v1/batches/B/files/first")),
+            StatusCode::BAD_REQUEST
+        ),
+        "invalid"
+    );
+    assert_eq!(
+        error_code(
+            send(chief.request(Method::DELETE, "/api/v1/batches")),
+            StatusCode::METHOD_NOT_ALLOWED
+        ),
+        "method_not_allowed"
+    );
+    // The index import reports bad rows by number (here a person id whose
+    // checksum fails) and keeps the good ones for files scanned later.
+    let good = person_id("11010519491231002");
+    let mut bad = good.clone();
+    bad.replace_range(17.., if good.ends_with('0') { "1" } else { "0" });
+    let csv = format!("业务流水号,社会保障号码,姓名\nYW-1,{good},张三\nYW-2,{bad},李四\n");
+    let report = expect_ok(
+        send(
+            chief
+                .request(Method::POST, "/api/v1/index/imports")
+                .header("content-type", "text/csv")
+                .body(csv),
+        ),
+        "index import",
+    );
+    assert_eq!(report["rows"], 2, "{report}");
+    assert_eq!(report["unmatched"], 1, "{report}");
+    assert_eq!(report["rejected"][0]["row"], 3, "{report}");
     // The OpenAPI document is served to anyone.
     let (status, document) = send(server.http.get(server.url("/api/v1/openapi.json")));
     assert_eq!(status, StatusCode::OK);

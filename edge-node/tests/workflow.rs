@@ -490,6 +490,9 @@ fn qc_samples_reproducibly_sends_a_failing_batch_to_rework_and_accepts_a_passing
     assert_eq!(count("missing_metadata"), files);
     assert_eq!(count("missing_document"), files);
     assert_eq!(count("multiple_business_numbers"), 1);
+    // The batch list counts the same queue (in set-wide queries).
+    let listed = edge.json(&["batch", "list"]);
+    assert_eq!(listed[0]["exceptions"], open.len(), "{listed}");
     let recorded = open
         .iter()
         .find(|e| e["code"] == "multiple_business_numbers")
@@ -868,6 +871,17 @@ fn grouping_edits_keep_files_and_pages_numbered_in_order_and_are_recorded() {
     ]);
     assert_eq!(layout(&edge, "B1")[1].1.as_deref(), Some("YL2026-NEW-0001"));
 
+    // Retention from the template and the file's date: Z01 keeps 10 years
+    // from 1 January after the date; a file of type A01 is permanent.
+    edge.json(&["file", "set", "B1", "1", "--business-date", "2020-06-15"]);
+    let shown = edge.json(&["file", "show", "B1", "1"]);
+    assert_eq!(shown["retention"], "10y");
+    assert_eq!(shown["retention_until"], "2031-01-01");
+    edge.json(&["file", "set", "B1", "1", "--business-type", "A01"]);
+    let shown = edge.json(&["file", "show", "B1", "1"]);
+    assert_eq!(shown["retention"], "permanent");
+    assert_eq!(shown["retention_until"], serde_json::Value::Null);
+
     let edits = edge.json(&["batch", "edits", "B1"]);
     let actions: Vec<&str> = edits
         .as_array()
@@ -875,7 +889,10 @@ fn grouping_edits_keep_files_and_pages_numbered_in_order_and_are_recorded() {
         .iter()
         .map(|e| e["action"].as_str().expect("action"))
         .collect();
-    assert_eq!(actions, ["assign", "separator", "metadata"]);
+    assert_eq!(
+        actions,
+        ["assign", "separator", "metadata", "metadata", "metadata"]
+    );
 
     // Once accepted, the grouping is closed.
     edge.json(&["batch", "accept", "B1", "--reason", "test"]);

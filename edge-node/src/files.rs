@@ -28,7 +28,10 @@ pub enum EditError {
     NoSuchFile { batch: String, file: i64 },
     #[error("batch {batch:?} has no page {page}")]
     NoSuchPage { batch: String, page: i64 },
-    #[error("batch {batch:?} is {state}; its business files can no longer be edited")]
+    #[error(
+        "batch {batch:?} is {state}; its business files cannot be edited now (grouping changes \
+         wait until QC ends; nothing changes once accepted)"
+    )]
     Closed { batch: String, state: String },
     #[error("{0}")]
     Invalid(String),
@@ -362,6 +365,19 @@ pub fn regroup(
 ) -> Result<Grouping, EditError> {
     let tx = conn.transaction()?;
     let target = editable(&tx, batch)?;
+    // A QC round's sample names pages by number; renumbering under the
+    // inspector would change what they look at.
+    let state: String = tx.query_row(
+        "SELECT state FROM batches WHERE id = ?1",
+        [target.id],
+        |row| row.get(0),
+    )?;
+    if state == BatchState::InQc.as_str() {
+        return Err(EditError::Closed {
+            batch: batch.to_owned(),
+            state,
+        });
+    }
     let mut layout = Layout::load(&tx, target.id)?;
     let mut heir = None;
     match edit {

@@ -464,6 +464,10 @@ fn qc_samples_reproducibly_sends_a_failing_batch_to_rework_and_accepts_a_passing
     // keeps the batch in QC until it is resolved.
     let round = edge.json(&["qc", "start", "B1", "--seed", "7"]);
     assert_eq!(round["round"], 2);
+    // The sample names pages by number: no regrouping while QC runs.
+    let regroup = edge.run(&["file", "split", "B1", "1", "--at", "2"]);
+    assert!(!regroup.status.success());
+    assert!(String::from_utf8_lossy(&regroup.stderr).contains("in_qc"));
     for page in round["sample"].as_array().expect("sample") {
         edge.json(&["qc", "check", "B1", &page.to_string(), "pass"]);
     }

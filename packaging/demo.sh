@@ -83,7 +83,10 @@ EOF
 if [ "${DANGAN_DEMO_EXIT:-0}" = 1 ]; then
   exit 0
 fi
-"$target/dangan-edge" --data "$dir/edge" serve 2> "$dir/edge.log" &
+edge_listen="${DANGAN_DEMO_EDGE_LISTEN:-127.0.0.1:8720}"
+"$target/dangan-edge" --data "$dir/edge" serve --listen "$edge_listen" 2> "$dir/edge.log" &
 pids+=($!)
 echo "demo: hub and edge running (logs in $dir/*.log); Ctrl-C stops both."
+echo "demo: the edge's JSON API is http://$edge_listen/api/v1 (OpenAPI at /api/v1/openapi.json;"
+echo "      make a user first: dangan-edge --data $dir/edge user add NAME --role admin)"
 wait

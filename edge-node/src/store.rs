@@ -266,10 +266,12 @@ CREATE TABLE edits (
 CREATE INDEX edits_batch ON edits(batch_id, id);
 -- Which of a business file's number and metadata are missing, as bits
 -- (see exceptions::open_counts); indexed so that the batch list counts
--- incomplete files per batch from the index alone.
+-- incomplete files per batch from the index alone. (SQLite gives | and <<
+-- the same precedence: every shift needs its parentheses.)
 ALTER TABLE business_files ADD COLUMN missing INTEGER GENERATED ALWAYS AS (
-    (business_number IS NULL) | (person_id IS NULL) << 1 | (person_name IS NULL) << 2
-    | (employer_id IS NULL) << 3 | (business_date IS NULL) << 4 | (organisation IS NULL) << 5
+    (business_number IS NULL) | ((person_id IS NULL) << 1) | ((person_name IS NULL) << 2)
+    | ((employer_id IS NULL) << 3) | ((business_date IS NULL) << 4)
+    | ((organisation IS NULL) << 5)
 ) VIRTUAL;
 DROP INDEX business_files_batch_number;
 CREATE INDEX business_files_missing ON business_files(batch_id, missing);

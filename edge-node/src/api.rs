@@ -777,18 +777,8 @@ async fn page_upload(
     let operator = caller.user.username.clone();
     let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let node = &inner.node;
-        let folder = upload_folder(&node.data_dir, &batch);
-        std::fs::create_dir_all(&folder).map_err(|err| {
-            ApiError::internal(format!("cannot create {}: {err}", folder.display()))
-        })?;
-        let path = folder.join(&name);
-        std::fs::write(&path, &body)
-            .map_err(|err| ApiError::internal(format!("cannot write {}: {err}", path.display())))?;
-        let _lock = node
-            .lock_for_writing()
-            .map_err(|err| ApiError::conflict(err.to_string()))?;
-        // Its own connection: a long ingest does not hold up other requests.
-        let mut store = Store::open(&node.data_dir)?;
+        let path = upload_folder(&node.data_dir, &batch).join(&name);
+        let (_lock, mut store) = spool_for_writing(node, &path, &body)?;
         let options = IngestOptions {
             batch: batch.clone(),
             business_type: query.business_type.clone(),
@@ -806,6 +796,35 @@ async fn page_upload(
     .await
     .map_err(|err| ApiError::internal(format!("ingest task failed: {err}")))??;
     Ok((StatusCode::CREATED, axum::Json(report)).into_response())
+}
+
+/// Writes an uploaded file to `path`, then takes the data folder's write
+/// lock (409 while a CLI ingest or watch holds it) and opens a connection
+/// of the request's own, so that a long ingest or rescan does not hold up
+/// other requests.
+fn spool_for_writing(
+    node: &Node,
+    path: &Path,
+    body: &[u8],
+) -> Result<(crate::node::WriteLock, Store), ApiError> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder).map_err(|err| {
+            ApiError::internal(format!("cannot create {}: {err}", folder.display()))
+        })?;
+    }
+    std::fs::write(path, body)
+        .map_err(|err| ApiError::internal(format!("cannot write {}: {err}", path.display())))?;
+    let lock = node
+        .lock_for_writing()
+        .map_err(|err| ApiError::conflict(err.to_string()))?;
+    Ok((lock, Store::open(&node.data_dir)?))
+}
+
+/// A batch by name; 404 when there is none.
+fn batch_row(store: &Store, name: &str) -> Result<crate::store::BatchRow, ApiError> {
+    Ok(store
+        .batch(name)?
+        .ok_or_else(|| StoreError::NoSuchBatch(name.to_owned()))?)
 }
 
 /// Where uploaded page files wait for ingest (removed once recorded;
@@ -885,17 +904,10 @@ async fn page_rescan(
     let inner = Arc::clone(&state.inner);
     let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let node = &inner.node;
-        let folder = upload_folder(&node.data_dir, &batch).join("rescans");
-        std::fs::create_dir_all(&folder).map_err(|err| {
-            ApiError::internal(format!("cannot create {}: {err}", folder.display()))
-        })?;
-        let path = folder.join(format!("{page}-{name}"));
-        std::fs::write(&path, &body)
-            .map_err(|err| ApiError::internal(format!("cannot write {}: {err}", path.display())))?;
-        let _lock = node
-            .lock_for_writing()
-            .map_err(|err| ApiError::conflict(err.to_string()))?;
-        let mut store = Store::open(&node.data_dir)?;
+        let path = upload_folder(&node.data_dir, &batch)
+            .join("rescans")
+            .join(format!("{page}-{name}"));
+        let (_lock, mut store) = spool_for_writing(node, &path, &body)?;
         let result =
             rescan::rescan_page(node, &mut store, &batch, page, &path, &actor, &query.reason);
         // The upload was only the carrier: the cache holds the image now,
@@ -939,9 +951,7 @@ async fn batch_state(
     let actor = caller.actor();
     let events = state
         .db(move |_, store| {
-            let row = store
-                .batch(&batch)?
-                .ok_or_else(|| ApiError::not_found(format!("no batch named {batch:?}")))?;
+            let row = batch_row(store, &batch)?;
             let tx = store.transaction()?;
             lifecycle::transition(
                 &tx,
@@ -984,9 +994,7 @@ async fn batch_events(
 ) -> Result<Response, ApiError> {
     let events = state
         .db(move |_, store| {
-            let row = store
-                .batch(&batch)?
-                .ok_or_else(|| ApiError::not_found(format!("no batch named {batch:?}")))?;
+            let row = batch_row(store, &batch)?;
             Ok(lifecycle::events(store.conn(), row.id)?)
         })
         .await?;
@@ -1070,9 +1078,7 @@ async fn edit_list(
 ) -> Result<Response, ApiError> {
     let edits = state
         .db(move |_, store| {
-            store
-                .batch(&batch)?
-                .ok_or_else(|| ApiError::not_found(format!("no batch named {batch:?}")))?;
+            batch_row(store, &batch)?;
             Ok(files::edits(store.conn(), &batch)?)
         })
         .await?;

@@ -18,7 +18,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::files::{EditError, EditableBatch, batch_template, editable};
+use crate::files::{EditError, batch_ref, batch_template, editable};
 use crate::lifecycle::Actor;
 use crate::store::{StoreError, now};
 use crate::template::Template;
@@ -52,27 +52,21 @@ pub struct Exception {
 struct FileState {
     seq: i64,
     business_number: Option<String>,
-    values: [Option<String>; 5],
+    /// `business_files.missing`: bit 0 the business number, bits 1.. the
+    /// metadata fields in METADATA_FIELDS order (see [`field_mask`]).
+    missing: u32,
     documents: Vec<String>,
     pages: i64,
     first_page: Option<(i64, String, i64)>,
 }
 
-/// Template-required metadata fields, in [`crate::template::METADATA_FIELDS`] order.
-const REQUIRED_COLUMNS: &str =
-    "f.person_id, f.person_name, f.employer_id, f.business_date, f.organisation";
-
-fn missing_metadata(template: Option<&Template>, values: &[Option<String>; 5]) -> Vec<String> {
-    let Some(template) = template else {
-        return Vec::new();
-    };
+fn missing_metadata(template: Option<&Template>, missing: u32) -> Vec<String> {
+    let required = template.map_or(0, field_mask);
     crate::template::METADATA_FIELDS
         .iter()
-        .zip(values)
-        .filter(|(field, value)| {
-            value.is_none() && template.required_metadata.iter().any(|r| r == *field)
-        })
-        .map(|(field, _)| (*field).to_owned())
+        .enumerate()
+        .filter(|(bit, _)| missing & required & 1 << (bit + 1) != 0)
+        .map(|(_, field)| (*field).to_owned())
         .collect()
 }
 
@@ -86,23 +80,6 @@ fn missing_documents(template: Option<&Template>, checked: &[String]) -> Vec<Str
                 .collect()
         })
         .unwrap_or_default()
-}
-
-pub(crate) fn batch_ref(conn: &Connection, batch: &str) -> Result<EditableBatch, EditError> {
-    conn.query_row(
-        "SELECT id, business_type, template_version FROM batches WHERE name = ?1",
-        [batch],
-        |row| {
-            Ok(EditableBatch {
-                id: row.get(0)?,
-                name: batch.to_owned(),
-                business_type: row.get(1)?,
-                template_version: row.get(2)?,
-            })
-        },
-    )
-    .optional()?
-    .ok_or_else(|| EditError::NoSuchBatch(batch.to_owned()))
 }
 
 /// The exceptions of a batch: open ones, and with `resolved` also the
@@ -162,7 +139,7 @@ pub fn list(conn: &Connection, batch: &str, resolved: bool) -> Result<Vec<Except
                 Vec::new(),
             ));
         }
-        let fields = missing_metadata(template.as_ref(), &file.values);
+        let fields = missing_metadata(template.as_ref(), file.missing);
         if !fields.is_empty() {
             exceptions.push(derived(
                 "missing_metadata",
@@ -193,8 +170,8 @@ pub fn list(conn: &Connection, batch: &str, resolved: bool) -> Result<Vec<Except
 }
 
 fn file_states(conn: &Connection, batch_id: i64) -> Result<Vec<FileState>, EditError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT f.seq, f.business_number, {REQUIRED_COLUMNS},
+    let mut statement = conn.prepare_cached(
+        "SELECT f.seq, f.business_number, f.missing,
                 (SELECT group_concat(d.document, char(31)) FROM file_documents d
                  WHERE d.business_file_id = f.id),
                 (SELECT count(*) FROM pages p WHERE p.business_file_id = f.id),
@@ -203,27 +180,21 @@ fn file_states(conn: &Connection, batch_id: i64) -> Result<Vec<FileState>, EditE
          LEFT JOIN pages p ON p.id = (SELECT id FROM pages x WHERE x.business_file_id = f.id
                                       ORDER BY x.seq LIMIT 1)
          LEFT JOIN sources s ON s.id = p.source_id
-         WHERE f.batch_id = ?1 ORDER BY f.seq"
-    ))?;
+         WHERE f.batch_id = ?1 ORDER BY f.seq",
+    )?;
     let rows = statement.query_map([batch_id], |row| {
-        let documents: Option<String> = row.get(7)?;
-        let page: Option<i64> = row.get(9)?;
+        let documents: Option<String> = row.get(3)?;
+        let page: Option<i64> = row.get(5)?;
         Ok(FileState {
             seq: row.get(0)?,
             business_number: row.get(1)?,
-            values: [
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-            ],
+            missing: row.get(2)?,
             documents: documents
                 .map(|d| d.split('\u{1f}').map(str::to_owned).collect())
                 .unwrap_or_default(),
-            pages: row.get(8)?,
+            pages: row.get(4)?,
             first_page: match page {
-                Some(seq) => Some((seq, row.get(10)?, row.get(11)?)),
+                Some(seq) => Some((seq, row.get(6)?, row.get(7)?)),
                 None => None,
             },
         })
@@ -234,43 +205,25 @@ fn file_states(conn: &Connection, batch_id: i64) -> Result<Vec<FileState>, EditE
 /// How many exceptions of a batch are open. Cheaper than [`list`]: it
 /// counts in SQL.
 pub fn open_count(conn: &Connection, batch_id: i64) -> Result<i64, StoreError> {
-    let (business_type, version): (Option<String>, Option<u32>) = conn
-        .prepare_cached("SELECT business_type, template_version FROM batches WHERE id = ?1")?
-        .query_row([batch_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let template = crate::template::for_batch(conn, batch_id)
+        .map_err(|err| match err {
+            crate::template::TemplateError::Store(err) => err,
+            other => StoreError::Corrupt(other.to_string()),
+        })?
+        .map(|v| v.template);
+    let required = template.as_ref().map_or(0, field_mask);
+    // Files without a business number, and files missing required metadata.
     let mut count: i64 = conn
         .prepare_cached(
             "SELECT (SELECT count(*) FROM exceptions WHERE batch_id = ?1 AND resolved_at IS NULL)
-                  + (SELECT count(*) FROM business_files
-                     WHERE batch_id = ?1 AND business_number IS NULL)",
+                  + count(*) FILTER (WHERE missing & 1)
+                  + count(*) FILTER (WHERE missing & ?2 != 0)
+             FROM business_files WHERE batch_id = ?1",
         )?
-        .query_row([batch_id], |row| row.get(0))?;
-    let template = match (business_type, version) {
-        (Some(kind), Some(version)) => crate::template::version(conn, &kind, version)
-            .map_err(|err| StoreError::Corrupt(err.to_string()))?
-            .map(|v| v.template),
-        _ => None,
-    };
+        .query_row(params![batch_id, required], |row| row.get(0))?;
     let Some(template) = template else {
         return Ok(count);
     };
-    if !template.required_metadata.is_empty() {
-        // Field names come from the validated template, checked against
-        // METADATA_FIELDS: never free text.
-        let condition = template
-            .required_metadata
-            .iter()
-            .filter(|f| crate::template::METADATA_FIELDS.contains(&f.as_str()))
-            .map(|f| format!("{f} IS NULL"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        if !condition.is_empty() {
-            count += conn
-                .prepare_cached(&format!(
-                    "SELECT count(*) FROM business_files WHERE batch_id = ?1 AND ({condition})"
-                ))?
-                .query_row([batch_id], |row| row.get::<_, i64>(0))?;
-        }
-    }
     let documents = template.required_documents.len() as i64;
     if documents > 0 {
         let list = serde_json::to_string(&template.required_documents).unwrap_or_default();
@@ -313,7 +266,7 @@ pub fn open_counts(
 ) -> Result<std::collections::HashMap<i64, BatchCounts>, StoreError> {
     use std::collections::HashMap;
     let mut counts: HashMap<i64, i64> = HashMap::new();
-    let mut templates: HashMap<(String, u32), Option<Template>> = HashMap::new();
+    let mut templates: HashMap<(Option<String>, Option<u32>), Option<Template>> = HashMap::new();
     let mut batch_template: HashMap<i64, Option<Template>> = HashMap::new();
     {
         let mut statement =
@@ -328,19 +281,12 @@ pub fn open_counts(
         for row in rows {
             let (id, kind, version) = row?;
             counts.insert(id, 0);
-            let template = match (kind, version) {
-                (Some(kind), Some(version)) => {
-                    let key = (kind, version);
-                    if !templates.contains_key(&key) {
-                        let found = crate::template::version(conn, &key.0, key.1)
-                            .map_err(|err| StoreError::Corrupt(err.to_string()))?
-                            .map(|v| v.template);
-                        templates.insert(key.clone(), found);
-                    }
-                    templates.get(&key).cloned().flatten()
-                }
-                _ => None,
-            };
+            let key = (kind, version);
+            if !templates.contains_key(&key) {
+                let found = crate::template::bound(conn, key.0.as_deref(), key.1)?;
+                templates.insert(key.clone(), found);
+            }
+            let template = templates.get(&key).cloned().flatten();
             batch_template.insert(id, template);
         }
     }
@@ -498,4 +444,58 @@ pub fn resolve(
         .ok_or_else(|| EditError::Store(StoreError::Corrupt(format!("exception {id} vanished"))))?;
     tx.commit()?;
     Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generated `business_files.missing` column and [`field_mask`]
+    /// agree on which bit is which field.
+    #[test]
+    fn the_missing_bits_name_the_missing_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::create(dir.path(), &"330106".parse().unwrap()).unwrap();
+        let conn = store.conn();
+        conn.execute(
+            "INSERT INTO batches(id, name, district, created_at, updated_at)
+             VALUES (1, 'B', '330106', 'now', 'now')",
+            [],
+        )
+        .unwrap();
+        for (field, bit) in [
+            ("business_number", 0),
+            ("person_id", 1),
+            ("person_name", 2),
+            ("employer_id", 3),
+            ("business_date", 4),
+            ("organisation", 5),
+        ] {
+            conn.execute("DELETE FROM business_files", []).unwrap();
+            conn.execute(
+                "INSERT INTO business_files(batch_id, seq, business_number, opened_by, created_at,
+                     person_id, person_name, employer_id, business_date, organisation)
+                 VALUES (1, 1, 'N', 'start', 'now', 'p', 'n', 'e', 'd', 'o')",
+                [],
+            )
+            .unwrap();
+            conn.execute(&format!("UPDATE business_files SET {field} = NULL"), [])
+                .unwrap();
+            let missing: u32 = conn
+                .query_row("SELECT missing FROM business_files", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(missing, 1 << bit, "{field}");
+        }
+        let mut template = crate::template::parse(crate::template::SEED)
+            .unwrap()
+            .into_iter()
+            .find(|t| t.business_type == "C01")
+            .unwrap();
+        template.required_metadata = vec!["employer_id".into(), "organisation".into()];
+        assert_eq!(field_mask(&template), 1 << 3 | 1 << 5);
+        assert_eq!(
+            missing_metadata(Some(&template), 1 << 5 | 1 << 2 | 1),
+            ["organisation"]
+        );
+    }
 }

@@ -45,26 +45,39 @@ impl From<rusqlite::Error> for EditError {
     }
 }
 
-/// The batch an edit applies to, checked to be still editable.
-pub(crate) struct EditableBatch {
+/// A batch as edits and the exception queue need it.
+pub(crate) struct BatchRef {
     pub id: i64,
     pub name: String,
+    pub state: String,
     pub business_type: Option<String>,
     pub template_version: Option<u32>,
 }
 
-pub(crate) fn editable(conn: &Connection, batch: &str) -> Result<EditableBatch, EditError> {
-    let found: Option<(i64, String, Option<String>, Option<u32>)> = conn
-        .query_row(
-            "SELECT id, state, business_type, template_version FROM batches WHERE name = ?1",
-            [batch],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
-        .optional()?;
-    let Some((id, state, business_type, template_version)) = found else {
-        return Err(EditError::NoSuchBatch(batch.to_owned()));
-    };
-    let closed = state
+/// Looks a batch up by name.
+pub(crate) fn batch_ref(conn: &Connection, batch: &str) -> Result<BatchRef, EditError> {
+    conn.query_row(
+        "SELECT id, state, business_type, template_version FROM batches WHERE name = ?1",
+        [batch],
+        |row| {
+            Ok(BatchRef {
+                id: row.get(0)?,
+                name: batch.to_owned(),
+                state: row.get(1)?,
+                business_type: row.get(2)?,
+                template_version: row.get(3)?,
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| EditError::NoSuchBatch(batch.to_owned()))
+}
+
+/// The batch an edit applies to, checked to be still editable.
+pub(crate) fn editable(conn: &Connection, batch: &str) -> Result<BatchRef, EditError> {
+    let target = batch_ref(conn, batch)?;
+    let closed = target
+        .state
         .parse::<BatchState>()
         .map(|s| {
             matches!(
@@ -76,21 +89,16 @@ pub(crate) fn editable(conn: &Connection, batch: &str) -> Result<EditableBatch, 
     if closed {
         return Err(EditError::Closed {
             batch: batch.to_owned(),
-            state,
+            state: target.state,
         });
     }
-    Ok(EditableBatch {
-        id,
-        name: batch.to_owned(),
-        business_type,
-        template_version,
-    })
+    Ok(target)
 }
 
 /// Records an edit in `edits`.
 fn record(
     conn: &Connection,
-    batch: &EditableBatch,
+    batch: &BatchRef,
     action: &str,
     detail: serde_json::Value,
     actor: &Actor,
@@ -285,12 +293,7 @@ pub struct GroupedFile {
 
 /// The batch's grouping as numbered now.
 pub fn grouping(conn: &Connection, batch: &str) -> Result<Grouping, EditError> {
-    let batch_id: i64 = conn
-        .query_row("SELECT id FROM batches WHERE name = ?1", [batch], |row| {
-            row.get(0)
-        })
-        .optional()?
-        .ok_or_else(|| EditError::NoSuchBatch(batch.to_owned()))?;
+    let batch_id = batch_ref(conn, batch)?.id;
     let mut files: Vec<GroupedFile> = Vec::new();
     let mut index = HashMap::new();
     let mut statement = conn.prepare(
@@ -367,15 +370,10 @@ pub fn regroup(
     let target = editable(&tx, batch)?;
     // A QC round's sample names pages by number; renumbering under the
     // inspector would change what they look at.
-    let state: String = tx.query_row(
-        "SELECT state FROM batches WHERE id = ?1",
-        [target.id],
-        |row| row.get(0),
-    )?;
-    if state == BatchState::InQc.as_str() {
+    if target.state == BatchState::InQc.as_str() {
         return Err(EditError::Closed {
             batch: batch.to_owned(),
-            state,
+            state: target.state,
         });
     }
     let mut layout = Layout::load(&tx, target.id)?;
@@ -610,13 +608,7 @@ pub fn metadata(conn: &Connection, batch: &str, file: i64) -> Result<FileMetadat
         )
         .optional()?;
     let Some((id, mut meta)) = found else {
-        if conn
-            .query_row("SELECT 1 FROM batches WHERE name = ?1", [batch], |_| Ok(()))
-            .optional()?
-            .is_none()
-        {
-            return Err(EditError::NoSuchBatch(batch.to_owned()));
-        }
+        batch_ref(conn, batch)?;
         return Err(EditError::NoSuchFile {
             batch: batch.to_owned(),
             file,
@@ -626,7 +618,7 @@ pub fn metadata(conn: &Connection, batch: &str, file: i64) -> Result<FileMetadat
         Some(kind) => crate::template::current(conn, kind)
             .map_err(|err| EditError::Store(StoreError::Corrupt(err.to_string())))?
             .map(|v| v.template),
-        None => batch_template(conn, &crate::exceptions::batch_ref(conn, batch)?)?,
+        None => batch_template(conn, &batch_ref(conn, batch)?)?,
     };
     if let Some(template) = template {
         meta.retention = Some(match template.retention {
@@ -658,7 +650,7 @@ pub fn metadata(conn: &Connection, batch: &str, file: i64) -> Result<FileMetadat
     Ok(meta)
 }
 
-fn file_id(conn: &Connection, batch: &EditableBatch, file: i64) -> Result<i64, EditError> {
+fn file_id(conn: &Connection, batch: &BatchRef, file: i64) -> Result<i64, EditError> {
     conn.query_row(
         "SELECT id FROM business_files WHERE batch_id = ?1 AND seq = ?2",
         params![batch.id, file],
@@ -900,14 +892,13 @@ pub fn check_documents(
 /// The template version a batch is bound to, if any.
 pub(crate) fn batch_template(
     conn: &Connection,
-    batch: &EditableBatch,
+    batch: &BatchRef,
 ) -> Result<Option<crate::template::Template>, EditError> {
-    let (Some(kind), Some(version)) = (&batch.business_type, batch.template_version) else {
-        return Ok(None);
-    };
-    Ok(crate::template::version(conn, kind, version)
-        .map_err(|err| EditError::Store(StoreError::Corrupt(err.to_string())))?
-        .map(|v| v.template))
+    Ok(crate::template::bound(
+        conn,
+        batch.business_type.as_deref(),
+        batch.template_version,
+    )?)
 }
 
 /// One recorded edit.

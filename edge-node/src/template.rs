@@ -433,6 +433,21 @@ pub fn version(
     row.map(decode).transpose()
 }
 
+/// The template version a batch is bound to (`batches.business_type` and
+/// `template_version`), if it is bound to one.
+pub fn bound(
+    conn: &Connection,
+    business_type: Option<&str>,
+    version: Option<u32>,
+) -> Result<Option<Template>, StoreError> {
+    let (Some(kind), Some(number)) = (business_type, version) else {
+        return Ok(None);
+    };
+    Ok(self::version(conn, kind, number)
+        .map_err(|err| StoreError::Corrupt(err.to_string()))?
+        .map(|v| v.template))
+}
+
 /// The current version of every template, by business type.
 pub fn list(conn: &Connection) -> Result<Vec<Versioned>, TemplateError> {
     let mut statement = conn

@@ -1,11 +1,9 @@
 //! The hub's HTTP service: the `/sync/v1` protocol router over
 //! [`HubBackend`], the admin API (`GET /api/v1/reconcile`, admin bearer
-//! token) and `GET /healthz`, over plain HTTP or HTTPS (rustls), with
-//! graceful shutdown and a periodic housekeeping task.
+//! token) and `GET /healthz`, over plain HTTP or HTTPS
+//! ([`dangan_sync::tls`]), with graceful shutdown and a periodic
+//! housekeeping task.
 use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,35 +13,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls;
+use tokio::net::TcpListener;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::backend::HubBackend;
 
-/// Certificate chain and private key files (PEM) for HTTPS.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot read TLS {what} from {path}: {message}")]
-    TlsFile {
-        what: &'static str,
-        path: PathBuf,
-        message: String,
-    },
-    #[error("the TLS certificate and key do not make a usable configuration: {0}")]
-    TlsConfig(String),
-    #[error("server failed: {0}")]
-    Io(#[from] io::Error),
-}
+/// The TLS files and serving errors are `dangan_sync::tls`'s, shared with
+/// the edge node.
+pub use dangan_sync::tls::{ServeError, TlsError, TlsFiles};
 
 /// The whole HTTP service of the hub.
 pub fn app(backend: Arc<HubBackend>) -> Router {
@@ -90,22 +68,7 @@ pub async fn serve(
         tokio::time::sleep(GRACE).await;
     };
     let housekeeping = tokio::spawn(housekeeping(backend));
-    let server = async {
-        match tls {
-            None => axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-                .map_err(ServeError::from),
-            Some(files) => {
-                let acceptor = TlsAcceptor::from(Arc::new(server_config(&files)?));
-                let listener = TlsListener::new(listener, acceptor)?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
-                    .map_err(ServeError::from)
-            }
-        }
-    };
+    let server = dangan_sync::tls::serve(listener, app, tls.as_ref(), graceful);
     let served = tokio::select! {
         served = server => served,
         () = deadline => {
@@ -195,106 +158,5 @@ async fn reconcile(
     Ok(axum::Json(report).into_response())
 }
 
-fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServeError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let file_error = |what: &'static str, path: &Path, message: String| ServeError::TlsFile {
-        what,
-        path: path.to_owned(),
-        message,
-    };
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| file_error("certificate", &files.cert, err.to_string()))?;
-    if certs.is_empty() {
-        return Err(file_error(
-            "certificate",
-            &files.cert,
-            "no certificate in the file".into(),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|err| file_error("private key", &files.key, err.to_string()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| ServeError::TlsConfig(err.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|err| ServeError::TlsConfig(err.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
 /// How long requests in progress may run on after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(30);
-
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Accepts TCP connections and completes their TLS handshakes in the
-/// background, so a slow client never holds up the others.
-struct TlsListener {
-    ready: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-    acceptor_task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
-        let local_addr = listener.local_addr()?;
-        let (sender, ready) = mpsc::channel(64);
-        let acceptor_task = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait, retry.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let sender = sender.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = sender.send((stream, peer)).await;
-                        }
-                        Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            ready,
-            local_addr,
-            acceptor_task,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(accepted) => accepted,
-            // The acceptor task only stops when the listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
-}

@@ -10,11 +10,14 @@
 //!   credentials both sides need.
 //! - [`server`]: the hub's half, an axum router over a storage [`server::Backend`].
 //! - [`client`]: the edge's half, a typed [`client::Client`].
+//! - [`tls`]: serving an axum app over HTTP or HTTPS (rustls) with graceful
+//!   shutdown, for the hub and the edge's web UI alike.
 pub mod client;
 pub mod jcs;
 pub mod manifest;
 pub mod receipt;
 pub mod server;
+pub mod tls;
 pub mod wire;
 
 pub use manifest::{manifest_hash, validate_manifest};

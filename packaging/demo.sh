@@ -63,11 +63,26 @@ code=$(hub node enrol --district "$district" --json | sed -n 's/.*"code": *"\([^
 edge enrol --hub "$url" --code "$code"
 
 echo "demo: generating $batches x $pages scanned pages ..."
-"$target/dangan-fixtures" district "$dir/scans" --batches "$batches" --pages "$pages" > /dev/null
+# One folder more than the batches synced: it is left for the web UI.
+"$target/dangan-fixtures" district "$dir/scans" --batches "$((batches + 1))" --pages "$pages" > /dev/null
 for folder in "$dir"/scans/batch-*; do
-  batch="$district-demo-${folder##*-}"
+  number="${folder##*-}"
+  if [ "$((10#$number))" -gt "$batches" ]; then
+    # Scanned, waiting for QC in the browser.
+    edge ingest --batch "$district-demo-qc" "$folder"
+    edge batch scanned "$district-demo-qc" > /dev/null
+    continue
+  fi
+  batch="$district-demo-$number"
   edge ingest --batch "$batch" "$folder"
   edge batch accept "$batch" --reason "demo: no QC in the demo"
+done
+
+# Demo users for the web UI (a demo password, printed below; never reuse it).
+password="${DANGAN_DEMO_PASSWORD:-dangan-demo}"
+for user in "caozuo operator" "zhijian inspector" "guanli admin"; do
+  set -- $user
+  printf '%s\n' "$password" | edge user add "$1" --role "$2" > /dev/null
 done
 
 edge sync --now
@@ -87,6 +102,7 @@ edge_listen="${DANGAN_DEMO_EDGE_LISTEN:-127.0.0.1:8720}"
 "$target/dangan-edge" --data "$dir/edge" serve --listen "$edge_listen" 2> "$dir/edge.log" &
 pids+=($!)
 echo "demo: hub and edge running (logs in $dir/*.log); Ctrl-C stops both."
-echo "demo: the edge's JSON API is http://$edge_listen/api/v1 (OpenAPI at /api/v1/openapi.json;"
-echo "      make a user first: dangan-edge --data $dir/edge user add NAME --role admin)"
+echo "demo: the edge's web UI is http://$edge_listen/ — log in as caozuo (operator),"
+echo "      zhijian (inspector) or guanli (admin), password $password; batch $district-demo-qc"
+echo "      waits for QC. The JSON API is under /api/v1 (OpenAPI at /api/v1/openapi.json)."
 wait

@@ -40,6 +40,7 @@ use crate::store::{Store, StoreError};
 use crate::sync::queue::AcceptError;
 use crate::template::{self, TemplateError};
 use crate::users::{self, User, UserError};
+use dangan_shared::BlobId;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -53,6 +54,8 @@ const MAX_UPLOAD: usize = 512 * 1024 * 1024;
 struct Inner {
     node: Node,
     db: Mutex<Store>,
+    /// Served over HTTPS: cookies carry `Secure`.
+    secure_cookies: bool,
 }
 
 /// Shared by every request: the data folder and one database connection.
@@ -62,17 +65,33 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(node: Node, store: Store) -> Self {
+    /// `secure_cookies`: the server is reached over HTTPS, so the session
+    /// and language cookies are marked `Secure`.
+    pub fn new(node: Node, store: Store, secure_cookies: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 node,
                 db: Mutex::new(store),
+                secure_cookies,
             }),
         }
     }
 
+    /// A `Set-Cookie` value for this server (`Secure` over HTTPS). `value`
+    /// empty with `max_age` 0 deletes the cookie.
+    pub(crate) fn cookie(&self, name: &str, value: &str, max_age: i64, http_only: bool) -> String {
+        let mut cookie = format!("{name}={value}; Path=/; SameSite=Strict; Max-Age={max_age}");
+        if http_only {
+            cookie.push_str("; HttpOnly");
+        }
+        if self.inner.secure_cookies {
+            cookie.push_str("; Secure");
+        }
+        cookie
+    }
+
     /// Runs `work` on a blocking thread with the database.
-    async fn db<T: Send + 'static>(
+    pub(crate) async fn db<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Node, &mut Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -92,13 +111,13 @@ impl ApiState {
 /// An error answered as JSON.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -106,23 +125,23 @@ impl ApiError {
         }
     }
 
-    fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid", message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    fn conflict(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 }
@@ -290,13 +309,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         Actor::user(self.user.username.clone(), self.user.role)
     }
 
     /// Refuses the request unless the caller has one of `roles` (admins
     /// may do everything).
-    fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiError> {
         if self.user.role == Role::Admin || roles.contains(&self.user.role) {
             return Ok(());
         }
@@ -308,7 +327,7 @@ impl Caller {
     }
 }
 
-fn token_of(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -381,6 +400,16 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             Method::PUT,
             "/api/v1/batches/{batch}/pages/{page}/image",
             put(page_rescan),
+        ),
+        (
+            Method::GET,
+            "/api/v1/batches/{batch}/pages/{page}/view",
+            get(page_view),
+        ),
+        (
+            Method::GET,
+            "/api/v1/batches/{batch}/pages/{page}/thumbnail",
+            get(page_thumbnail),
         ),
         (
             Method::GET,
@@ -458,14 +487,14 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
     ]
 }
 
-/// The API router over `state`.
+/// The API's routes over `state`, without a fallback: [`crate::web::app`]
+/// merges them with the web UI and answers unknown `/api/` paths as JSON.
 pub fn router(state: ApiState) -> Router {
     let mut router = Router::new();
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
     }
     router
-        .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
@@ -553,10 +582,7 @@ async fn login(
             })
         })
         .await?;
-    let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        session.token, session.expires_in_seconds
-    );
+    let cookie = state.cookie(COOKIE, &session.token, session.expires_in_seconds, true);
     let mut response = (StatusCode::CREATED, axum::Json(&session)).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -574,10 +600,9 @@ async fn logout(State(state): State<ApiState>, caller: Caller) -> Result<Respons
         .db(move |_, store| Ok(users::end_session(store.conn(), &token)?))
         .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("dangan_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    if let Ok(value) = HeaderValue::from_str(&state.cookie(COOKIE, "", 0, true)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     Ok(response)
 }
 
@@ -834,6 +859,44 @@ fn upload_folder(data: &Path, batch: &str) -> PathBuf {
     data.join("uploads").join(&digest.as_str()[..16])
 }
 
+/// The blob id and stored format of a batch's page.
+fn page_blob(store: &Store, batch: &str, page: i64) -> Result<(BlobId, String), ApiError> {
+    let found: Option<(String, String)> =
+        rusqlite::OptionalExtension::optional(store.conn().query_row(
+            "SELECT p.blob_id, p.format FROM pages p JOIN batches b ON b.id = p.batch_id
+             WHERE b.name = ?1 AND p.seq = ?2",
+            rusqlite::params![batch, page],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        ))?;
+    let (blob, format) =
+        found.ok_or_else(|| ApiError::not_found(format!("batch {batch:?} has no page {page}")))?;
+    let id = blob
+        .parse()
+        .map_err(|_| ApiError::internal("malformed blob id"))?;
+    Ok((id, format))
+}
+
+fn image_response(content_type: &'static str, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "private, max-age=300"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn mime_of(format: &str) -> &'static str {
+    match format {
+        "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "tiff" => "image/tiff",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The page's image as scanned (the stored blob).
 async fn page_image(
     State(state): State<ApiState>,
     _caller: Caller,
@@ -841,19 +904,7 @@ async fn page_image(
 ) -> Result<Response, ApiError> {
     let (bytes, format) = state
         .db(move |node, store| {
-            let found: Option<(String, String)> =
-                rusqlite::OptionalExtension::optional(store.conn().query_row(
-                    "SELECT p.blob_id, p.format FROM pages p JOIN batches b ON b.id = p.batch_id
-                     WHERE b.name = ?1 AND p.seq = ?2",
-                    rusqlite::params![batch, page],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                ))?;
-            let (blob, format) = found.ok_or_else(|| {
-                ApiError::not_found(format!("batch {batch:?} has no page {page}"))
-            })?;
-            let id: dangan_shared::BlobId = blob
-                .parse()
-                .map_err(|_| ApiError::internal("malformed blob id"))?;
+            let (id, format) = page_blob(store, &batch, page)?;
             let bytes = node
                 .cache
                 .read_blob(&id)
@@ -861,20 +912,64 @@ async fn page_image(
             Ok((bytes, format))
         })
         .await?;
-    let content_type = match format.as_str() {
-        "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "tiff" => "image/tiff",
-        _ => "application/octet-stream",
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
-        bytes,
-    )
-        .into_response())
+    Ok(image_response(mime_of(&format), bytes))
+}
+
+/// The widest rendition [`page_view`] makes of a page browsers cannot show.
+const VIEW_WIDTH: u32 = 2000;
+
+/// The page as a browser shows it: JPEG and PNG blobs as stored; TIFF (which
+/// browsers do not display) rendered to a grey JPEG at most 2000 px wide.
+/// When the blob has left the cache (archived and evicted), the thumbnail.
+async fn page_view(
+    State(state): State<ApiState>,
+    _caller: Caller,
+    UrlPath((batch, page)): UrlPath<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let (content_type, bytes) = state
+        .db(move |node, store| {
+            let (id, format) = page_blob(store, &batch, page)?;
+            let bytes = match node.cache.read_blob(&id) {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    let thumbnail =
+                        std::fs::read(node.cache.thumbnail_path(&id)).map_err(|err| {
+                            ApiError::new(StatusCode::GONE, "not_cached", err.to_string())
+                        })?;
+                    return Ok(("image/jpeg", thumbnail));
+                }
+            };
+            if format == "jpeg" || format == "png" {
+                return Ok((mime_of(&format), bytes));
+            }
+            let source = crate::decode::open_owned(bytes, &node.config.ingest.limits)
+                .map_err(|err| ApiError::internal(format!("page {page}: {err}")))?;
+            let frame = source
+                .frame(0)
+                .map_err(|err| ApiError::internal(format!("page {page}: {err}")))?;
+            Ok((
+                "image/jpeg",
+                crate::analyze::thumbnail_jpeg(&frame.luma, VIEW_WIDTH),
+            ))
+        })
+        .await?;
+    Ok(image_response(content_type, bytes))
+}
+
+/// The page's thumbnail (JPEG), made at ingest.
+async fn page_thumbnail(
+    State(state): State<ApiState>,
+    _caller: Caller,
+    UrlPath((batch, page)): UrlPath<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let bytes = state
+        .db(move |node, store| {
+            let (id, _) = page_blob(store, &batch, page)?;
+            std::fs::read(node.cache.thumbnail_path(&id))
+                .map_err(|err| ApiError::new(StatusCode::GONE, "not_cached", err.to_string()))
+        })
+        .await?;
+    Ok(image_response("image/jpeg", bytes))
 }
 
 #[derive(Deserialize)]

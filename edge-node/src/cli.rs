@@ -15,7 +15,7 @@ use dangan_edge::watch::{self, WatchOptions};
 use dangan_shared::OrgCode;
 use dangan_shared::text::{pad, pad_left};
 
-use crate::text::{Lang, code_label, state_label};
+use dangan_edge::text::{Lang, code_label, state_label};
 
 /// Dangan edge node: the district archive room's offline pre-archive.
 ///
@@ -198,15 +198,24 @@ enum Command {
         #[arg(long)]
         now: bool,
     },
-    /// Run the edge's services until stopped (Ctrl-C or SIGTERM): the JSON
-    /// API under /api/v1 (OpenAPI document at /api/v1/openapi.json; log in
-    /// with a user made by `dangan-edge user add`), and a sync pass every
+    /// Run the edge's services until stopped (Ctrl-C or SIGTERM): the web
+    /// UI for operators and inspectors at / and the JSON API under /api/v1
+    /// (OpenAPI document at /api/v1/openapi.json; log in with a user made
+    /// by `dangan-edge user add`), and a sync pass every
     /// sync.interval_seconds inside the sync windows.
     Serve {
-        /// Address and port the API listens on. The default only answers
-        /// this machine; use 0.0.0.0:8720 to serve the archive room's LAN.
+        /// Address and port the UI and API listen on. The default only
+        /// answers this machine; use 0.0.0.0:8720 to serve the archive
+        /// room's LAN.
         #[arg(long, default_value = "127.0.0.1:8720")]
         listen: std::net::SocketAddr,
+        /// PEM certificate chain to serve HTTPS (with --tls-key); session
+        /// cookies are then marked Secure. Neither means plain HTTP.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// PEM private key for HTTPS (with --tls-cert).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// The local image cache: its size against the budget in edge.toml.
     Cache {
@@ -1188,10 +1197,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
             let (node, store) = Node::open(&dir)?;
             let (api_node, api_store) = Node::open(&dir)?;
-            runtime()?.block_on(serve(node, store, api_node, api_store, *listen))?;
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(dangan_sync::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            };
+            runtime()?.block_on(serve(node, store, api_node, api_store, *listen, tls))?;
         }
         Command::Cache { command } => {
             let (node, store) = Node::open(&dir)?;
@@ -1616,21 +1636,27 @@ async fn serve(
     api_node: Node,
     api_store: dangan_edge::store::Store,
     listen: std::net::SocketAddr,
+    tls: Option<dangan_sync::tls::TlsFiles>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    let app = dangan_edge::api::router(dangan_edge::api::ApiState::new(api_node, api_store));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // A bad certificate or key fails here, before anything is served.
+    if let Some(files) = &tls {
+        dangan_sync::tls::server_config(files)?;
+    }
+    let state = dangan_edge::api::ApiState::new(api_node, api_store, tls.is_some());
+    let app = dangan_edge::web::app(state);
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = api_stopped.await;
-            })
-            .await
+        dangan_sync::tls::serve(listener, app, tls.as_ref(), async {
+            let _ = api_stopped.await;
+        })
+        .await
     });
-    tracing::info!(url = %format!("http://{local}/api/v1"), "API listening");
+    tracing::info!(url = %format!("{scheme}://{local}/"), "web UI and API listening");
     let store = std::sync::Mutex::new(store);
     let options = edge_sync::PassOptions {
         ignore_windows: false,

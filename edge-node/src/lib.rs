@@ -28,6 +28,9 @@
 //! - [`files`]: operators' edits of business files: grouping, metadata, document checklist.
 //! - [`exceptions`]: the exception queue of a batch (recorded and derived), and resolutions.
 //! - [`rescan`]: replacing a page's image in rework, with the page's history.
+//! - [`api`]: the JSON API under `/api/v1` (sessions, every workflow step).
+//! - [`text`]: operator-facing words in Simplified Chinese and English.
+//! - [`web`]: the archive room's web UI beside the API, with the CSRF guard.
 pub mod analyze;
 pub mod api;
 pub mod barcode;
@@ -51,5 +54,7 @@ pub mod skew;
 pub mod store;
 pub mod sync;
 pub mod template;
+pub mod text;
 pub mod users;
 pub mod watch;
+pub mod web;

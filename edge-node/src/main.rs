@@ -4,7 +4,6 @@
 //! call the library, print the result (text in the operator's language, or
 //! JSON with `--json`).
 mod cli;
-mod text;
 
 fn main() -> std::process::ExitCode {
     cli::main()

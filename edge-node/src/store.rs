@@ -276,6 +276,12 @@ ALTER TABLE business_files ADD COLUMN missing INTEGER GENERATED ALWAYS AS (
 DROP INDEX business_files_batch_number;
 CREATE INDEX business_files_missing ON business_files(batch_id, missing);
 "#,
+    r#"
+-- 6: the web UI. Each user's language (zh or en; NULL: the default),
+-- remembered across sessions and machines; search by person and name.
+ALTER TABLE users ADD COLUMN lang TEXT CHECK (lang IS NULL OR lang IN ('zh','en'));
+CREATE INDEX business_files_person ON business_files(person_id);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]

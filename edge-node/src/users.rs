@@ -255,6 +255,25 @@ pub fn set_disabled(conn: &Connection, username: &str, disabled: bool) -> Result
     Ok(())
 }
 
+/// The language a user chose in the web UI (`zh` or `en`), if any.
+pub fn language(conn: &Connection, user_id: i64) -> Result<Option<String>, UserError> {
+    Ok(conn
+        .query_row("SELECT lang FROM users WHERE id = ?1", [user_id], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .flatten())
+}
+
+/// Remembers a user's language (`zh` or `en`).
+pub fn set_language(conn: &Connection, user_id: i64, lang: &str) -> Result<(), UserError> {
+    conn.execute(
+        "UPDATE users SET lang = ?2 WHERE id = ?1",
+        params![user_id, lang],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

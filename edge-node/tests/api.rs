@@ -4,117 +4,10 @@
 //! API's refusals.
 mod common;
 
-use std::io::Write;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
 use common::Edge;
+use common::server::{Server, Session, add_admin, expect_ok, send};
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
-
-/// `dangan-edge serve` on a free port, stopped on drop.
-struct Server {
-    child: Child,
-    base: String,
-    http: Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(edge: &Edge) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = edge
-            .command(&["serve", "--listen", &listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start serve");
-        let server = Self {
-            child,
-            base: format!("http://{listen}"),
-            http: Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("client"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server
-            .http
-            .get(server.url("/api/v1/openapi.json"))
-            .send()
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "serve did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn login(&self, username: &str, password: &str) -> String {
-        let (status, body) = send(
-            self.http
-                .post(self.url("/api/v1/session"))
-                .json(&json!({ "username": username, "password": password })),
-        );
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["token"].as_str().expect("token").to_owned()
-    }
-}
-
-/// A logged-in user of the API.
-struct Session<'a> {
-    server: &'a Server,
-    token: String,
-}
-
-impl Session<'_> {
-    fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.server
-            .http
-            .request(method, self.server.url(path))
-            .bearer_auth(&self.token)
-    }
-
-    fn get(&self, path: &str) -> Value {
-        expect_ok(send(self.request(reqwest::Method::GET, path)), path)
-    }
-
-    fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (StatusCode, Value) {
-        send(self.request(method, path).json(&body))
-    }
-
-    fn ok(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        expect_ok(self.call(method, path, body), path)
-    }
-}
-
-fn send(request: RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().expect("request");
-    let status = response.status();
-    let text = response.text().expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
-}
-
-fn expect_ok((status, body): (StatusCode, Value), what: &str) -> Value {
-    assert!(status.is_success(), "{what}: {status} {body}");
-    body
-}
 
 /// The error code of a JSON error answer, after checking the status.
 fn error_code((status, body): (StatusCode, Value), expected: StatusCode) -> String {
@@ -131,22 +24,6 @@ fn error_code((status, body): (StatusCode, Value), expected: StatusCode) -> Stri
 fn person_id(digits: &str) -> String {
     let check = dangan_shared::PersonId::check_character(digits).expect("17 digits");
     format!("{digits}{check}")
-}
-
-fn add_admin(edge: &Edge) {
-    let mut child = edge
-        .command(&["user", "add", "chief", "--role", "admin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("user add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"chief-password\n")
-        .expect("password");
-    assert!(child.wait().expect("wait").success());
 }
 
 fn exceptions(session: &Session<'_>, batch: &str) -> Vec<Value> {

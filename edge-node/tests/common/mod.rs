@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod server;
+
 pub const DISTRICT: &str = "330106";
 
 pub fn bin() -> &'static str {

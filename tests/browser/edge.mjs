@@ -1,6 +1,6 @@
 // The edge web UI in a real browser: an operator and an inspector take
 // batches from scanned to accepted with the browser only. Started by
-// edge-node/tests/browser.rs, which prepares the data folder, starts
+// edge-node/tests/it/web.rs, which prepares the data folder, starts
 // `dangan-edge serve` and passes:
 //   DANGAN_BASE_URL, DANGAN_SCREENSHOTS (see harness.mjs)
 //   DANGAN_OPERATOR, DANGAN_INSPECTOR   "user:password"

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::api::{self, ApiError, ApiState};
+use crate::api::{self, ApiError, ApiState, cookie};
 use crate::lifecycle::Role;
 use crate::text::Lang;
 use crate::users::{self, User};
@@ -110,18 +110,6 @@ async fn security_headers(mut response: Response) -> Response {
 pub fn csrf_token(session_token: &str) -> String {
     let key = blake3::derive_key("dangan-edge 2026-11 csrf token", session_token.as_bytes());
     key[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A cookie's value from the request headers.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
 }
 
 fn parse_lang(text: &str) -> Option<Lang> {

@@ -2,13 +2,12 @@
 //! whole archive-room flow in a real browser (headless Debian Chromium
 //! driven by playwright-core from `tests/browser/`), against the real
 //! `dangan-edge serve`.
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Edge;
-use common::server::{Server, Session, add_admin, expect_ok, send};
+use crate::common::Edge;
+use crate::common::server::{Server, Session, add_admin, expect_ok, send};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};

@@ -1,13 +1,12 @@
 //! The hot folder and the SANE scanner source, with the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
 use std::fs;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Edge, pages};
+use crate::common::{Edge, pages};
 use dangan_testkit::pages::{self as fixtures};
 use serde_json::Value;
 

@@ -2,12 +2,11 @@
 //! image, the old one stays in the cache and in the page's history, and a
 //! file that cannot be used changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Edge, pages};
+use crate::common::{Edge, pages};
 use dangan_testkit::pages::{PageSpec, encode_jpeg, render_page};
 use serde_json::Value;
 

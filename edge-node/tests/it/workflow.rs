@@ -1,8 +1,7 @@
 //! The archive room's workflow through the CLI: templates (versioned, bound
 //! to batches), the lifecycle override, and indexing (著录) from an export.
-mod common;
 
-use common::Edge;
+use crate::common::Edge;
 use serde_json::Value;
 
 /// Ingests a generated batch of barcode pages with `business_type` and
@@ -660,7 +659,7 @@ fn pages_record_who_scanned_them_and_qc_counts_defects_by_operator() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let operators: Vec<String> = common::pages(&edge.show("O1"))
+    let operators: Vec<String> = crate::common::pages(&edge.show("O1"))
         .iter()
         .map(|p| p["operator"].as_str().expect("operator").to_owned())
         .collect();
@@ -728,7 +727,7 @@ fn qc_start_flags_pages_in_a_colour_mode_the_template_does_not_accept() {
         "C01",
         &scans("c01"),
     ]);
-    let colours: Vec<String> = common::pages(&edge.show("C1"))
+    let colours: Vec<String> = crate::common::pages(&edge.show("C1"))
         .iter()
         .map(|p| p["colour"].as_str().expect("colour").to_owned())
         .collect();

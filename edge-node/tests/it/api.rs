@@ -2,10 +2,9 @@
 //! the whole flow from the first page to an accepted batch through the API
 //! only (the first admin is the one thing made with the CLI), and the
 //! API's refusals.
-mod common;
 
-use common::Edge;
-use common::server::{Server, Session, add_admin, expect_ok, send};
+use crate::common::Edge;
+use crate::common::server::{Server, Session, add_admin, expect_ok, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

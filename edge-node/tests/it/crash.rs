@@ -1,14 +1,13 @@
 //! `kill -9` at random points during ingest, then the same command again:
 //! the final state must equal an uninterrupted run's, page for page.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Edge, without_times};
+use crate::common::{Edge, without_times};
 use dangan_testkit::containers;
 use dangan_testkit::pages::{self as fixtures, CodeSpec, Place, Symbology};
 use serde_json::Value;

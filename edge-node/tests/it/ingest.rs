@@ -1,13 +1,12 @@
 //! The ingest pipeline end to end: the real `dangan-edge` binary on
 //! generated scans, real SQLite, real files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{Edge, pages, source_name, texts, without_times};
+use crate::common::{Edge, pages, source_name, texts, without_times};
 use dangan_testkit::containers;
 use dangan_testkit::pages::{self as fixtures, CodeSpec, Place, Symbology};
 use serde_json::Value;
@@ -408,7 +407,7 @@ fn bad_input_is_quarantined_with_its_reason_and_the_rest_goes_on() {
     );
 
     // Text output says it in Chinese by default.
-    let text = std::process::Command::new(common::bin())
+    let text = std::process::Command::new(crate::common::bin())
         .args(["batch", "show", "bad", "--data"])
         .arg(edge.data())
         .env_remove("DANGAN_LANG")
@@ -558,7 +557,7 @@ fn data_flag_goes_before_or_after_the_subcommand_or_in_the_environment() {
     let edge = Edge::new();
     let dir = edge.inputs("scans");
     write(&dir, "a.jpg", &scan(200, 71, vec![]));
-    let before = std::process::Command::new(common::bin())
+    let before = std::process::Command::new(crate::common::bin())
         .arg("--data")
         .arg(edge.data())
         .args(["--json", "ingest", "--batch", "flags"])
@@ -570,7 +569,7 @@ fn data_flag_goes_before_or_after_the_subcommand_or_in_the_environment() {
         "{}",
         String::from_utf8_lossy(&before.stderr)
     );
-    let from_env = std::process::Command::new(common::bin())
+    let from_env = std::process::Command::new(crate::common::bin())
         .args(["batch", "list", "--json"])
         .env("DANGAN_EDGE_DATA", edge.data())
         .output()
@@ -589,7 +588,7 @@ fn data_flag_goes_before_or_after_the_subcommand_or_in_the_environment() {
         &["batch", "show", "--help"],
         &["fsck", "--help"],
     ] {
-        let out = std::process::Command::new(common::bin())
+        let out = std::process::Command::new(crate::common::bin())
             .args(command)
             .output()
             .unwrap();
@@ -607,7 +606,7 @@ fn data_flag_goes_before_or_after_the_subcommand_or_in_the_environment() {
     assert_eq!(out.status.code(), Some(1));
     let error: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(error["error"].as_str().unwrap().contains("nope"), "{error}");
-    let out = std::process::Command::new(common::bin())
+    let out = std::process::Command::new(crate::common::bin())
         .args(["ingest", "--data"])
         .arg(edge.root.path().join("no-such-folder"))
         .arg(&dir)
@@ -617,7 +616,7 @@ fn data_flag_goes_before_or_after_the_subcommand_or_in_the_environment() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("dangan-edge init"));
     // Initialising twice is refused and keeps the data.
-    let out = edge.run(&["init", "--district", common::DISTRICT]);
+    let out = edge.run(&["init", "--district", crate::common::DISTRICT]);
     assert!(!out.status.success());
     assert_eq!(edge.show("flags")["counts"]["pages"], 1);
 }

@@ -289,6 +289,9 @@ pub struct GroupedFile {
     pub seq: i64,
     pub business_number: Option<String>,
     pub pages: Vec<i64>,
+    /// Pages marked as separator sheets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub separators: Vec<i64>,
 }
 
 /// The batch's grouping as numbered now.
@@ -309,17 +312,26 @@ pub fn grouping(conn: &Connection, batch: &str) -> Result<Grouping, EditError> {
             seq,
             business_number,
             pages: Vec::new(),
+            separators: Vec::new(),
         });
     }
-    let mut statement =
-        conn.prepare("SELECT business_file_id, seq FROM pages WHERE batch_id = ?1 ORDER BY seq")?;
+    let mut statement = conn.prepare(
+        "SELECT business_file_id, seq, separator FROM pages WHERE batch_id = ?1 ORDER BY seq",
+    )?;
     let rows = statement.query_map([batch_id], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, bool>(2)?,
+        ))
     })?;
     for row in rows {
-        let (file, seq) = row?;
+        let (file, seq, separator) = row?;
         if let Some(&i) = index.get(&file) {
             files[i].pages.push(seq);
+            if separator {
+                files[i].separators.push(seq);
+            }
         }
     }
     Ok(Grouping {

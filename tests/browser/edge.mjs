@@ -5,13 +5,19 @@
 //   DANGAN_BASE_URL, DANGAN_SCREENSHOTS (see harness.mjs)
 //   DANGAN_OPERATOR, DANGAN_INSPECTOR   "user:password"
 //   DANGAN_BATCHES                      JSON {pass, fail, exceptions}
+//   DANGAN_UPLOADS                      a folder of scanned page files
+//   DANGAN_RESCANS                      new scans (NNNN.jpg) of the failed batch's pages
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { main, summary } from "./harness.mjs";
 
 const [operator, operatorPassword] = process.env.DANGAN_OPERATOR.split(":");
 const [inspector, inspectorPassword] = process.env.DANGAN_INSPECTOR.split(":");
 const batches = JSON.parse(process.env.DANGAN_BATCHES);
 const enc = encodeURIComponent;
+const uploads = process.env.DANGAN_UPLOADS;
+const rescans = process.env.DANGAN_RESCANS;
 
 async function login(run, page, user, password) {
   await page.goto(run.url("/"));
@@ -95,6 +101,17 @@ main("edge", async (run) => {
     assert.equal(await op.locator("tr[data-batch]").count(), 100);
   });
 
+  await run.step("the operator opens a batch and uploads the scanner's files", async () => {
+    await op.goto(run.url("/"));
+    await op.fill('form.new-batch input[name="name"]', "2026-11 丁");
+    await Promise.all([op.waitForNavigation(), op.click('form.new-batch button[type="submit"]')]);
+    assert.equal(await batchState(op), "open");
+    const files = readdirSync(uploads).sort().map((f) => join(uploads, f));
+    await op.setInputFiles("#upload-files", files);
+    await Promise.all([op.waitForNavigation({ timeout: 60000 }), op.click("#upload-start")]);
+    assert.equal(await op.locator(".thumbs .thumb").count(), files.length);
+  });
+
   await run.step("the operator hands two batches to QC", async () => {
     for (const name of [batches.pass, batches.fail]) {
       await op.goto(run.url(`/batches/${enc(name)}`));
@@ -119,6 +136,17 @@ main("edge", async (run) => {
     const [download] = await Promise.all([insp.waitForEvent("download"), insp.click("#csv")]);
     const csv = await (await download.createReadStream()).toArray();
     assert.match(Buffer.concat(csv).toString("utf8"), /skew/);
+  });
+
+  await run.step("the operator rescans a defective page and the batch passes QC again", async () => {
+    await op.goto(run.url(`/batches/${enc(batches.fail)}`));
+    const input = op.locator("input.rescan-file").first();
+    const page = Number(await input.getAttribute("data-page"));
+    await input.setInputFiles(join(rescans, `${String(page).padStart(4, "0")}.jpg`));
+    await op.waitForSelector("section.rework li.done");
+    assert.match(await op.textContent("#rescan-status"), new RegExp(`第 ${page} 页已替换`));
+    qcTimings.push(...(await qcByKeyboard(run, insp, batches.fail, "Enter", null)));
+    assert.equal(await batchState(insp), "accepted");
   });
 
   await run.step("the operator splits a business file and fills in its metadata", async () => {
@@ -192,14 +220,13 @@ main("edge", async (run) => {
   });
 
   await run.step("the batch list shows the batches accepted, waiting to sync", async () => {
-    for (const name of [batches.pass, batches.exceptions]) {
+    for (const name of [batches.pass, batches.fail, batches.exceptions]) {
       const row = op.locator(`tr[data-batch="${name}"]`);
       assert.equal(await row.getAttribute("data-state"), "accepted", name);
       assert.match(await row.textContent(), /queued/);
     }
-    assert.equal(await op.locator(`tr[data-batch="${batches.fail}"]`).getAttribute("data-state"), "rework");
     await op.goto(run.url("/sync"));
-    assert.equal((await op.textContent("#queued")).trim(), "2");
+    assert.equal((await op.textContent("#queued")).trim(), "3");
     await op.goto(run.url("/"));
     await run.screenshot(op, "batch-list");
   });

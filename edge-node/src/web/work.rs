@@ -304,9 +304,10 @@ fn render_queue(viewer: &Viewer, queue: &Queue) -> Markup {
                             }
                             div.strip data-file=(file.seq) {
                                 @for page in &file.pages {
-                                    div.page tabindex="0" draggable=(if editable { "true" } else { "false" }) data-page=(page) data-file=(file.seq) {
+                                    @let separator = file.separators.contains(page);
+                                    div.page.separator[separator] tabindex="0" draggable=(if editable { "true" } else { "false" }) data-page=(page) data-file=(file.seq) {
                                         img loading="lazy" src=(format!("/api/v1/batches/{}/pages/{page}/thumbnail", segment(name))) alt=(page);
-                                        span { (page) }
+                                        span { (page) @if separator { " " (l.pick("分隔页", "separator")) } }
                                     }
                                 }
                             }

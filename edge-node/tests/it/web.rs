@@ -306,8 +306,23 @@ fn operators_and_inspectors_take_batches_to_accepted_in_a_real_browser() {
     add_admin(&edge);
     // Three batches of twelve scanned pages (with business-number barcodes):
     // one to pass QC, one to fail, one (个人参保登记) to fix in the queue.
+    // A fourth folder of four pages is uploaded through the browser.
     let folders =
-        dangan_testkit::sets::write_district(&edge.inputs("scans"), 3, 12).expect("pages");
+        dangan_testkit::sets::write_district(&edge.inputs("scans"), 4, 12).expect("pages");
+    let uploads = edge.inputs("uploads");
+    for page in 1..=4 {
+        let name = format!("{page:04}.jpg");
+        std::fs::copy(folders[3].join(&name), uploads.join(&name)).expect("upload file");
+    }
+    // New scans of the second batch's pages, for its rework: the same
+    // pages, encoded again (other bytes, the same barcodes).
+    let rescans = edge.inputs("rescans");
+    for entry in std::fs::read_dir(&folders[1]).expect("scans") {
+        let path = entry.expect("entry").path();
+        let image = image::open(&path).expect("page");
+        let jpeg = dangan_testkit::pages::encode_jpeg(&image, 93, 200);
+        std::fs::write(rescans.join(path.file_name().expect("name")), jpeg).expect("rescan");
+    }
     let batches = json!({
         "pass": "2026-11 甲",
         "fail": "2026-11 乙",
@@ -399,6 +414,8 @@ fn operators_and_inspectors_take_batches_to_accepted_in_a_real_browser() {
         .env("DANGAN_OPERATOR", "wang:wang-password")
         .env("DANGAN_INSPECTOR", "li:li-password")
         .env("DANGAN_BATCHES", batches.to_string())
+        .env("DANGAN_UPLOADS", &uploads)
+        .env("DANGAN_RESCANS", &rescans)
         .output()
         .expect("node is needed for the browser tests");
     let stdout = String::from_utf8_lossy(&output.stdout);

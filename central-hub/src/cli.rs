@@ -21,6 +21,7 @@ use crate::backend::HubBackend;
 use crate::http::{self, TlsFiles};
 use crate::hub::{self, HubFolder};
 use crate::nodes::{self, NodeInfo};
+use crate::orgs::{self, Org, OrgNode};
 use crate::reconcile::{self, Reconciliation};
 use crate::text::{Lang, edge_state_label, reconcile_state_label};
 
@@ -96,6 +97,14 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Organisations (机构管理): the city → district/county → street office
+    /// tree that nodes, batches and users belong to. Districts enrolled
+    /// with `node enrol` appear in it by themselves (named by their code
+    /// until named here).
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
     /// Show, per district, the nodes' last contact and every batch's state
     /// (queued, in_flight, archived, divergent) with advice for those that
     /// need attention.
@@ -133,6 +142,48 @@ enum NodeCommand {
         /// The node id, as `node list` shows it (e.g. 330106-1).
         #[arg(value_name = "NODE")]
         node: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Show the organisation tree (or, with --json, the tree as JSON).
+    List,
+    /// Add an organisation. Its level comes from its code: 6 digits ending
+    /// in 00 a city, other 6 digits a district or county, 9 digits a street
+    /// office.
+    Add {
+        /// The administrative division code, e.g. 330100, 330106, 330106001.
+        #[arg(value_name = "CODE")]
+        code: String,
+        /// The name people see, e.g. 西湖区.
+        #[arg(long)]
+        name: String,
+        /// The organisation one level up (a district's city, a street
+        /// office's district; required for a street office).
+        #[arg(long, value_name = "CODE")]
+        parent: Option<String>,
+    },
+    /// Change an organisation's name, parent or status.
+    Set {
+        #[arg(value_name = "CODE")]
+        code: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A new parent ("" detaches a district from its city).
+        #[arg(long, value_name = "CODE")]
+        parent: Option<String>,
+        /// active or disabled (a disabled organisation keeps everything
+        /// that belongs to it).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Remove an organisation nothing belongs to (no child, node or
+    /// archived batch); otherwise disable it with `org set --status disabled`.
+    Remove {
+        #[arg(value_name = "CODE")]
+        code: String,
     },
 }
 
@@ -306,6 +357,49 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                             lang.pick("区县", "district"),
                             revoked.district
                         );
+                    }
+                }
+            }
+        }
+        Command::Org { command } => {
+            let folder = HubFolder::open(&dir)?;
+            let mut conn = folder.db.get()?;
+            match command {
+                OrgCommand::List => {
+                    let tree = orgs::tree(&conn)?;
+                    if cli.json {
+                        print_json(&tree)?;
+                    } else {
+                        print_org_tree(lang, &tree, 0);
+                        if tree.is_empty() {
+                            println!("{}", lang.pick("（还没有机构）", "(no organisations yet)"));
+                        }
+                    }
+                }
+                OrgCommand::Add { code, name, parent } => {
+                    let org = orgs::add(&mut conn, code, name, parent.as_deref())?;
+                    print_org_change(cli.json, lang, lang.pick("已添加机构", "added"), &org)?;
+                }
+                OrgCommand::Set {
+                    code,
+                    name,
+                    parent,
+                    status,
+                } => {
+                    let patch = orgs::OrgPatch {
+                        name: name.clone(),
+                        parent: parent.clone(),
+                        status: status.clone(),
+                    };
+                    let org = orgs::update(&mut conn, code, &patch)?;
+                    print_org_change(cli.json, lang, lang.pick("已修改机构", "changed"), &org)?;
+                }
+                OrgCommand::Remove { code } => {
+                    orgs::remove(&mut conn, code)?;
+                    if cli.json {
+                        print_json(&serde_json::json!({ "removed": code }))?;
+                    } else {
+                        println!("{} {code}", lang.pick("已删除机构", "removed"));
                     }
                 }
             }
@@ -550,6 +644,50 @@ fn print_reconciliation(lang: Lang, report: &Reconciliation) {
             }
         }
     }
+}
+
+fn org_level_label(lang: Lang, level: dangan_shared::OrgLevel) -> &'static str {
+    match level {
+        dangan_shared::OrgLevel::City => lang.pick("市", "city"),
+        dangan_shared::OrgLevel::District => lang.pick("区县", "district"),
+        dangan_shared::OrgLevel::StreetOffice => lang.pick("街道", "street office"),
+    }
+}
+
+fn print_org_tree(lang: Lang, nodes: &[OrgNode], depth: usize) {
+    for node in nodes {
+        let org = &node.org;
+        let disabled = if org.status == "disabled" {
+            lang.pick("（已停用）", " (disabled)")
+        } else {
+            ""
+        };
+        println!(
+            "{}{} {} [{}]{disabled}",
+            "  ".repeat(depth),
+            org.code,
+            org.name,
+            org_level_label(lang, org.level)
+        );
+        print_org_tree(lang, &node.children, depth + 1);
+    }
+}
+
+fn print_org_change(json: bool, lang: Lang, what: &str, org: &Org) -> Result<()> {
+    if json {
+        return print_json(org);
+    }
+    println!(
+        "{what} {} {} [{}]{}",
+        org.code,
+        org.name,
+        org_level_label(lang, org.level),
+        org.parent
+            .as_deref()
+            .map(|p| format!(" {} {p}", lang.pick("上级", "under")))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The hub's HTTP service: the `/sync/v1` protocol router over
-//! [`HubBackend`], the admin API (`GET /api/v1/reconcile`, admin bearer
-//! token) and `GET /healthz`, over plain HTTP or HTTPS
+//! [`HubBackend`], the admin API under `/api/v1` ([`crate::api`]) and
+//! `GET /healthz`, over plain HTTP or HTTPS
 //! ([`dangan_sync::tls`]), with graceful shutdown and a periodic
 //! housekeeping task.
 use std::future::Future;
@@ -8,11 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -27,10 +23,7 @@ pub use dangan_sync::tls::{ServeError, TlsError, TlsFiles};
 pub fn app(backend: Arc<HubBackend>) -> Router {
     let limits = backend.config().limits.clone();
     let sync = dangan_sync::server::router(Arc::clone(&backend), limits);
-    let admin = Router::new()
-        .route("/api/v1/reconcile", get(reconcile))
-        .route("/healthz", get(healthz))
-        .with_state(backend);
+    let admin = crate::api::router(backend).route("/healthz", get(healthz));
     sync.merge(admin).layer(
         TraceLayer::new_for_http()
             .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
@@ -94,68 +87,6 @@ async fn housekeeping(backend: Arc<HubBackend>) {
 
 async fn healthz() -> &'static str {
     "ok\n"
-}
-
-#[derive(Debug, Deserialize)]
-struct ReconcileQuery {
-    district: Option<String>,
-}
-
-/// Errors of the admin API, as `{"error": code, "message": text}`.
-#[derive(Debug)]
-enum AdminError {
-    Unauthorized,
-    BadRequest(String),
-    Internal,
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match self {
-            AdminError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "an admin token is required (Authorization: Bearer TOKEN)".to_owned(),
-            ),
-            AdminError::BadRequest(message) => (StatusCode::BAD_REQUEST, "malformed", message),
-            AdminError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error".to_owned(),
-            ),
-        };
-        let body = serde_json::json!({ "error": code, "message": message });
-        (status, axum::Json(body)).into_response()
-    }
-}
-
-async fn reconcile(
-    State(backend): State<Arc<HubBackend>>,
-    headers: HeaderMap,
-    Query(query): Query<ReconcileQuery>,
-) -> Result<Response, AdminError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(AdminError::Unauthorized)?;
-    let admin = backend.is_admin(token.trim()).await.map_err(|err| {
-        tracing::warn!(%err, "admin token check failed");
-        AdminError::Internal
-    })?;
-    if !admin {
-        return Err(AdminError::Unauthorized);
-    }
-    if let Some(district) = &query.district {
-        district
-            .parse::<dangan_shared::OrgCode>()
-            .map_err(|err| AdminError::BadRequest(err.to_string()))?;
-    }
-    let report = backend.reconcile(query.district).await.map_err(|err| {
-        tracing::warn!(%err, "reconciliation failed");
-        AdminError::Internal
-    })?;
-    Ok(axum::Json(report).into_response())
 }
 
 /// How long requests in progress may run on after a shutdown signal.

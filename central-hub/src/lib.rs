@@ -5,13 +5,16 @@
 //! - [`hub`]: a data folder (`hub.db`, `hub.key`, `hub.toml`, blobs, partials) and `init`.
 //! - [`config`]: `hub.toml`, raw and validated.
 //! - [`store`]: the SQLite index: schema, migrations, connection pool.
+//! - [`orgs`]: organisations (机构管理), the city → district → street office tree.
 //! - [`nodes`]: districts, nodes, enrolment codes and admin tokens (hashed).
 //! - [`archive`]: offers, blobs present, committed batches and edge reports in the index.
 //! - [`blobs`]: complete blobs in the object store and partial uploads.
 //! - [`backend`]: [`backend::HubBackend`], the storage behind the `/sync/v1` router.
 //! - [`reconcile`]: per district, what is queued, in flight, archived or divergent.
+//! - [`api`]: the JSON API under `/api/v1` (reconciliation, organisations), its OpenAPI document.
 //! - [`http`]: the HTTP(S) service: sync router, admin API, health check.
 //! - [`text`]: operator-facing text in Chinese and English.
+pub mod api;
 pub mod archive;
 pub mod backend;
 pub mod blobs;
@@ -21,6 +24,7 @@ pub mod http;
 pub mod hub;
 pub mod landing;
 pub mod nodes;
+pub mod orgs;
 pub mod reconcile;
 pub mod store;
 pub mod text;

@@ -78,13 +78,14 @@ pub enum RevokeError {
     Store(#[from] StoreError),
 }
 
-/// Records `district` if the hub does not know it yet.
+/// Records `district` if the hub does not know it yet, and puts it in the
+/// organisation tree ([`crate::orgs::ensure_district_org`]).
 pub fn ensure_district(conn: &Connection, district: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR IGNORE INTO districts(code, created_at) VALUES (?1, ?2)",
         params![district, store::now()],
     )?;
-    Ok(())
+    crate::orgs::ensure_district_org(conn, district)
 }
 
 /// Makes a one-time enrolment code for `district`, valid for `valid`.

@@ -24,7 +24,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 pub const DB_FILE: &str = "hub.db";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -146,7 +147,25 @@ CREATE TABLE edge_reports (
     reported_at   TEXT NOT NULL,
     PRIMARY KEY (district, batch)
 );
-"#];
+"#,
+    r#"
+-- 2: organisations (机构管理), the city -> district -> street office tree.
+-- The districts known so far (from node enrolment) join it, each under the
+-- city its code starts with once that city is added.
+CREATE TABLE orgs (
+    code       TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    level      TEXT NOT NULL CHECK (level IN ('city','district','street_office')),
+    parent     TEXT REFERENCES orgs(code),
+    status     TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','disabled')),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX orgs_parent ON orgs(parent);
+INSERT INTO orgs(code, name, level, parent, status, created_at, updated_at)
+    SELECT code, code, 'district', NULL, 'active', created_at, created_at FROM districts;
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

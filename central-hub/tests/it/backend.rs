@@ -956,3 +956,114 @@ async fn s3_storage_when_a_server_is_given() {
     }
     assert!(hub.blob_files_if_local().is_empty());
 }
+
+#[tokio::test]
+async fn organisations_through_the_admin_api() {
+    let hub = hub();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dangan_hub::http::serve(
+        Arc::clone(&hub.backend),
+        listener,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = client
+            .request(method, url(path))
+            .bearer_auth(&hub.admin_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response
+                .json::<serde_json::Value>()
+                .await
+                .unwrap_or_default();
+            (status, body)
+        }
+    };
+    use reqwest::Method;
+    // The document lists what the router serves (see the unit test); it is
+    // served without a token, nothing else is.
+    let doc = client
+        .get(url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doc.status(), 200);
+    let anonymous = client.get(url("/api/v1/orgs")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let (status, city) = call(
+        Method::POST,
+        "/api/v1/orgs",
+        Some(serde_json::json!({ "code": "330100", "name": "杭州市" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{city}");
+    assert_eq!(city["level"], "city");
+    let (status, _) = call(
+        Method::POST,
+        "/api/v1/orgs",
+        Some(serde_json::json!({ "code": "330106", "name": "西湖区", "parent": "330100" })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Bad input: a malformed code, an unknown field, a duplicate, a parent
+    // that does not exist.
+    for (body, expected, code) in [
+        (
+            serde_json::json!({ "code": "12", "name": "x" }),
+            400,
+            "malformed",
+        ),
+        (
+            serde_json::json!({ "code": "330102", "name": "x", "colour": "red" }),
+            400,
+            "malformed",
+        ),
+        (
+            serde_json::json!({ "code": "330106", "name": "x" }),
+            409,
+            "conflict",
+        ),
+        (
+            serde_json::json!({ "code": "330102", "name": "x", "parent": "330900" }),
+            404,
+            "not_found",
+        ),
+    ] {
+        let (status, answer) = call(Method::POST, "/api/v1/orgs", Some(body.clone())).await;
+        assert_eq!(status, expected, "{body}: {answer}");
+        assert_eq!(answer["error"], code);
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, changed) = call(
+        Method::PATCH,
+        "/api/v1/orgs/330106",
+        Some(serde_json::json!({ "name": "西湖区（新）", "status": "disabled" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["status"], "disabled");
+    let (status, tree) = call(Method::GET, "/api/v1/orgs", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(tree[0]["children"][0]["name"], "西湖区（新）");
+    let (status, _) = call(Method::DELETE, "/api/v1/orgs/330100", None).await;
+    assert_eq!(status, 409, "the city still has a district");
+    let (status, _) = call(Method::DELETE, "/api/v1/orgs/330106", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(Method::GET, "/api/v1/orgs/330106", None).await;
+    assert_eq!(status, 404);
+    drop(client);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

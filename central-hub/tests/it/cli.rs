@@ -42,6 +42,7 @@ fn help_names_every_command_and_flag() {
         "serve",
         "node",
         "reconcile",
+        "org",
         "admin-token",
         "--data",
         "--json",
@@ -221,4 +222,124 @@ fn serve_reports_its_address_and_stops_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn the_organisation_tree_is_kept_with_the_cli_and_takes_in_enrolled_districts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    json(&hub(&["init", "--json"], &data));
+    // A district enrolled before its city exists stands alone, named by
+    // its code.
+    json(&hub(
+        &["node", "enrol", "--district", "330108", "--json"],
+        &data,
+    ));
+    json(&hub(
+        &["org", "add", "330100", "--name", "杭州市", "--json"],
+        &data,
+    ));
+    let district = json(&hub(
+        &[
+            "org",
+            "add",
+            "330106",
+            "--name",
+            "西湖区",
+            "--parent",
+            "330100",
+            "--json",
+        ],
+        &data,
+    ));
+    assert_eq!(district["level"], "district");
+    json(&hub(
+        &[
+            "org",
+            "add",
+            "330106001",
+            "--name",
+            "北山街道",
+            "--parent",
+            "330106",
+            "--json",
+        ],
+        &data,
+    ));
+    // A district enrolled now joins its city by its code.
+    json(&hub(
+        &["node", "enrol", "--district", "330105", "--json"],
+        &data,
+    ));
+    let tree = json(&hub(&["org", "list", "--json"], &data));
+    let roots: Vec<&str> = tree
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots, ["330100", "330108"]);
+    let city = &tree[0];
+    let children: Vec<&str> = city["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(children, ["330105", "330106"]);
+    assert_eq!(city["children"][1]["children"][0]["name"], "北山街道");
+    assert_eq!(tree[1]["name"], "330108", "named by its code until named");
+
+    // The unattached district is named and attached; a wrong parent level,
+    // a street office without a district and a second 330106 are refused.
+    let named = json(&hub(
+        &[
+            "org",
+            "set",
+            "330108",
+            "--name",
+            "滨江区",
+            "--parent",
+            "330100",
+            "--json",
+        ],
+        &data,
+    ));
+    assert_eq!(named["parent"], "330100");
+    for bad in [
+        &[
+            "org",
+            "add",
+            "330106002",
+            "--name",
+            "x",
+            "--parent",
+            "330100",
+        ][..],
+        &["org", "add", "330106003", "--name", "x"][..],
+        &[
+            "org", "add", "330106", "--name", "again", "--parent", "330100",
+        ][..],
+        &["org", "add", "33x", "--name", "x"][..],
+    ] {
+        let out = hub(bad, &data);
+        assert!(!out.status.success(), "{bad:?} was accepted");
+        assert!(!out.stderr.is_empty(), "{bad:?} said nothing");
+    }
+    // An organisation something belongs to is disabled, not removed.
+    let out = hub(&["org", "remove", "330100", "--lang", "en"], &data);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("child organisations"));
+    let disabled = json(&hub(
+        &["org", "set", "330108", "--status", "disabled", "--json"],
+        &data,
+    ));
+    assert_eq!(disabled["status"], "disabled");
+    json(&hub(&["org", "remove", "330106001", "--json"], &data));
+    let text = text(&hub(&["org", "list", "--lang", "en"], &data));
+    assert!(
+        text.contains("330108 滨江区 [district] (disabled)"),
+        "{text}"
+    );
+    assert!(!text.contains("330106001"), "{text}");
 }

@@ -1,7 +1,8 @@
 //! The hub's JSON API under `/api/v1` for administrators and systems:
-//! reconciliation and organisations (机构管理). Until user accounts exist
-//! every call takes an admin token (`Authorization: Bearer dga_...`, printed
-//! by `dangan-hub init` or `dangan-hub admin-token`).
+//! sessions of hub users, reconciliation and organisations (机构管理).
+//! Administration takes an admin token (`Authorization: Bearer dga_...`,
+//! printed by `dangan-hub init` or `dangan-hub admin-token`) or the session
+//! of a `system_admin` user (`POST /api/v1/session`, then `Bearer dgs_...`).
 //!
 //! The routes are one table ([`routes`]); the router is built from it and a
 //! test compares it with the OpenAPI document served at
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use crate::backend::HubBackend;
 use crate::orgs::{self, OrgError, OrgPatch};
 use crate::store::StoreError;
+use crate::users::{self, LoginRefused, Role, User, UserError};
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -72,6 +74,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<UserError> for ApiError {
+    fn from(err: UserError) -> Self {
+        match err {
+            UserError::Store(err) => err.into(),
+            UserError::NoSuchUser(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", err.to_string())
+            }
+            UserError::Exists(_) => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            other => Self::malformed(other.to_string()),
+        }
+    }
+}
+
 impl From<OrgError> for ApiError {
     fn from(err: OrgError) -> Self {
         let (status, code) = match &err {
@@ -102,7 +117,50 @@ where
     }
 }
 
-/// A caller holding an admin token.
+/// The bearer token of a request.
+fn bearer(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_owned())
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a token is required (Authorization: Bearer TOKEN): an admin token, or a session from POST /api/v1/session",
+    )
+}
+
+/// A logged-in hub user (a session token from `POST /api/v1/session`).
+pub struct Caller {
+    pub user: User,
+    pub token: String,
+}
+
+impl FromRequestParts<Arc<HubBackend>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        backend: &Arc<HubBackend>,
+    ) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(unauthorized)?;
+        let lookup = token.clone();
+        let user = backend
+            .db()
+            .run(move |conn| users::session_user(conn, &lookup).map_err(ApiError::from))
+            .await?
+            .ok_or_else(unauthorized)?;
+        Ok(Caller { user, token })
+    }
+}
+
+/// A system administrator: the admin token (printed by `init`), or the
+/// session of a user with the `system_admin` role.
 pub struct Admin;
 
 impl FromRequestParts<Arc<HubBackend>> for Admin {
@@ -112,20 +170,23 @@ impl FromRequestParts<Arc<HubBackend>> for Admin {
         parts: &mut Parts,
         backend: &Arc<HubBackend>,
     ) -> Result<Self, ApiError> {
-        let unauthorized = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "an admin token is required (Authorization: Bearer TOKEN)",
-            )
-        };
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(unauthorized)?;
-        if backend.is_admin(token.trim()).await? {
+        let token = bearer(parts).ok_or_else(unauthorized)?;
+        if token.starts_with(users::SESSION_PREFIX) {
+            let caller = Caller::from_request_parts(parts, backend).await?;
+            if caller.user.role == Role::SystemAdmin {
+                return Ok(Admin);
+            }
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{} ({}) is not a system administrator",
+                    caller.user.username,
+                    caller.user.role.as_str()
+                ),
+            ));
+        }
+        if backend.is_admin(&token).await? {
             Ok(Admin)
         } else {
             Err(unauthorized())
@@ -138,6 +199,14 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
     vec![
         (Method::GET, "/api/v1/openapi.json", get(openapi)),
         (Method::GET, "/api/v1/reconcile", get(reconcile)),
+        (Method::POST, "/api/v1/session", axum::routing::post(login)),
+        (Method::GET, "/api/v1/session", get(whoami)),
+        (
+            Method::DELETE,
+            "/api/v1/session",
+            axum::routing::delete(logout),
+        ),
+        (Method::GET, "/api/v1/users", get(user_list)),
         (Method::GET, "/api/v1/orgs", get(org_tree)),
         (Method::POST, "/api/v1/orgs", axum::routing::post(org_add)),
         (Method::GET, "/api/v1/orgs/{code}", get(org_show)),
@@ -192,6 +261,85 @@ async fn reconcile(
     }
     let report = backend.reconcile(query.district).await?;
     Ok(axum::Json(report).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// Logs a user in: a session token (bearer) for `SESSION_HOURS`. Repeated
+/// failures lock the account (423 with the time it opens again).
+async fn login(
+    State(backend): State<Arc<HubBackend>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
+    Body(login): Body<Login>,
+) -> Result<Response, ApiError> {
+    let lockout = backend.config().lockout;
+    let address = peer.0.ip().to_string();
+    let outcome = backend
+        .db()
+        .run(move |conn| {
+            users::authenticate(
+                conn,
+                &login.username,
+                &login.password,
+                lockout,
+                Some(&address),
+            )
+            .map_err(ApiError::from)
+        })
+        .await?;
+    match outcome {
+        Ok((token, user)) => {
+            tracing::info!(user = %user.username, "logged in");
+            let body = serde_json::json!({
+                "token": token,
+                "user": user,
+                "expires_in_seconds": users::SESSION_HOURS * 3600,
+            });
+            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+        }
+        Err(LoginRefused::BadCredentials) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "wrong user name or password, or the user is disabled",
+        )),
+        Err(LoginRefused::Locked { until }) => Err(ApiError::new(
+            StatusCode::LOCKED,
+            "locked",
+            format!("too many failed logins: the account is locked until {until} (UTC)"),
+        )),
+    }
+}
+
+async fn whoami(caller: Caller) -> Response {
+    axum::Json(caller.user).into_response()
+}
+
+async fn logout(
+    State(backend): State<Arc<HubBackend>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let token = caller.token;
+    backend
+        .db()
+        .run(move |conn| users::end_session(conn, &token).map_err(ApiError::from))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn user_list(
+    State(backend): State<Arc<HubBackend>>,
+    _admin: Admin,
+) -> Result<Response, ApiError> {
+    let list = backend
+        .db()
+        .run(|conn| users::list(conn).map_err(ApiError::from))
+        .await?;
+    Ok(axum::Json(list).into_response())
 }
 
 async fn org_tree(

@@ -24,6 +24,7 @@ use crate::nodes::{self, NodeInfo};
 use crate::orgs::{self, Org, OrgNode};
 use crate::reconcile::{self, Reconciliation};
 use crate::text::{Lang, edge_state_label, reconcile_state_label};
+use crate::users::{self, User};
 
 /// Dangan central hub: the city archive that district edge nodes sync
 /// their accepted batches to.
@@ -105,6 +106,14 @@ enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// People who use the hub (复核员, 稽核员, 档案管理员, ...): each has a
+    /// role and an organisation, and sees that organisation's subtree plus
+    /// the organisations of their unexpired grants. Passwords are read from
+    /// standard input (one line), never from the command line.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Show, per district, the nodes' last contact and every batch's state
     /// (queued, in_flight, archived, divergent) with advice for those that
     /// need attention.
@@ -184,6 +193,64 @@ enum OrgCommand {
     Remove {
         #[arg(value_name = "CODE")]
         code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// Login name: letters, digits, '.', '-', '_'.
+        #[arg(value_name = "NAME")]
+        username: String,
+        /// system_admin, archive_admin, reviewer, auditor, clerk or
+        /// read_only.
+        #[arg(long)]
+        role: String,
+        /// The user's organisation (see `org list`).
+        #[arg(long, value_name = "CODE")]
+        org: String,
+        /// The name people see (default: the login name).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List users with role, organisation and lock state.
+    List,
+    /// Disable a user: their sessions end and they cannot log in.
+    Disable {
+        #[arg(value_name = "NAME")]
+        username: String,
+    },
+    /// Enable a user again (also lifts a lockout after failed logins).
+    Enable {
+        #[arg(value_name = "NAME")]
+        username: String,
+    },
+    /// Let a user see another organisation's subtree until a date (e.g. an
+    /// auditor granted a district for an audit).
+    Grant {
+        #[arg(value_name = "NAME")]
+        username: String,
+        /// The organisation granted.
+        #[arg(long, value_name = "CODE")]
+        org: String,
+        /// Last day of the grant (YYYY-MM-DD, UTC); it ends at midnight after it.
+        #[arg(long, value_name = "DATE")]
+        until: String,
+        /// Why (recorded with the grant).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List grants (of one user, or all), newest first.
+    Grants {
+        #[arg(value_name = "NAME")]
+        username: Option<String>,
+    },
+    /// End a grant now.
+    RevokeGrant {
+        /// The grant's id, as `user grants` shows it.
+        #[arg(value_name = "ID")]
+        id: i64,
     },
 }
 
@@ -416,6 +483,113 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 print_json(&report)?;
             } else {
                 print_reconciliation(lang, &report);
+            }
+        }
+        Command::User { command } => {
+            let folder = HubFolder::open(&dir)?;
+            let mut conn = folder.db.get()?;
+            match command {
+                UserCommand::Add {
+                    username,
+                    role,
+                    org,
+                    display_name,
+                } => {
+                    let role: users::Role = role.parse()?;
+                    let password = read_password()?;
+                    let user = users::add(
+                        &mut conn,
+                        username,
+                        display_name.as_deref(),
+                        role,
+                        org,
+                        &password,
+                        folder.config.password_cost,
+                    )?;
+                    print_user_change(
+                        cli.json,
+                        lang,
+                        lang.pick("已添加用户", "added user"),
+                        &user,
+                    )?;
+                }
+                UserCommand::List => {
+                    let list = users::list(&conn)?;
+                    if cli.json {
+                        print_json(&list)?;
+                    } else {
+                        for user in &list {
+                            print_user_change(false, lang, "", user)?;
+                        }
+                    }
+                }
+                UserCommand::Disable { username } | UserCommand::Enable { username } => {
+                    let disable = matches!(command, UserCommand::Disable { .. });
+                    let user = users::set_disabled(&mut conn, username, disable)?;
+                    let what = if disable {
+                        lang.pick("已停用用户", "disabled user")
+                    } else {
+                        lang.pick("已启用用户", "enabled user")
+                    };
+                    print_user_change(cli.json, lang, what, &user)?;
+                }
+                UserCommand::Grant {
+                    username,
+                    org,
+                    until,
+                    reason,
+                } => {
+                    let grant = users::grant(&mut conn, username, org, until, reason, "cli")?;
+                    if cli.json {
+                        print_json(&grant)?;
+                    } else {
+                        println!(
+                            "{} {} → {} {} {} ({})",
+                            lang.pick("已授权", "granted"),
+                            grant.username,
+                            grant.org,
+                            lang.pick("至", "until"),
+                            grant.expires_at,
+                            grant.id
+                        );
+                    }
+                }
+                UserCommand::Grants { username } => {
+                    let list = users::grants(&conn, username.as_deref())?;
+                    if cli.json {
+                        print_json(&list)?;
+                    } else {
+                        for g in &list {
+                            println!(
+                                "{:>4} {} → {} {} {}{} ({})",
+                                g.id,
+                                g.username,
+                                g.org,
+                                lang.pick("至", "until"),
+                                g.expires_at,
+                                if g.revoked_at.is_some() {
+                                    lang.pick("（已撤销）", " (revoked)")
+                                } else {
+                                    ""
+                                },
+                                g.reason
+                            );
+                        }
+                    }
+                }
+                UserCommand::RevokeGrant { id } => {
+                    if !users::revoke_grant(&conn, *id)? {
+                        bail!(
+                            "{} {id}",
+                            lang.pick("没有有效的授权", "no live grant with id")
+                        );
+                    }
+                    if cli.json {
+                        print_json(&serde_json::json!({ "revoked": id }))?;
+                    } else {
+                        println!("{} {id}", lang.pick("已撤销授权", "revoked grant"));
+                    }
+                }
             }
         }
         Command::AdminToken => {
@@ -652,6 +826,40 @@ fn org_level_label(lang: Lang, level: dangan_shared::OrgLevel) -> &'static str {
         dangan_shared::OrgLevel::District => lang.pick("区县", "district"),
         dangan_shared::OrgLevel::StreetOffice => lang.pick("街道", "street office"),
     }
+}
+
+fn print_user_change(json: bool, lang: Lang, what: &str, user: &User) -> Result<()> {
+    if json {
+        return print_json(user);
+    }
+    let state = if user.disabled {
+        lang.pick("（已停用）", " (disabled)")
+    } else if user
+        .locked_until
+        .as_deref()
+        .is_some_and(|t| t > crate::store::now().as_str())
+    {
+        lang.pick("（已锁定）", " (locked)")
+    } else {
+        ""
+    };
+    println!(
+        "{what}{}{} ({}) {} {}{state}",
+        if what.is_empty() { "" } else { " " },
+        user.username,
+        user.display_name,
+        user.role.as_str(),
+        user.org
+    );
+    Ok(())
+}
+
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 fn print_org_tree(lang: Lang, nodes: &[OrgNode], depth: usize) {

@@ -44,6 +44,28 @@ struct RawConfig {
     uploads: RawUploads,
     limits: RawLimits,
     reconcile: RawReconcile,
+    users: RawUsers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawUsers {
+    memory_kib: u32,
+    iterations: u32,
+    max_failed_logins: u32,
+    lockout_minutes: u64,
+}
+
+impl Default for RawUsers {
+    fn default() -> Self {
+        let cost = dangan_shared::password::PasswordCost::default();
+        Self {
+            memory_kib: cost.memory_kib,
+            iterations: cost.iterations,
+            max_failed_logins: 5,
+            lockout_minutes: 15,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +204,10 @@ pub struct Config {
     /// A district whose nodes have not been in contact for this long is
     /// flagged stale in the reconciliation.
     pub stale_after: Duration,
+    /// Argon2id cost of new password hashes.
+    pub password_cost: dangan_shared::password::PasswordCost,
+    /// Failed logins in a row that lock an account, and for how long.
+    pub lockout: crate::users::Lockout,
 }
 
 const HOUR: u64 = 3600;
@@ -278,6 +304,12 @@ impl Config {
         if raw.reconcile.stale_after_hours == 0 {
             return Err(invalid("reconcile.stale_after_hours", "must be at least 1"));
         }
+        if raw.users.max_failed_logins == 0 || raw.users.lockout_minutes == 0 {
+            return Err(invalid(
+                "users",
+                "max_failed_logins and lockout_minutes must be at least 1",
+            ));
+        }
         Ok(Self {
             listen,
             tls,
@@ -290,6 +322,14 @@ impl Config {
                 missing_page: limits.missing_page,
             },
             stale_after: Duration::from_secs(raw.reconcile.stale_after_hours * HOUR),
+            password_cost: dangan_shared::password::PasswordCost {
+                memory_kib: raw.users.memory_kib,
+                iterations: raw.users.iterations,
+            },
+            lockout: crate::users::Lockout {
+                max_failures: raw.users.max_failed_logins,
+                duration: Duration::from_secs(raw.users.lockout_minutes * 60),
+            },
         })
     }
 }
@@ -368,6 +408,18 @@ missing_page = 10000
 # for longer than this get advice. Too short and ordinary sync windows (e.g.
 # nights only) look like outages; too long and a dead edge goes unnoticed.
 stale_after_hours = 24
+
+[users]
+# Argon2id cost of people's password hashes: memory in KiB and passes
+# (OWASP's recommendation by default). Lower is faster to guess; existing
+# hashes keep the cost they were made with.
+memory_kib = 19456
+iterations = 2
+# Failed logins in a row that lock an account, and for how many minutes.
+# Too few and typing mistakes lock people out; too many and passwords can be
+# guessed. `dangan-hub user enable NAME` lifts a lock at once.
+max_failed_logins = 5
+lockout_minutes = 15
 "#;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`config`]: `hub.toml`, raw and validated.
 //! - [`store`]: the SQLite index: schema, migrations, connection pool.
 //! - [`orgs`]: organisations (机构管理), the city → district → street office tree.
+//! - [`users`]: hub users, roles, sessions, lockout, grants and the scope they give.
 //! - [`nodes`]: districts, nodes, enrolment codes and admin tokens (hashed).
 //! - [`archive`]: offers, blobs present, committed batches and edge reports in the index.
 //! - [`blobs`]: complete blobs in the object store and partial uploads.
@@ -28,5 +29,6 @@ pub mod orgs;
 pub mod reconcile;
 pub mod store;
 pub mod text;
+pub mod users;
 
 pub use backend::HubBackend;

@@ -165,6 +165,41 @@ CREATE INDEX orgs_parent ON orgs(parent);
 INSERT INTO orgs(code, name, level, parent, status, created_at, updated_at)
     SELECT code, code, 'district', NULL, 'active', created_at, created_at FROM districts;
 "#,
+    r#"
+-- 3: hub users (a role, an organisation), their sessions (token hashes),
+-- lockout state, and cross-organisation grants that expire.
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('system_admin','archive_admin','reviewer',
+                                                 'auditor','clerk','read_only')),
+    org           TEXT NOT NULL REFERENCES orgs(code),
+    password_hash TEXT NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until  TEXT,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    address    TEXT
+);
+CREATE TABLE grants (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    org        TEXT NOT NULL REFERENCES orgs(code),
+    reason     TEXT NOT NULL,
+    granted_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX grants_user ON grants(user_id);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -4,31 +4,12 @@
 //! as BLAKE3 hashes. Hashing is slow on purpose: callers on an async
 //! runtime run [`hash_password`] and [`verify_password`] on a blocking
 //! thread.
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::lifecycle::Role;
 use crate::store::{StoreError, now};
-
-/// Argon2id cost: memory in KiB and passes. The default is OWASP's
-/// recommendation (19 MiB, 2 passes, 1 lane); tests use the minimum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PasswordCost {
-    pub memory_kib: u32,
-    pub iterations: u32,
-}
-
-impl Default for PasswordCost {
-    fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        }
-    }
-}
+pub use dangan_shared::password::{MIN_PASSWORD, PasswordCost, verify_password};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -52,8 +33,6 @@ impl From<rusqlite::Error> for UserError {
     }
 }
 
-pub const MIN_PASSWORD: usize = 8;
-
 /// A user as shown (never with the hash).
 #[derive(Clone, Debug, Serialize)]
 pub struct User {
@@ -65,31 +44,12 @@ pub struct User {
     pub created_at: String,
 }
 
-/// An Argon2id PHC string for `password`.
+/// An Argon2id PHC string for `password` ([`dangan_shared::password`]).
 pub fn hash_password(password: &str, cost: PasswordCost) -> Result<String, UserError> {
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(UserError::WeakPassword);
-    }
-    let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
-        .map_err(|err| UserError::Hash(err.to_string()))?;
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|err| UserError::Hash(err.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|err| UserError::Hash(err.to_string()))?;
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|err| UserError::Hash(err.to_string()))
-}
-
-/// Whether `password` matches a stored PHC string (with the cost it names).
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    dangan_shared::password::hash_password(password, cost).map_err(|err| match err {
+        dangan_shared::password::PasswordError::TooShort => UserError::WeakPassword,
+        dangan_shared::password::PasswordError::Hash(message) => UserError::Hash(message),
+    })
 }
 
 fn valid_name(name: &str) -> bool {

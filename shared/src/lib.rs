@@ -5,11 +5,13 @@
 //! - [`PersonId`]: an identity / social security number, checksum-validated.
 //! - [`Category`], [`Retention`]: archive categories and retention periods.
 //! - [`qc`]: QC sampling rules, reproducible samples, defect kinds.
+//! - [`password`]: Argon2id hashes of people's passwords.
 mod archive;
 mod blob;
 mod org;
 mod person;
 
+pub mod password;
 pub mod qc;
 pub mod text;
 

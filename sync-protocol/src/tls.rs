@@ -113,6 +113,9 @@ pub async fn serve(
     tls: Option<&TlsFiles>,
     graceful: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Handlers may ask for the peer's address (`ConnectInfo<SocketAddr>`),
+    // e.g. to record where a login came from.
+    let app = app.into_make_service_with_connect_info::<PeerAddr>();
     match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(graceful)
@@ -125,6 +128,27 @@ pub async fn serve(
                 .await
                 .map_err(ServeError::from)
         }
+    }
+}
+
+/// The address a request came from, for handlers that record it:
+/// `ConnectInfo<PeerAddr>` works over plain HTTP and HTTPS alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
     }
 }
 

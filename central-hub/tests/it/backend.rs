@@ -1067,3 +1067,122 @@ async fn organisations_through_the_admin_api() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn hub_users_log_in_get_locked_out_and_only_system_admins_administer() {
+    use reqwest::Method;
+    let hub = hub();
+    // Two users of 西湖区: a system administrator and a reviewer.
+    {
+        let mut conn = hub.backend.db().get().unwrap();
+        dangan_hub::orgs::add(&mut conn, "330100", "杭州市", None).unwrap();
+        dangan_hub::orgs::add(&mut conn, "330106", "西湖区", Some("330100")).unwrap();
+        let cheap = dangan_shared::password::PasswordCost {
+            memory_kib: 8,
+            iterations: 1,
+        };
+        for (name, role) in [
+            ("root", dangan_hub::users::Role::SystemAdmin),
+            ("zhang", dangan_hub::users::Role::Reviewer),
+        ] {
+            dangan_hub::users::add(
+                &mut conn,
+                name,
+                None,
+                role,
+                "330106",
+                "a-good-password",
+                cheap,
+            )
+            .unwrap();
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dangan_hub::http::serve(
+        Arc::clone(&hub.backend),
+        listener,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let send =
+        |method: Method, path: &str, token: Option<&str>, body: Option<serde_json::Value>| {
+            let mut request = client.request(method, url(path));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response
+                        .json::<serde_json::Value>()
+                        .await
+                        .unwrap_or_default(),
+                )
+            }
+        };
+    let login = |name: &str, password: &str| {
+        send(
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(serde_json::json!({ "username": name, "password": password })),
+        )
+    };
+
+    let (status, root) = login("root", "a-good-password").await;
+    assert_eq!(status, 201, "{root}");
+    let root_token = root["token"].as_str().unwrap().to_owned();
+    assert!(root_token.starts_with("dgs_"));
+    let (status, me) = send(Method::GET, "/api/v1/session", Some(&root_token), None).await;
+    assert_eq!((status, me["role"].as_str()), (200, Some("system_admin")));
+    // A system administrator's session administers, as the admin token does.
+    let (status, list) = send(Method::GET, "/api/v1/users", Some(&root_token), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (status, _) = send(Method::GET, "/api/v1/orgs", Some(&hub.admin_token), None).await;
+    assert_eq!(status, 200);
+    // A reviewer's session does not.
+    let (_, zhang) = login("zhang", "a-good-password").await;
+    let zhang_token = zhang["token"].as_str().unwrap().to_owned();
+    let (status, answer) = send(Method::GET, "/api/v1/users", Some(&zhang_token), None).await;
+    assert_eq!((status, answer["error"].as_str()), (403, Some("forbidden")));
+
+    // Five wrong passwords lock the account, even against the right one.
+    for _ in 0..4 {
+        let (status, answer) = login("zhang", "wrong-password").await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("bad_credentials"))
+        );
+    }
+    let (status, answer) = login("zhang", "wrong-password").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (423, Some("locked")),
+        "{answer}"
+    );
+    let (status, _) = login("zhang", "a-good-password").await;
+    assert_eq!(status, 423);
+    // An unknown user is refused like a wrong password.
+    let (status, _) = login("nobody", "a-good-password").await;
+    assert_eq!(status, 401);
+    // Logging out ends the session.
+    let (status, _) = send(Method::DELETE, "/api/v1/session", Some(&root_token), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = send(Method::GET, "/api/v1/session", Some(&root_token), None).await;
+    assert_eq!(status, 401);
+    drop(client);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

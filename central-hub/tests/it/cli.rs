@@ -343,3 +343,126 @@ fn the_organisation_tree_is_kept_with_the_cli_and_takes_in_enrolled_districts() 
     );
     assert!(!text.contains("330106001"), "{text}");
 }
+
+#[test]
+fn users_are_added_with_a_password_from_stdin_granted_and_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    json(&hub(&["init", "--json"], &data));
+    std::fs::write(
+        data.join("hub.toml"),
+        "[users]\nmemory_kib = 8\niterations = 1\n",
+    )
+    .unwrap();
+    json(&hub(
+        &["org", "add", "330100", "--name", "杭州市", "--json"],
+        &data,
+    ));
+    json(&hub(
+        &[
+            "org",
+            "add",
+            "330106",
+            "--name",
+            "西湖区",
+            "--parent",
+            "330100",
+            "--json",
+        ],
+        &data,
+    ));
+    json(&hub(
+        &[
+            "org",
+            "add",
+            "330108",
+            "--name",
+            "滨江区",
+            "--parent",
+            "330100",
+            "--json",
+        ],
+        &data,
+    ));
+    let add = |args: &[&str], password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dangan-hub"))
+            .args(args)
+            .env("DANGAN_HUB_DATA", &data)
+            .env_remove("DANGAN_LANG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let user = json(&add(
+        &[
+            "user", "add", "li", "--role", "auditor", "--org", "330106", "--json",
+        ],
+        "a-good-password",
+    ));
+    assert_eq!(user["role"], "auditor");
+    assert!(user.get("password_hash").is_none());
+    // A short password, an unknown role, an unknown organisation: refused.
+    for (args, password) in [
+        (
+            &["user", "add", "x1", "--role", "auditor", "--org", "330106"][..],
+            "short",
+        ),
+        (
+            &["user", "add", "x2", "--role", "boss", "--org", "330106"][..],
+            "a-good-password",
+        ),
+        (
+            &["user", "add", "x3", "--role", "clerk", "--org", "339999"][..],
+            "a-good-password",
+        ),
+    ] {
+        let out = add(args, password);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(!out.stderr.is_empty());
+    }
+    let grant = json(&hub(
+        &[
+            "user",
+            "grant",
+            "li",
+            "--org",
+            "330108",
+            "--until",
+            "2099-12-31",
+            "--reason",
+            "专项稽核",
+            "--json",
+        ],
+        &data,
+    ));
+    assert_eq!(grant["expires_at"], "2099-12-31T23:59:59Z");
+    let past = hub(
+        &[
+            "user",
+            "grant",
+            "li",
+            "--org",
+            "330108",
+            "--until",
+            "2001-01-01",
+            "--reason",
+            "x",
+        ],
+        &data,
+    );
+    assert!(!past.status.success());
+    let grants = json(&hub(&["user", "grants", "li", "--json"], &data));
+    assert_eq!(grants.as_array().unwrap().len(), 1);
+    let id = grants[0]["id"].as_i64().unwrap().to_string();
+    json(&hub(&["user", "revoke-grant", &id, "--json"], &data));
+    assert!(json(&hub(&["user", "grants", "--json"], &data))[0]["revoked_at"].is_string());
+    let disabled = json(&hub(&["user", "disable", "li", "--json"], &data));
+    assert_eq!(disabled["disabled"], true);
+    let list = text(&hub(&["user", "list", "--lang", "en"], &data));
+    assert!(list.contains("li (li) auditor 330106 (disabled)"), "{list}");
+}

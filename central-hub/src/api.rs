@@ -17,8 +17,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use rusqlite::Connection;
 use serde::Deserialize;
 
+use crate::audit::{self, ActorKind, NewEntry, Outcome};
 use crate::backend::HubBackend;
 use crate::orgs::{self, OrgError, OrgPatch};
 use crate::store::StoreError;
@@ -160,8 +162,12 @@ impl FromRequestParts<Arc<HubBackend>> for Caller {
 }
 
 /// A system administrator: the admin token (printed by `init`), or the
-/// session of a user with the `system_admin` role.
-pub struct Admin;
+/// session of a user with the `system_admin` role. Names who it is for
+/// the audit trail.
+pub struct Admin {
+    pub actor: String,
+    pub kind: ActorKind,
+}
 
 impl FromRequestParts<Arc<HubBackend>> for Admin {
     type Rejection = ApiError;
@@ -174,7 +180,10 @@ impl FromRequestParts<Arc<HubBackend>> for Admin {
         if token.starts_with(users::SESSION_PREFIX) {
             let caller = Caller::from_request_parts(parts, backend).await?;
             if caller.user.role == Role::SystemAdmin {
-                return Ok(Admin);
+                return Ok(Admin {
+                    actor: caller.user.username,
+                    kind: ActorKind::User,
+                });
             }
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -187,7 +196,10 @@ impl FromRequestParts<Arc<HubBackend>> for Admin {
             ));
         }
         if backend.is_admin(&token).await? {
-            Ok(Admin)
+            Ok(Admin {
+                actor: "admin-token".to_owned(),
+                kind: ActorKind::Admin,
+            })
         } else {
             Err(unauthorized())
         }
@@ -263,6 +275,41 @@ async fn reconcile(
     Ok(axum::Json(report).into_response())
 }
 
+/// One audit entry, appended on the connection that made the change.
+struct Audit<'a> {
+    actor: &'a str,
+    kind: ActorKind,
+    address: Option<&'a str>,
+    action: &'a str,
+    target: &'a str,
+}
+
+impl Audit<'_> {
+    fn record(
+        &self,
+        conn: &Connection,
+        result: Outcome,
+        detail: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let entry = NewEntry {
+            actor: self.actor.to_owned(),
+            actor_kind: self.kind,
+            address: self.address.map(str::to_owned),
+            action: self.action.to_owned(),
+            target: Some(self.target.to_owned()),
+            result,
+            detail: Some(detail),
+        };
+        audit::append(conn, &entry).map(|_| ()).map_err(|err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                err.to_string(),
+            )
+        })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Login {
@@ -282,14 +329,33 @@ async fn login(
     let outcome = backend
         .db()
         .run(move |conn| {
-            users::authenticate(
+            let outcome = users::authenticate(
                 conn,
                 &login.username,
                 &login.password,
                 lockout,
                 Some(&address),
-            )
-            .map_err(ApiError::from)
+            )?;
+            let (result, detail) = match &outcome {
+                Ok(_) => (Outcome::Ok, serde_json::json!({})),
+                Err(LoginRefused::BadCredentials) => (
+                    Outcome::Denied,
+                    serde_json::json!({ "reason": "bad_credentials" }),
+                ),
+                Err(LoginRefused::Locked { until }) => (
+                    Outcome::Denied,
+                    serde_json::json!({ "reason": "locked", "until": until }),
+                ),
+            };
+            Audit {
+                actor: &login.username,
+                kind: ActorKind::User,
+                address: Some(&address),
+                action: "login",
+                target: &login.username,
+            }
+            .record(conn, result, detail)?;
+            Ok::<_, ApiError>(outcome)
         })
         .await?;
     match outcome {
@@ -364,13 +430,26 @@ struct NewOrg {
 
 async fn org_add(
     State(backend): State<Arc<HubBackend>>,
-    _admin: Admin,
+    admin: Admin,
     Body(new): Body<NewOrg>,
 ) -> Result<Response, ApiError> {
     let org = backend
         .db()
         .run(move |conn| {
-            orgs::add(conn, &new.code, &new.name, new.parent.as_deref()).map_err(ApiError::from)
+            let org = orgs::add(conn, &new.code, &new.name, new.parent.as_deref())?;
+            Audit {
+                actor: &admin.actor,
+                kind: admin.kind,
+                address: None,
+                action: "org.add",
+                target: &org.code,
+            }
+            .record(
+                conn,
+                Outcome::Ok,
+                serde_json::json!({ "name": org.name, "parent": org.parent }),
+            )?;
+            Ok::<_, ApiError>(org)
         })
         .await?;
     tracing::info!(code = %org.code, name = %org.name, "organisation added");
@@ -393,13 +472,28 @@ async fn org_show(
 
 async fn org_update(
     State(backend): State<Arc<HubBackend>>,
-    _admin: Admin,
+    admin: Admin,
     Path(code): Path<String>,
     Body(patch): Body<OrgPatch>,
 ) -> Result<Response, ApiError> {
     let org = backend
         .db()
-        .run(move |conn| orgs::update(conn, &code, &patch).map_err(ApiError::from))
+        .run(move |conn| {
+            let org = orgs::update(conn, &code, &patch)?;
+            Audit {
+                actor: &admin.actor,
+                kind: admin.kind,
+                address: None,
+                action: "org.update",
+                target: &org.code,
+            }
+            .record(
+                conn,
+                Outcome::Ok,
+                serde_json::json!({ "name": org.name, "parent": org.parent, "status": org.status }),
+            )?;
+            Ok::<_, ApiError>(org)
+        })
         .await?;
     tracing::info!(code = %org.code, status = %org.status, "organisation changed");
     Ok(axum::Json(org).into_response())
@@ -407,13 +501,23 @@ async fn org_update(
 
 async fn org_remove(
     State(backend): State<Arc<HubBackend>>,
-    _admin: Admin,
+    admin: Admin,
     Path(code): Path<String>,
 ) -> Result<Response, ApiError> {
     let removed = code.clone();
     backend
         .db()
-        .run(move |conn| orgs::remove(conn, &code).map_err(ApiError::from))
+        .run(move |conn| {
+            orgs::remove(conn, &code)?;
+            Audit {
+                actor: &admin.actor,
+                kind: admin.kind,
+                address: None,
+                action: "org.remove",
+                target: &code,
+            }
+            .record(conn, Outcome::Ok, serde_json::json!({}))
+        })
         .await?;
     tracing::info!(code = %removed, "organisation removed");
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -172,6 +172,19 @@ impl HubBackend {
             .await
     }
 
+    /// Writes an audit checkpoint if the last one is older than `max_age`
+    /// and the chain head has moved since (see [`crate::audit`]).
+    pub async fn audit_checkpoint_if_due(
+        &self,
+        max_age: Duration,
+    ) -> Result<Option<crate::audit::CheckpointOutcome>, crate::audit::AuditError> {
+        let key = Arc::clone(&self.key);
+        let path = crate::audit::checkpoints_path(&self.data_dir);
+        self.db
+            .run(move |conn| crate::audit::checkpoint_if_due(conn, &key, &path, max_age))
+            .await
+    }
+
     /// Housekeeping run periodically by `serve`: deletes partial uploads
     /// older than the configured expiry and staged manifests no offer refers
     /// to, and files the manifests of batches committed just before a crash.

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use dangan_shared::OrgCode;
 use dangan_shared::text::{pad, pad_left};
 
+use crate::audit::{self, ActorKind, NewEntry, Outcome, ProblemKind, VerifyReport};
 use crate::backend::HubBackend;
 use crate::http::{self, TlsFiles};
 use crate::hub::{self, HubFolder};
@@ -125,6 +126,53 @@ enum Command {
     /// Issue an additional admin token for the HTTP admin API (printed
     /// once), e.g. when the one printed by init was lost.
     AdminToken,
+    /// The tamper-evident audit trail (审计日志): verify it, checkpoint its
+    /// head, list or export entries.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute every entry's hash and link and check every signed
+    /// checkpoint in DATA/audit/checkpoints.jsonl against the chain. Exits
+    /// with status 1 when an entry was edited, inserted or deleted.
+    Verify,
+    /// Sign the chain head with the hub key and append it to
+    /// DATA/audit/checkpoints.jsonl now (nothing is written when the head
+    /// has not moved since the last checkpoint).
+    Checkpoint,
+    /// List entries, oldest first, or export them as CSV for auditors.
+    List {
+        /// Only entries by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action, or a prefix ending in .* (e.g. node.*).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries on this target (district, node, batch, ...).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only entries at or after this UTC time, e.g. 2026-11-25 or
+        /// 2026-11-25T08:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Only entries before this UTC time (exclusive).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// At most N entries.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// Skip the first N matching entries.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        offset: u32,
+        /// Print CSV (RFC 4180, with a header row) instead of a table
+        /// (takes precedence over --json).
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,10 +425,17 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                             )
                         );
                     }
-                    let code = nodes::create_enrolment_code(
+                    let made = nodes::create_enrolment_code(
                         &mut conn,
                         district,
                         Duration::from_secs(valid_hours * 3600),
+                    );
+                    let code = audited(
+                        &mut conn,
+                        "node.enrol",
+                        district.as_str(),
+                        made,
+                        |code| serde_json::json!({ "valid_hours": valid_hours, "expires_at": code.expires_at }),
                     )?;
                     if cli.json {
                         print_json(&code)?;
@@ -413,7 +468,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 NodeCommand::Revoke { node } => {
-                    let revoked = nodes::revoke(&mut conn, node)?;
+                    let revoked = nodes::revoke(&mut conn, node);
+                    let revoked = audited(
+                        &mut conn,
+                        "node.revoke",
+                        node,
+                        revoked,
+                        |n| serde_json::json!({ "district": n.district }),
+                    )?;
                     if cli.json {
                         print_json(&revoked)?;
                     } else {
@@ -444,7 +506,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 OrgCommand::Add { code, name, parent } => {
-                    let org = orgs::add(&mut conn, code, name, parent.as_deref())?;
+                    let added = orgs::add(&mut conn, code, name, parent.as_deref());
+                    let org = audited(
+                        &mut conn,
+                        "org.add",
+                        code,
+                        added,
+                        |o| serde_json::json!({ "name": o.name, "parent": o.parent }),
+                    )?;
                     print_org_change(cli.json, lang, lang.pick("已添加机构", "added"), &org)?;
                 }
                 OrgCommand::Set {
@@ -458,11 +527,21 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                         parent: parent.clone(),
                         status: status.clone(),
                     };
-                    let org = orgs::update(&mut conn, code, &patch)?;
+                    let updated = orgs::update(&mut conn, code, &patch);
+                    let org = audited(
+                        &mut conn,
+                        "org.update",
+                        code,
+                        updated,
+                        |o| serde_json::json!({ "name": o.name, "parent": o.parent, "status": o.status }),
+                    )?;
                     print_org_change(cli.json, lang, lang.pick("已修改机构", "changed"), &org)?;
                 }
                 OrgCommand::Remove { code } => {
-                    orgs::remove(&mut conn, code)?;
+                    let removed = orgs::remove(&mut conn, code);
+                    audited(&mut conn, "org.remove", code, removed, |_| {
+                        serde_json::json!({})
+                    })?;
                     if cli.json {
                         print_json(&serde_json::json!({ "removed": code }))?;
                     } else {
@@ -497,7 +576,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 } => {
                     let role: users::Role = role.parse()?;
                     let password = read_password()?;
-                    let user = users::add(
+                    let added = users::add(
                         &mut conn,
                         username,
                         display_name.as_deref(),
@@ -505,6 +584,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                         org,
                         &password,
                         folder.config.password_cost,
+                    );
+                    let user = audited(
+                        &mut conn,
+                        "user.add",
+                        username,
+                        added,
+                        |u| serde_json::json!({ "role": u.role, "org": u.org }),
                     )?;
                     print_user_change(
                         cli.json,
@@ -525,7 +611,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
                 UserCommand::Disable { username } | UserCommand::Enable { username } => {
                     let disable = matches!(command, UserCommand::Disable { .. });
-                    let user = users::set_disabled(&mut conn, username, disable)?;
+                    let changed = users::set_disabled(&mut conn, username, disable);
+                    let action = if disable {
+                        "user.disable"
+                    } else {
+                        "user.enable"
+                    };
+                    let user = audited(&mut conn, action, username, changed, |_| {
+                        serde_json::json!({})
+                    })?;
                     let what = if disable {
                         lang.pick("已停用用户", "disabled user")
                     } else {
@@ -539,7 +633,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     until,
                     reason,
                 } => {
-                    let grant = users::grant(&mut conn, username, org, until, reason, "cli")?;
+                    let granted = users::grant(&mut conn, username, org, until, reason, "cli");
+                    let grant = audited(
+                        &mut conn,
+                        "grant.add",
+                        username,
+                        granted,
+                        |g| serde_json::json!({ "id": g.id, "org": g.org, "until": g.expires_at, "reason": g.reason }),
+                    )?;
                     if cli.json {
                         print_json(&grant)?;
                     } else {
@@ -578,7 +679,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 UserCommand::RevokeGrant { id } => {
-                    if !users::revoke_grant(&conn, *id)? {
+                    let revoked = users::revoke_grant(&conn, *id);
+                    let revoked = audited(
+                        &mut conn,
+                        "grant.revoke",
+                        &id.to_string(),
+                        revoked,
+                        |r| serde_json::json!({ "revoked": r }),
+                    )?;
+                    if !revoked {
                         bail!(
                             "{} {id}",
                             lang.pick("没有有效的授权", "no live grant with id")
@@ -592,6 +701,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Audit { command } => return audit_command(&cli, &dir, command),
         Command::AdminToken => {
             let folder = HubFolder::open(&dir)?;
             let token = nodes::create_admin_token(&*folder.db.get()?)?;
@@ -603,6 +713,222 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records the outcome of a CLI change in the audit trail (actor `cli`),
+/// then passes it on. A failure is recorded with its error message.
+fn audited<T, E>(
+    conn: &mut rusqlite::Connection,
+    action: &str,
+    target: &str,
+    outcome: std::result::Result<T, E>,
+    detail: impl FnOnce(&T) -> serde_json::Value,
+) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (result, detail) = match &outcome {
+        Ok(value) => (Outcome::Ok, detail(value)),
+        Err(err) => (
+            Outcome::Failed,
+            serde_json::json!({ "error": err.to_string() }),
+        ),
+    };
+    let entry = NewEntry {
+        actor: "cli".to_owned(),
+        actor_kind: ActorKind::Cli,
+        address: None,
+        action: action.to_owned(),
+        target: Some(target.to_owned()),
+        result,
+        detail: Some(detail),
+    };
+    let recorded = audit::record(conn, &entry).context("cannot record the audit entry");
+    let value = outcome?;
+    recorded?;
+    Ok(value)
+}
+
+fn audit_command(cli: &Cli, dir: &std::path::Path, command: &AuditCommand) -> Result<ExitCode> {
+    let lang = cli.lang;
+    let folder = HubFolder::open(dir)?;
+    let conn = folder.db.get()?;
+    let path = audit::checkpoints_path(dir);
+    match command {
+        AuditCommand::Verify => {
+            let report = audit::verify(&conn, &audit::verifying_key(&folder.key), &path)?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print_verify_report(lang, &report, &path);
+            }
+            if !report.ok {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        AuditCommand::Checkpoint => {
+            let outcome = audit::checkpoint(&conn, &folder.key, &path)?;
+            if cli.json {
+                print_json(&outcome)?;
+            } else {
+                match &outcome {
+                    audit::CheckpointOutcome::Written(cp) => println!(
+                        "{} seq {} ({}) → {}",
+                        lang.pick("已写入审计检查点", "audit checkpoint written at"),
+                        cp.seq,
+                        cp.at,
+                        path.display()
+                    ),
+                    audit::CheckpointOutcome::Unchanged(cp) => println!(
+                        "{} seq {} ({})",
+                        lang.pick(
+                            "审计日志自上次检查点以来没有新记录，未写入；上次检查点",
+                            "no new audit entries since the last checkpoint; nothing written. Last checkpoint:"
+                        ),
+                        cp.seq,
+                        cp.at
+                    ),
+                    audit::CheckpointOutcome::Empty => println!(
+                        "{}",
+                        lang.pick(
+                            "审计日志还没有记录，未写入检查点",
+                            "the audit trail has no entries yet; no checkpoint written"
+                        )
+                    ),
+                }
+            }
+        }
+        AuditCommand::List {
+            actor,
+            action,
+            target,
+            from,
+            to,
+            limit,
+            offset,
+            csv,
+        } => {
+            let filter = audit::Filter {
+                actor: actor.clone(),
+                action: action.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                target: target.clone(),
+                limit: *limit,
+                offset: *offset,
+            };
+            let entries = audit::query(&conn, &filter)?;
+            if *csv {
+                print!("{}", audit::csv(&entries)?);
+            } else if cli.json {
+                print_json(&entries)?;
+            } else {
+                print_audit_entries(lang, &entries);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_verify_report(lang: Lang, report: &VerifyReport, path: &std::path::Path) {
+    if report.ok {
+        println!(
+            "{}: {} {}, {} {}",
+            lang.pick("审计日志校验通过", "audit trail verified"),
+            report.entries,
+            lang.pick("条记录", "entries"),
+            report.checkpoints,
+            lang.pick("个检查点", "checkpoints"),
+        );
+    } else {
+        println!(
+            "{}: {} {}",
+            lang.pick("审计日志校验失败", "audit trail verification FAILED"),
+            report.problems.len(),
+            lang.pick("个问题", "problems"),
+        );
+        for problem in &report.problems {
+            let seq = problem.seq.map_or("-".to_owned(), |s| s.to_string());
+            let text = match lang {
+                Lang::En => problem.message.clone(),
+                Lang::Zh => problem_zh(problem.kind, &seq, report.head_seq.unwrap_or(0)),
+            };
+            println!("  seq {seq}: {text}");
+        }
+    }
+    match report.last_checkpoint_seq {
+        Some(last) if Some(last) < report.head_seq => println!(
+            "{} seq {last}{}",
+            lang.pick("最近检查点位于", "the last checkpoint is at"),
+            lang.pick(
+                "；其后的记录在下一个检查点之前不能防止被删除",
+                "; entries after it are not protected against deletion until the next checkpoint"
+            )
+        ),
+        Some(_) => {}
+        None if report.entries > 0 => println!(
+            "{} {}",
+            lang.pick(
+                "还没有检查点（dangan-hub audit checkpoint 写入）；最新记录被删除将无法发现。检查点文件：",
+                "no checkpoint yet (dangan-hub audit checkpoint writes one); deleting the newest entries would go unnoticed. Checkpoint file:"
+            ),
+            path.display()
+        ),
+        None => {}
+    }
+}
+
+fn problem_zh(kind: ProblemKind, seq: &str, head: i64) -> String {
+    match kind {
+        ProblemKind::HashMismatch => format!("记录 {seq} 被修改：哈希与内容不符"),
+        ProblemKind::BrokenLink => {
+            format!("记录 {seq} 与前一条记录链接断裂：有记录被插入、删除或改写")
+        }
+        ProblemKind::SeqGap => format!("记录 {seq} 之前缺少记录：有记录被删除"),
+        ProblemKind::Truncated => {
+            format!("seq {head} 之后的记录缺失：检查点记录到 seq {seq}，最新记录被删除")
+        }
+        ProblemKind::CheckpointMismatch => {
+            format!("记录 {seq} 与检查点签名时的记录不同：最新记录被改写")
+        }
+        ProblemKind::BadSignature => format!("seq {seq} 的检查点签名无效（不是本中心密钥所签）"),
+        ProblemKind::MalformedCheckpoint => "检查点文件中有无法解析的行".to_owned(),
+    }
+}
+
+fn print_audit_entries(lang: Lang, entries: &[audit::Entry]) {
+    if entries.is_empty() {
+        println!("{}", lang.pick("（没有审计记录）", "(no audit entries)"));
+        return;
+    }
+    println!(
+        "{} {} {} {} {} {} {}",
+        pad_left("seq", 6),
+        pad(lang.pick("时间（UTC）", "at (UTC)"), 20),
+        pad(lang.pick("操作者", "actor"), 16),
+        pad(lang.pick("操作", "action"), 16),
+        pad(lang.pick("对象", "target"), 20),
+        pad(lang.pick("结果", "result"), 8),
+        lang.pick("地址", "address"),
+    );
+    for e in entries {
+        let result = match e.result.as_str() {
+            "ok" => lang.pick("成功", "ok"),
+            "denied" => lang.pick("拒绝", "denied"),
+            "failed" => lang.pick("失败", "failed"),
+            other => other,
+        };
+        println!(
+            "{:>6} {} {} {} {} {} {}",
+            e.seq,
+            pad(&e.at, 20),
+            pad(&format!("{} ({})", e.actor, e.actor_kind), 16),
+            pad(&e.action, 16),
+            pad(e.target.as_deref().unwrap_or("-"), 20),
+            pad(result, 8),
+            e.address.as_deref().unwrap_or("-"),
+        );
+    }
 }
 
 fn serve(

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::audit;
 use crate::backend::HubBackend;
 
 /// The TLS files and serving errors are `dangan_sync::tls`'s, shared with
@@ -73,17 +74,39 @@ pub async fn serve(
     served
 }
 
-/// Runs [`HubBackend::maintain`] now and then.
+/// Runs [`HubBackend::maintain`] now and then, and checkpoints the audit
+/// trail: at start and whenever the last checkpoint is older than
+/// [`audit::CHECKPOINT_EVERY`] (less one [`AUDIT_TICK`], so that a moved
+/// head never waits longer than that).
 async fn housekeeping(backend: Arc<HubBackend>) {
     let every = (backend.config().partial_expiry / 4)
         .clamp(Duration::from_secs(30), Duration::from_secs(600));
-    loop {
-        if let Err(err) = backend.maintain().await {
-            tracing::warn!(code = ?err.code, message = %err.message, "housekeeping failed");
+    let maintain = async {
+        loop {
+            if let Err(err) = backend.maintain().await {
+                tracing::warn!(code = ?err.code, message = %err.message, "housekeeping failed");
+            }
+            tokio::time::sleep(every).await;
         }
-        tokio::time::sleep(every).await;
-    }
+    };
+    let checkpoints = async {
+        let max_age = audit::CHECKPOINT_EVERY.saturating_sub(AUDIT_TICK);
+        loop {
+            match backend.audit_checkpoint_if_due(max_age).await {
+                Ok(Some(audit::CheckpointOutcome::Written(cp))) => {
+                    tracing::info!(seq = cp.seq, "audit checkpoint written");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "audit checkpoint failed"),
+            }
+            tokio::time::sleep(AUDIT_TICK).await;
+        }
+    };
+    tokio::join!(maintain, checkpoints);
 }
+
+/// How often housekeeping looks whether an audit checkpoint is due.
+const AUDIT_TICK: Duration = Duration::from_secs(60);
 
 async fn healthz() -> &'static str {
     "ok\n"

@@ -1,7 +1,7 @@
 //! Dangan central hub: the archive that district edge nodes sync to.
 //!
 //! Module map:
-//! - [`cli`]: the `dangan-hub` command line (`init`, `serve`, `node`, `reconcile`).
+//! - [`cli`]: the `dangan-hub` command line (`init`, `serve`, `node`, `org`, `reconcile`, `audit`).
 //! - [`hub`]: a data folder (`hub.db`, `hub.key`, `hub.toml`, blobs, partials) and `init`.
 //! - [`config`]: `hub.toml`, raw and validated.
 //! - [`store`]: the SQLite index: schema, migrations, connection pool.
@@ -11,12 +11,14 @@
 //! - [`archive`]: offers, blobs present, committed batches and edge reports in the index.
 //! - [`blobs`]: complete blobs in the object store and partial uploads.
 //! - [`backend`]: [`backend::HubBackend`], the storage behind the `/sync/v1` router.
+//! - [`audit`]: the tamper-evident audit trail: hash-chained entries, signed checkpoints, verification, CSV.
 //! - [`reconcile`]: per district, what is queued, in flight, archived or divergent.
 //! - [`api`]: the JSON API under `/api/v1` (reconciliation, organisations), its OpenAPI document.
 //! - [`http`]: the HTTP(S) service: sync router, admin API, health check.
 //! - [`text`]: operator-facing text in Chinese and English.
 pub mod api;
 pub mod archive;
+pub mod audit;
 pub mod backend;
 pub mod blobs;
 pub mod cli;

@@ -200,6 +200,37 @@ CREATE TABLE grants (
 );
 CREATE INDEX grants_user ON grants(user_id);
 "#,
+    r#"
+-- 4: audit trail (see audit.rs): append-only, hash-chained entries of who
+-- did what, when, from where and with what result. The triggers keep the
+-- hub's own code from changing or deleting entries; tampering by other
+-- means is what `dangan-hub audit verify` detects.
+CREATE TABLE audit_log (
+    seq        INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    actor_kind TEXT NOT NULL CHECK (actor_kind IN ('user','token','admin','system','cli')),
+    address    TEXT,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    result     TEXT NOT NULL CHECK (result IN ('ok','denied','failed')),
+    detail     TEXT,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE INDEX audit_log_actor ON audit_log(actor, seq);
+CREATE INDEX audit_log_action ON audit_log(action, seq);
+CREATE INDEX audit_log_target ON audit_log(target, seq);
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only');
+END;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]

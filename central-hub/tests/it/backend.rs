@@ -1063,6 +1063,28 @@ async fn organisations_through_the_admin_api() {
     assert_eq!(status, 204);
     let (status, _) = call(Method::GET, "/api/v1/orgs/330106", None).await;
     assert_eq!(status, 404);
+    // Each change is in the audit trail, by the admin token.
+    let trail = dangan_hub::audit::query(
+        &hub.backend.db().get().unwrap(),
+        &dangan_hub::audit::Filter {
+            action: Some("org.*".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let actions: Vec<(&str, &str, Option<&str>)> = trail
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str(), e.target.as_deref()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("org.add", "admin-token", Some("330100")),
+            ("org.add", "admin-token", Some("330106")),
+            ("org.update", "admin-token", Some("330106")),
+            ("org.remove", "admin-token", Some("330106")),
+        ]
+    );
     drop(client);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
@@ -1182,6 +1204,39 @@ async fn hub_users_log_in_get_locked_out_and_only_system_admins_administer() {
     assert_eq!(status, 204);
     let (status, _) = send(Method::GET, "/api/v1/session", Some(&root_token), None).await;
     assert_eq!(status, 401);
+    // Every login attempt is in the audit trail with its result and address.
+    let logins = dangan_hub::audit::query(
+        &hub.backend.db().get().unwrap(),
+        &dangan_hub::audit::Filter {
+            action: Some("login".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let results: Vec<(&str, &str)> = logins
+        .iter()
+        .map(|e| (e.actor.as_str(), e.result.as_str()))
+        .collect();
+    assert_eq!(results.len(), 9, "{results:?}");
+    assert_eq!(results[0], ("root", "ok"));
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(who, r)| *who == "zhang" && *r == "denied")
+            .count(),
+        6
+    );
+    assert!(
+        logins
+            .iter()
+            .all(|e| e.address.as_deref() == Some("127.0.0.1"))
+    );
+    assert!(
+        logins[6]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("locked"))
+    );
     drop(client);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

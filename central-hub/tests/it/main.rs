@@ -1,5 +1,7 @@
 //! The hub's integration tests, one binary: `backend` (the storage
-//! contract, HTTPS, the sync endpoints over a real socket) and `cli`.
+//! contract, HTTPS, the sync endpoints over a real socket), `cli` and
+//! `audit` (the audit trail through the binary).
 
+mod audit;
 mod backend;
 mod cli;

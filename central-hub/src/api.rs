@@ -17,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
 use crate::audit::{self, ActorKind, NewEntry, Outcome};
@@ -219,6 +219,8 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
             axum::routing::delete(logout),
         ),
         (Method::GET, "/api/v1/users", get(user_list)),
+        (Method::GET, "/api/v1/files/{id}", get(file_show)),
+        (Method::GET, "/api/v1/audit", get(audit_list)),
         (Method::GET, "/api/v1/orgs", get(org_tree)),
         (Method::POST, "/api/v1/orgs", axum::routing::post(org_add)),
         (Method::GET, "/api/v1/orgs/{code}", get(org_show)),
@@ -406,6 +408,238 @@ async fn user_list(
         .run(|conn| users::list(conn).map_err(ApiError::from))
         .await?;
     Ok(axum::Json(list).into_response())
+}
+
+/// An archived business file as a user entitled to it sees it.
+#[derive(Debug, serde::Serialize)]
+struct FileView {
+    id: i64,
+    district: String,
+    batch: String,
+    seq: i64,
+    business_number: Option<String>,
+    business_type: Option<String>,
+    category: Option<String>,
+    retention: Option<String>,
+    date: Option<String>,
+    organisation: String,
+    person_id: Option<String>,
+    person_name: Option<String>,
+    employer_id: Option<String>,
+    pages: Vec<PageView>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PageView {
+    seq: i64,
+    blob: String,
+    format: String,
+    width: i64,
+    height: i64,
+}
+
+fn load_file(conn: &Connection, id: i64) -> Result<Option<FileView>, ApiError> {
+    let found = conn
+        .query_row(
+            "SELECT f.id, b.district, b.batch, f.seq, f.business_number, f.business_type,
+                    f.category, f.retention, f.date, f.organisation, f.person_id,
+                    f.person_name, f.employer_id
+             FROM business_files f JOIN batches b ON b.id = f.batch_id WHERE f.id = ?1",
+            [id],
+            |row| {
+                Ok(FileView {
+                    id: row.get(0)?,
+                    district: row.get(1)?,
+                    batch: row.get(2)?,
+                    seq: row.get(3)?,
+                    business_number: row.get(4)?,
+                    business_type: row.get(5)?,
+                    category: row.get(6)?,
+                    retention: row.get(7)?,
+                    date: row.get(8)?,
+                    organisation: row.get(9)?,
+                    person_id: row.get(10)?,
+                    person_name: row.get(11)?,
+                    employer_id: row.get(12)?,
+                    pages: Vec::new(),
+                })
+            },
+        )
+        .optional()
+        .map_err(StoreError::from)?;
+    let Some(mut file) = found else {
+        return Ok(None);
+    };
+    let mut statement = conn
+        .prepare("SELECT seq, blob, format, width, height FROM pages WHERE business_file_id = ?1 ORDER BY seq")
+        .map_err(StoreError::from)?;
+    let pages = statement
+        .query_map([id], |row| {
+            Ok(PageView {
+                seq: row.get(0)?,
+                blob: row.get(1)?,
+                format: row.get(2)?,
+                width: row.get(3)?,
+                height: row.get(4)?,
+            })
+        })
+        .map_err(StoreError::from)?;
+    for page in pages {
+        file.pages.push(page.map_err(StoreError::from)?);
+    }
+    Ok(Some(file))
+}
+
+/// One archived business file, for a user whose scope (their organisation's
+/// subtree and live grants) holds it. Anything else — out of scope or no
+/// such id — is the same 404, so ids cannot be probed. Every look is audited.
+async fn file_show(
+    State(backend): State<Arc<HubBackend>>,
+    caller: Caller,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let address = peer.0.ip().to_string();
+    let file = backend
+        .db()
+        .run(move |conn| {
+            let user = caller.user;
+            let file = load_file(conn, id)?;
+            let visible = match &file {
+                Some(file) => {
+                    let scope = users::Scope::of(conn, &user)?;
+                    scope.allows(conn, &file.organisation)? || scope.allows(conn, &file.district)?
+                }
+                None => false,
+            };
+            let result = if visible {
+                Outcome::Ok
+            } else {
+                Outcome::Denied
+            };
+            Audit {
+                actor: &user.username,
+                kind: ActorKind::User,
+                address: Some(&address),
+                action: "file.view",
+                target: &id.to_string(),
+            }
+            .record(
+                conn,
+                result,
+                serde_json::json!({ "exists": file.is_some() }),
+            )?;
+            Ok::<_, ApiError>(file.filter(|_| visible))
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no business file {id}"),
+            )
+        })?;
+    Ok(axum::Json(file).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u32,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// The audit trail, for auditors and system administrators: filtered,
+/// paged, as JSON or CSV. Reading it is itself recorded.
+async fn audit_list(
+    State(backend): State<Arc<HubBackend>>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    if !matches!(caller.user.role, Role::Auditor | Role::SystemAdmin) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} ({}) may not read the audit trail",
+                caller.user.username,
+                caller.user.role.as_str()
+            ),
+        ));
+    }
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::malformed(format!(
+                "format is json or csv, not {other:?}"
+            )));
+        }
+    };
+    let filter = audit::Filter {
+        actor: query.actor,
+        action: query.action,
+        from: query.from,
+        to: query.to,
+        target: query.target,
+        limit: Some(query.limit.unwrap_or(1000).min(10_000)),
+        offset: query.offset,
+    };
+    let user = caller.user;
+    let entries = backend
+        .db()
+        .run(move |conn| {
+            let entries = audit::query(conn, &filter).map_err(|err| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    err.to_string(),
+                )
+            })?;
+            Audit {
+                actor: &user.username,
+                kind: ActorKind::User,
+                address: None,
+                action: "audit.query",
+                target: "audit_log",
+            }
+            .record(
+                conn,
+                Outcome::Ok,
+                serde_json::json!({ "entries": entries.len() }),
+            )?;
+            Ok::<_, ApiError>(entries)
+        })
+        .await?;
+    if csv {
+        let text = audit::csv(&entries).map_err(|err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                err.to_string(),
+            )
+        })?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"audit.csv\"",
+                ),
+            ],
+            text,
+        )
+            .into_response());
+    }
+    Ok(axum::Json(entries).into_response())
 }
 
 async fn org_tree(

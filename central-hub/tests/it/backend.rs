@@ -1241,3 +1241,171 @@ async fn hub_users_log_in_get_locked_out_and_only_system_admins_administer() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn users_see_business_files_of_their_scope_only_and_grants_expire() {
+    use reqwest::Method;
+    let hub = hub();
+    hub.node("330106").await;
+    hub.node("330108").await;
+    // Two archived files, one per district (rows as a commit writes them).
+    let (west, river) = {
+        let mut conn = hub.backend.db().get().unwrap();
+        dangan_hub::orgs::add(&mut conn, "330100", "杭州市", None).unwrap();
+        for code in ["330106", "330108"] {
+            dangan_hub::orgs::update(
+                &mut conn,
+                code,
+                &dangan_hub::orgs::OrgPatch {
+                    parent: Some("330100".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        }
+        let cheap = dangan_shared::password::PasswordCost {
+            memory_kib: 8,
+            iterations: 1,
+        };
+        for (name, role) in [
+            ("zhang", dangan_hub::users::Role::Reviewer),
+            ("li", dangan_hub::users::Role::Auditor),
+        ] {
+            dangan_hub::users::add(
+                &mut conn,
+                name,
+                None,
+                role,
+                "330106",
+                "a-good-password",
+                cheap,
+            )
+            .unwrap();
+        }
+        let mut ids = Vec::new();
+        for district in ["330106", "330108"] {
+            conn.execute(
+                "INSERT INTO batches(district, batch, manifest_hash, accepted_at, node_id, pages,
+                     blobs, bytes, committed_at, receipt)
+                 VALUES (?1, 'B1', 'h', '2026-11-01T00:00:00Z', ?2, 0, 0, 0,
+                         '2026-11-01T00:00:00Z', '{}')",
+                rusqlite::params![district, format!("{district}-1")],
+            )
+            .unwrap();
+            let batch = conn.last_insert_rowid();
+            conn.execute(
+                "INSERT INTO business_files(batch_id, seq, business_number, organisation, person_name)
+                 VALUES (?1, 1, ?2, ?3, '张三丰')",
+                rusqlite::params![batch, format!("YL{district}"), district],
+            )
+            .unwrap();
+            ids.push(conn.last_insert_rowid());
+        }
+        (ids[0], ids[1])
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dangan_hub::http::serve(
+        Arc::clone(&hub.backend),
+        listener,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let get = |path: String, token: String| {
+        let request = client
+            .request(Method::GET, format!("http://{addr}{path}"))
+            .bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let login = |name: &str| {
+        let request = client
+            .post(format!("http://{addr}/api/v1/session"))
+            .json(&serde_json::json!({ "username": name, "password": "a-good-password" }));
+        async move {
+            let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let zhang = login("zhang").await;
+    let li = login("li").await;
+
+    // The reviewer of 西湖区 sees its file, not 滨江区's; a guessed id and
+    // an out-of-scope id answer the same.
+    let (status, body) = get(format!("/api/v1/files/{west}"), zhang.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("YL330106"));
+    let (out_of_scope, hidden) = get(format!("/api/v1/files/{river}"), zhang.clone()).await;
+    let (missing, absent) = get("/api/v1/files/999999".into(), zhang.clone()).await;
+    assert_eq!((out_of_scope, missing), (404, 404));
+    assert_eq!(
+        hidden.replace(&river.to_string(), "ID"),
+        absent.replace("999999", "ID"),
+        "out of scope must look like no such file"
+    );
+    assert!(!hidden.contains("YL330108"));
+
+    // A grant of 滨江区 until tomorrow opens it to the auditor; once the
+    // grant's end has passed it is closed again.
+    let (status, _) = get(format!("/api/v1/files/{river}"), li.clone()).await;
+    assert_eq!(status, 404);
+    let tomorrow = dangan_hub::store::time_after(Duration::from_secs(86_400))[..10].to_owned();
+    let grant = {
+        let mut conn = hub.backend.db().get().unwrap();
+        dangan_hub::users::grant(&mut conn, "li", "330108", &tomorrow, "专项稽核", "root").unwrap()
+    };
+    let (status, body) = get(format!("/api/v1/files/{river}"), li.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    hub.backend
+        .db()
+        .get()
+        .unwrap()
+        .execute(
+            "UPDATE grants SET expires_at = ?2 WHERE id = ?1",
+            rusqlite::params![
+                grant.id,
+                dangan_hub::store::time_ago(Duration::from_secs(1))
+            ],
+        )
+        .unwrap();
+    let (status, _) = get(format!("/api/v1/files/{river}"), li.clone()).await;
+    assert_eq!(status, 404, "an expired grant opens nothing");
+
+    // Every look is in the audit trail, which the auditor may read (also as
+    // CSV) and the reviewer may not.
+    let (status, body) = get("/api/v1/audit?action=file.view".into(), li.clone()).await;
+    assert_eq!(status, 200);
+    let views: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let results: Vec<(&str, &str)> = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("zhang", "ok"),
+            ("zhang", "denied"),
+            ("zhang", "denied"),
+            ("li", "denied"),
+            ("li", "ok"),
+            ("li", "denied"),
+        ]
+    );
+    let (status, csv) = get("/api/v1/audit?action=file.*&format=csv".into(), li.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(csv.lines().count(), 7, "a header and six entries:\n{csv}");
+    let (status, _) = get("/api/v1/audit".into(), zhang.clone()).await;
+    assert_eq!(status, 403);
+    drop(client);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

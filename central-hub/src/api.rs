@@ -137,10 +137,14 @@ fn unauthorized() -> ApiError {
     )
 }
 
-/// A logged-in hub user (a session token from `POST /api/v1/session`).
+/// A logged-in hub user (a session token from `POST /api/v1/session`), or
+/// a system with an API token (`dangan-hub token create`), which acts as a
+/// user named `token:NAME` with the token's role and organisation.
 pub struct Caller {
     pub user: User,
     pub token: String,
+    /// `User` for a session, `Token` for an API token (audit trail).
+    pub kind: ActorKind,
 }
 
 impl FromRequestParts<Arc<HubBackend>> for Caller {
@@ -154,10 +158,21 @@ impl FromRequestParts<Arc<HubBackend>> for Caller {
         let lookup = token.clone();
         let user = backend
             .db()
-            .run(move |conn| users::session_user(conn, &lookup).map_err(ApiError::from))
+            .run(move |conn| {
+                if lookup.starts_with(users::API_TOKEN_PREFIX) {
+                    users::token_user(conn, &lookup).map_err(ApiError::from)
+                } else {
+                    users::session_user(conn, &lookup).map_err(ApiError::from)
+                }
+            })
             .await?
             .ok_or_else(unauthorized)?;
-        Ok(Caller { user, token })
+        let kind = if token.starts_with(users::API_TOKEN_PREFIX) {
+            ActorKind::Token
+        } else {
+            ActorKind::User
+        };
+        Ok(Caller { user, token, kind })
     }
 }
 
@@ -177,12 +192,12 @@ impl FromRequestParts<Arc<HubBackend>> for Admin {
         backend: &Arc<HubBackend>,
     ) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(unauthorized)?;
-        if token.starts_with(users::SESSION_PREFIX) {
+        if token.starts_with(users::SESSION_PREFIX) || token.starts_with(users::API_TOKEN_PREFIX) {
             let caller = Caller::from_request_parts(parts, backend).await?;
             if caller.user.role == Role::SystemAdmin {
                 return Ok(Admin {
                     actor: caller.user.username,
-                    kind: ActorKind::User,
+                    kind: caller.kind,
                 });
             }
             return Err(ApiError::new(
@@ -503,6 +518,7 @@ async fn file_show(
     let file = backend
         .db()
         .run(move |conn| {
+            let kind = caller.kind;
             let user = caller.user;
             let file = load_file(conn, id)?;
             let visible = match &file {
@@ -519,7 +535,7 @@ async fn file_show(
             };
             Audit {
                 actor: &user.username,
-                kind: ActorKind::User,
+                kind,
                 address: Some(&address),
                 action: "file.view",
                 target: &id.to_string(),

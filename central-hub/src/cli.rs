@@ -115,6 +115,12 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// API tokens for systems (the business system, scripts): each acts as
+    /// a user with a role and an organisation. Shown once, kept as hashes.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Show, per district, the nodes' last contact and every batch's state
     /// (queued, in_flight, archived, divergent) with advice for those that
     /// need attention.
@@ -241,6 +247,32 @@ enum OrgCommand {
     Remove {
         #[arg(value_name = "CODE")]
         code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token (printed once): `Authorization: Bearer dgt_...`.
+    Create {
+        /// A name for the system, e.g. sib-business-system.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The role it acts with (as for users).
+        #[arg(long)]
+        role: String,
+        /// The organisation whose subtree it may see.
+        #[arg(long, value_name = "CODE")]
+        org: String,
+        /// Days until it expires (default: until revoked).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3650))]
+        days: Option<u64>,
+    },
+    /// List tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by name: its next request is refused (401).
+    Revoke {
+        #[arg(value_name = "NAME")]
+        name: String,
     },
 }
 
@@ -702,6 +734,76 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Audit { command } => return audit_command(&cli, &dir, command),
+        Command::Token { command } => {
+            let folder = HubFolder::open(&dir)?;
+            let mut conn = folder.db.get()?;
+            match command {
+                TokenCommand::Create {
+                    name,
+                    role,
+                    org,
+                    days,
+                } => {
+                    let role: users::Role = role.parse()?;
+                    let valid = days.map(|d| Duration::from_secs(d * 86_400));
+                    let made = users::create_token(&mut conn, name, role, org, valid, "cli");
+                    let (token, listed) = audited(
+                        &mut conn,
+                        "token.create",
+                        name,
+                        made,
+                        |(_, t)| serde_json::json!({ "role": t.role, "org": t.org, "expires_at": t.expires_at }),
+                    )?;
+                    if cli.json {
+                        print_json(&serde_json::json!({ "token": token, "api_token": listed }))?;
+                    } else {
+                        println!(
+                            "{} {} ({} {}):",
+                            lang.pick("API 令牌", "API token"),
+                            listed.name,
+                            listed.role.as_str(),
+                            listed.org
+                        );
+                        println!("  {token}");
+                        println!(
+                            "{}",
+                            lang.pick("只显示这一次，请妥善保存。", "shown once; keep it safe.")
+                        );
+                    }
+                }
+                TokenCommand::List => {
+                    let list = users::tokens(&conn)?;
+                    if cli.json {
+                        print_json(&list)?;
+                    } else {
+                        for t in &list {
+                            println!(
+                                "{} {} {}{}",
+                                t.name,
+                                t.role.as_str(),
+                                t.org,
+                                if t.revoked_at.is_some() {
+                                    lang.pick("（已吊销）", " (revoked)")
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                    }
+                }
+                TokenCommand::Revoke { name } => {
+                    let revoked = users::revoke_token(&conn, name);
+                    audited(&mut conn, "token.revoke", name, revoked, |_| {
+                        serde_json::json!({})
+                    })?;
+                    if cli.json {
+                        print_json(&serde_json::json!({ "revoked": name }))?;
+                    } else {
+                        println!("{} {name}", lang.pick("已吊销令牌", "revoked token"));
+                    }
+                }
+            }
+        }
         Command::AdminToken => {
             let folder = HubFolder::open(&dir)?;
             let token = nodes::create_admin_token(&*folder.db.get()?)?;

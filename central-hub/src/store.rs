@@ -231,6 +231,22 @@ BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only');
 END;
 "#,
+    r#"
+-- 5: API tokens for systems (the business system, scripts): random, kept
+-- as BLAKE3 hashes, with a role and an organisation like a user.
+CREATE TABLE api_tokens (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    token_hash TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('system_admin','archive_admin','reviewer',
+                                              'auditor','clerk','read_only')),
+    org        TEXT NOT NULL REFERENCES orgs(code),
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT
+);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]

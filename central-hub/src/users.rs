@@ -487,6 +487,118 @@ impl Scope {
     }
 }
 
+/// Prefix of API tokens for systems.
+pub const API_TOKEN_PREFIX: &str = "dgt_";
+
+/// An API token as listed (never the token itself).
+#[derive(Clone, Debug, Serialize)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub org: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// Makes an API token for a system, scoped like a user of `role` in `org`;
+/// returns the token (shown once) and its listing.
+pub fn create_token(
+    conn: &mut Connection,
+    name: &str,
+    role: Role,
+    org: &str,
+    valid: Option<Duration>,
+    created_by: &str,
+) -> Result<(String, ApiToken), UserError> {
+    if !valid_name(name) {
+        return Err(UserError::BadName(name.to_owned()));
+    }
+    let token = random_token(API_TOKEN_PREFIX).map_err(StoreError::from)?;
+    let tx = write_tx(conn)?;
+    if orgs::get(&tx, org)
+        .map_err(|err| UserError::Store(StoreError::Corrupt(err.to_string())))?
+        .is_none()
+    {
+        return Err(UserError::NoSuchOrg(org.to_owned()));
+    }
+    let exists: Option<i64> = tx
+        .query_row("SELECT id FROM api_tokens WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if exists.is_some() {
+        return Err(UserError::Exists(name.to_owned()));
+    }
+    tx.execute(
+        "INSERT INTO api_tokens(name, token_hash, role, org, created_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            name,
+            token_hash(&token),
+            role.as_str(),
+            org,
+            created_by,
+            store::now(),
+            valid.map(store::time_after)
+        ],
+    )?;
+    tx.commit()?;
+    let listed = tokens(conn)?
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| UserError::NoSuchUser(name.to_owned()))?;
+    Ok((token, listed))
+}
+
+/// Every API token, by name.
+pub fn tokens(conn: &Connection) -> Result<Vec<ApiToken>, UserError> {
+    let mut statement = conn.prepare(
+        "SELECT name, role, org, created_by, created_at, expires_at, revoked_at
+         FROM api_tokens ORDER BY name",
+    )?;
+    let rows = statement.query_map([], |row| {
+        let role: String = row.get(1)?;
+        Ok(ApiToken {
+            name: row.get(0)?,
+            role: role.parse().unwrap_or(Role::ReadOnly),
+            org: row.get(2)?,
+            created_by: row.get(3)?,
+            created_at: row.get(4)?,
+            expires_at: row.get(5)?,
+            revoked_at: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Revokes an API token by name; its next request is refused.
+pub fn revoke_token(conn: &Connection, name: &str) -> Result<(), UserError> {
+    let changed = conn.execute(
+        "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+        params![name, store::now()],
+    )?;
+    if changed == 0 {
+        return Err(UserError::NoSuchUser(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The principal of a live API token, as a user named `token:NAME` with
+/// the token's role and organisation (and no grants).
+pub fn token_user(conn: &Connection, token: &str) -> Result<Option<User>, UserError> {
+    Ok(conn
+        .query_row(
+            "SELECT -id, 'token:' || name, name, role, org, 0, NULL, created_at FROM api_tokens
+             WHERE token_hash = ?1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?2)",
+            params![token_hash(token), store::now()],
+            from_row,
+        )
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

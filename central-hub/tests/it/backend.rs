@@ -1405,6 +1405,42 @@ async fn users_see_business_files_of_their_scope_only_and_grants_expire() {
     assert_eq!(csv.lines().count(), 7, "a header and six entries:\n{csv}");
     let (status, _) = get("/api/v1/audit".into(), zhang.clone()).await;
     assert_eq!(status, 403);
+
+    // A system's API token is scoped like a user of its role and
+    // organisation, is audited as a token, and stops working when revoked.
+    let (token, listed) = {
+        let mut conn = hub.backend.db().get().unwrap();
+        dangan_hub::users::create_token(
+            &mut conn,
+            "sib-system",
+            dangan_hub::users::Role::Reviewer,
+            "330108",
+            None,
+            "root",
+        )
+        .unwrap()
+    };
+    assert!(token.starts_with("dgt_"));
+    assert_eq!(listed.org, "330108");
+    let (status, _) = get(format!("/api/v1/files/{river}"), token.clone()).await;
+    assert_eq!(status, 200);
+    let (status, _) = get(format!("/api/v1/files/{west}"), token.clone()).await;
+    assert_eq!(status, 404);
+    let (status, _) = get("/api/v1/users".into(), token.clone()).await;
+    assert_eq!(status, 403, "a reviewer token does not administer");
+    let by_token = dangan_hub::audit::query(
+        &hub.backend.db().get().unwrap(),
+        &dangan_hub::audit::Filter {
+            actor: Some("token:sib-system".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(by_token.len(), 2);
+    assert!(by_token.iter().all(|e| e.actor_kind == "token"));
+    dangan_hub::users::revoke_token(&hub.backend.db().get().unwrap(), "sib-system").unwrap();
+    let (status, _) = get(format!("/api/v1/files/{river}"), token.clone()).await;
+    assert_eq!(status, 401);
     drop(client);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

@@ -465,4 +465,36 @@ fn users_are_added_with_a_password_from_stdin_granted_and_disabled() {
     assert_eq!(disabled["disabled"], true);
     let list = text(&hub(&["user", "list", "--lang", "en"], &data));
     assert!(list.contains("li (li) auditor 330106 (disabled)"), "{list}");
+    // API tokens: printed once, listed without the token, revoked by name;
+    // every change is in the audit trail.
+    let made = json(&hub(
+        &[
+            "token", "create", "sib", "--role", "reviewer", "--org", "330106", "--days", "30",
+            "--json",
+        ],
+        &data,
+    ));
+    let token = made["token"].as_str().unwrap();
+    assert!(token.starts_with("dgt_"));
+    let listed = text(&hub(&["token", "list", "--json"], &data));
+    assert!(listed.contains("\"sib\"") && !listed.contains(token));
+    json(&hub(&["token", "revoke", "sib", "--json"], &data));
+    assert!(!hub(&["token", "revoke", "sib"], &data).status.success());
+    let trail = text(&hub(&["audit", "list", "--json"], &data));
+    for action in [
+        "org.add",
+        "user.add",
+        "grant.add",
+        "grant.revoke",
+        "user.disable",
+        "token.create",
+        "token.revoke",
+    ] {
+        assert!(
+            trail.contains(action),
+            "{action} is not in the audit trail:\n{trail}"
+        );
+    }
+    let verified = hub(&["audit", "verify", "--json"], &data);
+    assert!(verified.status.success(), "{}", text(&verified));
 }

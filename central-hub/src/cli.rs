@@ -78,9 +78,11 @@ enum Command {
     /// folders. Prints an admin token for the HTTP admin API once; only its
     /// hash is kept. Refuses a folder that already holds a hub.
     Init,
-    /// Run the hub: the /sync/v1 endpoints for edge nodes, GET
-    /// /api/v1/reconcile (admin token) and GET /healthz. Stops gracefully
-    /// on Ctrl-C or SIGTERM. Prints the address it listens on once ready.
+    /// Run the hub: the /sync/v1 endpoints for edge nodes, the JSON API
+    /// under /api/v1 (sessions, organisations, users, business files, the
+    /// audit trail, reconciliation; OpenAPI document at
+    /// /api/v1/openapi.json) and GET /healthz. Stops gracefully on Ctrl-C or
+    /// SIGTERM. Prints the address it listens on once ready.
     Serve {
         /// Address and port to listen on, e.g. 0.0.0.0:8700 (port 0 picks a
         /// free port). Default: server.listen in hub.toml.

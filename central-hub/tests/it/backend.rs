@@ -800,17 +800,8 @@ async fn a_100000_page_manifest_is_offered_and_committed() {
 #[tokio::test]
 async fn http_serves_health_and_the_admin_reconciliation() {
     let hub = hub();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(dangan_hub::http::serve(
-        Arc::clone(&hub.backend),
-        listener,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let served = Served::start(&hub).await;
+    let addr = served.addr;
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
@@ -836,8 +827,7 @@ async fn http_serves_health_and_the_admin_reconciliation() {
     assert_eq!(body["districts"][0]["district"], "330106");
     // Graceful shutdown waits for open connections: close the client's.
     drop(client);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -960,17 +950,8 @@ async fn s3_storage_when_a_server_is_given() {
 #[tokio::test]
 async fn organisations_through_the_admin_api() {
     let hub = hub();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(dangan_hub::http::serve(
-        Arc::clone(&hub.backend),
-        listener,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let served = Served::start(&hub).await;
+    let addr = served.addr;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{addr}{path}");
     let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
@@ -1086,8 +1067,7 @@ async fn organisations_through_the_admin_api() {
         ]
     );
     drop(client);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -1119,17 +1099,8 @@ async fn hub_users_log_in_get_locked_out_and_only_system_admins_administer() {
             .unwrap();
         }
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(dangan_hub::http::serve(
-        Arc::clone(&hub.backend),
-        listener,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let served = Served::start(&hub).await;
+    let addr = served.addr;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{addr}{path}");
     let send =
@@ -1238,8 +1209,7 @@ async fn hub_users_log_in_get_locked_out_and_only_system_admins_administer() {
             .is_some_and(|d| d.contains("locked"))
     );
     drop(client);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -1303,17 +1273,8 @@ async fn users_see_business_files_of_their_scope_only_and_grants_expire() {
         }
         (ids[0], ids[1])
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(dangan_hub::http::serve(
-        Arc::clone(&hub.backend),
-        listener,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let served = Served::start(&hub).await;
+    let addr = served.addr;
     let client = reqwest::Client::new();
     let get = |path: String, token: String| {
         let request = client
@@ -1442,6 +1403,35 @@ async fn users_see_business_files_of_their_scope_only_and_grants_expire() {
     let (status, _) = get(format!("/api/v1/files/{river}"), token.clone()).await;
     assert_eq!(status, 401);
     drop(client);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
+}
+
+/// The hub's HTTP service (plain HTTP) on a free port, until [`Served::stop`].
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), dangan_hub::http::ServeError>>,
+}
+
+impl Served {
+    async fn start(hub: &Hub) -> Served {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(dangan_hub::http::serve(
+            Arc::clone(&hub.backend),
+            listener,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Served { addr, stop, server }
+    }
+
+    /// Stops gracefully and checks the server ended without error.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.server.await.unwrap().unwrap();
+    }
 }

@@ -20,6 +20,8 @@ use axum::routing::{MethodRouter, get};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
+mod dictionaries;
+
 use crate::audit::{self, ActorKind, NewEntry, Outcome};
 use crate::backend::HubBackend;
 use crate::orgs::{self, OrgError, OrgPatch};
@@ -248,6 +250,36 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
             Method::DELETE,
             "/api/v1/orgs/{code}",
             axum::routing::delete(org_remove),
+        ),
+        (
+            Method::GET,
+            "/api/v1/dictionaries",
+            get(dictionaries::in_force),
+        ),
+        (
+            Method::GET,
+            "/api/v1/dictionaries/{kind}",
+            get(dictionaries::dictionary_show),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/dictionaries/{kind}",
+            axum::routing::put(dictionaries::dictionary_publish),
+        ),
+        (
+            Method::GET,
+            "/api/v1/templates",
+            get(dictionaries::template_list),
+        ),
+        (
+            Method::GET,
+            "/api/v1/templates/{business_type}",
+            get(dictionaries::template_show),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/templates/{business_type}",
+            axum::routing::put(dictionaries::template_publish),
         ),
     ]
 }

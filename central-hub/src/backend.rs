@@ -13,8 +13,8 @@ use std::time::Duration;
 use dangan_shared::{BlobId, OrgCode};
 use dangan_sync::server::{Backend, NodeIdentity, ProtocolError};
 use dangan_sync::wire::{
-    BatchListing, BlobStatus, CommitRequest, EnrolRequest, EnrolResponse, ErrorCode, Manifest,
-    MissingBlob, OfferResponse, QueueReport, Receipt,
+    BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
+    ErrorCode, Manifest, MissingBlob, OfferResponse, QueueReport, Receipt,
 };
 use tokio::io::AsyncRead;
 
@@ -868,6 +868,27 @@ impl Backend for HubBackend {
             .db
             .run(move |conn| archive::list_batches(conn, &district, after.as_deref(), limit))
             .await?)
+    }
+
+    async fn dictionary_feed(
+        &self,
+        node: &NodeIdentity,
+        after: u64,
+        limit: u32,
+    ) -> Result<DictionaryFeed, ProtocolError> {
+        let feed = self
+            .db
+            .run(move |conn| crate::dictionaries::feed(conn, after, limit))
+            .await?;
+        if !feed.entries.is_empty() {
+            tracing::info!(
+                node = %node.node_id,
+                after,
+                entries = feed.entries.len(),
+                "dictionary feed read"
+            );
+        }
+        Ok(feed)
     }
 }
 

@@ -17,6 +17,8 @@ use clap::{Parser, Subcommand};
 use dangan_shared::OrgCode;
 use dangan_shared::text::{pad, pad_left};
 
+mod dictionaries;
+
 use crate::audit::{self, ActorKind, NewEntry, Outcome, ProblemKind, VerifyReport};
 use crate::backend::HubBackend;
 use crate::http::{self, TlsFiles};
@@ -134,6 +136,19 @@ enum Command {
     /// Issue an additional admin token for the HTTP admin API (printed
     /// once), e.g. when the one printed by init was lost.
     AdminToken,
+    /// The common dictionaries (辅助管理): archive categories, retention
+    /// periods and QC defect types, versioned here and applied by every
+    /// edge when it syncs.
+    Dictionary {
+        #[command(subcommand)]
+        command: dictionaries::DictionaryCommand,
+    },
+    /// Business-type templates (业务类型模板), versioned here and applied
+    /// by every edge when it syncs.
+    Template {
+        #[command(subcommand)]
+        command: dictionaries::TemplateCommand,
+    },
     /// The tamper-evident audit trail (审计日志): verify it, checkpoint its
     /// head, list or export entries.
     Audit {
@@ -524,6 +539,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Dictionary { command } => dictionaries::dictionary(&cli, &dir, command)?,
+        Command::Template { command } => dictionaries::template(&cli, &dir, command)?,
         Command::Org { command } => {
             let folder = HubFolder::open(&dir)?;
             let mut conn = folder.db.get()?;

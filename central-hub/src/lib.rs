@@ -23,6 +23,7 @@ pub mod backend;
 pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod dictionaries;
 pub mod http;
 pub mod hub;
 pub mod landing;

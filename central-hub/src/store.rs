@@ -247,6 +247,29 @@ CREATE TABLE api_tokens (
     revoked_at TEXT
 );
 "#,
+    r#"
+-- 6: the common dictionaries and business-type templates (see
+-- dictionaries.rs), versioned: every published version is a row, never
+-- changed; `seq` orders the feed the edges read from a cursor.
+CREATE TABLE dictionary_versions (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL CHECK (kind IN ('template','categories','retentions','defects')),
+    code        TEXT NOT NULL,
+    version     INTEGER NOT NULL CHECK (version >= 1),
+    body        TEXT NOT NULL,
+    author      TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    UNIQUE (kind, code, version)
+);
+CREATE TRIGGER dictionary_versions_no_update BEFORE UPDATE ON dictionary_versions
+BEGIN
+    SELECT RAISE(ABORT, 'dictionary versions are never changed; publish a new one');
+END;
+CREATE TRIGGER dictionary_versions_no_delete BEFORE DELETE ON dictionary_versions
+BEGIN
+    SELECT RAISE(ABORT, 'dictionary versions are never deleted; publish a new one');
+END;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +342,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
     }
+    crate::dictionaries::seed(conn)?;
     Ok(())
 }
 

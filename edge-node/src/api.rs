@@ -213,7 +213,9 @@ impl From<QcError> for ApiError {
             QcError::NoSuchBatch(_) => Self::not_found(err.to_string()),
             QcError::Lifecycle(err) => err.into(),
             QcError::Store(err) => err.into(),
-            QcError::Verdict(..) | QcError::NotSampled { .. } => Self::invalid(err.to_string()),
+            QcError::Verdict(..) | QcError::NotSampled { .. } | QcError::Retired(_) => {
+                Self::invalid(err.to_string())
+            }
             _ => Self::conflict(err.to_string()),
         }
     }

@@ -161,9 +161,19 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Show the common dictionaries in force here (archive categories,
+    /// retention periods, QC defect types): the versions last received from
+    /// the hub with `sync` (the shipped ones before the first contact), and
+    /// the position in the hub's dictionary feed.
+    Dictionary {
+        /// Only this dictionary: categories, retentions or defects.
+        #[arg(value_name = "KIND")]
+        kind: Option<dangan_shared::dictionary::DictionaryKind>,
+    },
     /// Business-type templates: list them, show one, or import a new set
     /// (each changed template becomes its next version; batches keep the
-    /// version they were bound to).
+    /// version they were bound to). The hub's templates arrive with `sync`
+    /// (source "hub vN") and supersede a local import.
     Template {
         #[command(subcommand)]
         command: TemplateCommand,
@@ -540,7 +550,8 @@ enum TemplateCommand {
         template_version: Option<u32>,
     },
     /// Import templates from a TOML file in the format of the shipped
-    /// seed (edge-node/seed/templates.toml); all or nothing.
+    /// seed (shared/seed/templates.toml); all or nothing. For a local
+    /// trial: the hub's next template version replaces it.
     Import {
         /// The template file.
         file: PathBuf,
@@ -982,6 +993,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         print_index_report(lang, &report);
                     }
                 }
+            }
+        }
+        Command::Dictionary { kind } => {
+            let (_node, store) = Node::open(&dir)?;
+            let all = dangan_edge::dictionaries::in_force(store.conn())?;
+            let chosen: Vec<&dangan_edge::dictionaries::Stored> =
+                [&all.categories, &all.retentions, &all.defects]
+                    .into_iter()
+                    .filter(|d| kind.is_none_or(|k| d.dictionary.kind == k))
+                    .collect();
+            if cli.json {
+                match kind {
+                    Some(_) => print_json(chosen[0])?,
+                    None => print_json(&all)?,
+                }
+            } else {
+                for stored in chosen {
+                    print_dictionary(lang, stored);
+                }
+                println!(
+                    "{}: {} ({})",
+                    lang.pick("中心字典订阅位置", "hub dictionary feed cursor"),
+                    all.cursor,
+                    all.synced_at
+                        .as_deref()
+                        .unwrap_or(lang.pick("尚未同步", "never synced"))
+                );
             }
         }
         Command::Template { command } => {
@@ -1695,7 +1733,53 @@ async fn serve(
     Ok(())
 }
 
+fn print_dictionary(lang: Lang, stored: &dangan_edge::dictionaries::Stored) {
+    let kind = stored.dictionary.kind;
+    let source = match stored.source {
+        "hub" => lang.pick("中心下发", "from the hub"),
+        _ => lang.pick("内置", "shipped"),
+    };
+    println!(
+        "{} ({kind}) {} {} · {source}",
+        lang.pick(kind.label_zh(), kind.as_str()),
+        lang.pick("版本", "version"),
+        stored.version,
+    );
+    for entry in &stored.dictionary.entries {
+        let state = if entry.active {
+            ""
+        } else {
+            lang.pick("（已停用）", " (retired)")
+        };
+        println!(
+            "  {} {} {}{state}",
+            pad(&entry.code, 16),
+            pad(&entry.zh, 14),
+            entry.en
+        );
+    }
+}
+
 fn print_sync(lang: Lang, report: &SyncReport) {
+    if !report.dictionary_updates.is_empty() {
+        println!(
+            "{}: {}",
+            lang.pick(
+                "已应用中心下发的字典/模板",
+                "dictionary updates from the hub applied"
+            ),
+            report.dictionary_updates.join(", ")
+        );
+    }
+    if let Some(error) = &report.dictionary_error {
+        println!(
+            "{}: {error}",
+            lang.pick(
+                "未能更新字典（继续使用本地副本）",
+                "dictionaries not updated (the local copy stays in force)"
+            )
+        );
+    }
     if report.outside_window {
         println!(
             "{} ({} {})",

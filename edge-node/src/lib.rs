@@ -38,6 +38,7 @@ pub mod binarize;
 pub mod cache;
 pub mod config;
 pub mod decode;
+pub mod dictionaries;
 pub mod eviction;
 pub mod exceptions;
 pub mod files;

@@ -13,6 +13,7 @@
 //! unless exceptions are still open, which keeps it in QC.
 use std::collections::BTreeMap;
 
+use dangan_shared::dictionary::DictionaryKind;
 use dangan_shared::qc::{self, Defect, SamplingRule};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -42,6 +43,8 @@ pub enum QcError {
     OpenExceptions { batch: String, open: i64 },
     #[error("unknown verdict {0:?}: pass, or a defect ({1})")]
     Verdict(String, String),
+    #[error("defect type {0:?} is retired in the defects dictionary from the hub")]
+    Retired(String),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
@@ -299,6 +302,12 @@ pub fn check(
     actor: &Actor,
 ) -> Result<(), QcError> {
     let (batch_id, round_id, _) = open_round(conn, name)?;
+    if let Verdict::Defect(defect) = verdict {
+        let defects = crate::dictionaries::current(conn, DictionaryKind::Defects)?;
+        if !defects.dictionary.is_active(defect.code()) {
+            return Err(QcError::Retired(defect.code().to_owned()));
+        }
+    }
     let changed = conn.execute(
         "UPDATE qc_checks SET verdict = ?1, note = ?2, inspector = ?3, checked_at = ?4
          WHERE round_id = ?5

@@ -282,6 +282,22 @@ CREATE INDEX business_files_missing ON business_files(batch_id, missing);
 ALTER TABLE users ADD COLUMN lang TEXT CHECK (lang IS NULL OR lang IN ('zh','en'));
 CREATE INDEX business_files_person ON business_files(person_id);
 "#,
+    r#"
+-- 7: the hub's dictionaries as received through the dictionary feed (see
+-- dictionaries.rs; templates go to `templates`), and feed cursors.
+CREATE TABLE dictionaries (
+    kind        TEXT NOT NULL CHECK (kind IN ('categories','retentions','defects')),
+    version     INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (kind, version)
+);
+CREATE TABLE feed_cursors (
+    feed       TEXT PRIMARY KEY,
+    cursor     INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -565,6 +581,13 @@ impl Store {
         let batch = self
             .batch(name)?
             .ok_or_else(|| StoreError::NoSuchBatch(name.to_owned()))?;
+        let template = crate::template::for_batch(&self.conn, batch.id)
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?
+            .map(|bound| BoundTemplate {
+                version: bound.version,
+                name: bound.template.name,
+                source: bound.source,
+            });
         let mut files: Vec<BusinessFileView> = Vec::new();
         // Business file id → its index in `files` (a batch may hold thousands).
         let mut file_index: std::collections::HashMap<i64, usize> =
@@ -641,6 +664,7 @@ impl Store {
                 exceptions: exceptions.len(),
             },
             batch,
+            template,
             business_files: files,
             quarantined,
             exceptions,
@@ -762,10 +786,22 @@ pub struct Counts {
 pub struct BatchDetail {
     #[serde(flatten)]
     pub batch: BatchRow,
+    /// The template version the batch is bound to (None without a
+    /// business type).
+    pub template: Option<BoundTemplate>,
     pub counts: Counts,
     pub business_files: Vec<BusinessFileView>,
     pub quarantined: Vec<QuarantineView>,
     pub exceptions: Vec<crate::exceptions::Exception>,
+}
+
+/// Which template version a batch follows.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoundTemplate {
+    pub version: u32,
+    pub name: String,
+    /// `seed`, `import` or `hub vN` (see `template list`).
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

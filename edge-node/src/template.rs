@@ -3,218 +3,39 @@
 //! documents and metadata a complete business file has, the barcode rules,
 //! the scanning minimums and the QC sampling rule.
 //!
-//! Templates are versioned data. The shipped defaults (`seed/templates.toml`)
-//! are version 1; an imported set (edited locally, or later sent by the
-//! hub) becomes the next version of each template it changes. A batch is
+//! The template type itself is [`dangan_shared::template`] (the hub
+//! validates and publishes the same type). Templates are versioned data.
+//! The shipped defaults (`shared/seed/templates.toml`) are version 1; an
+//! imported set (edited locally, or sent by the hub through the dictionary
+//! feed) becomes the next version of each template it changes. A batch is
 //! bound to the version current when its business type was set, and keeps
 //! it: a template change never rewrites a batch already scanned or archived.
-use std::collections::BTreeSet;
-
-use dangan_shared::qc::SamplingRule;
-use dangan_shared::{Category, Retention};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::barcode::{self, BarcodeSettings, Symbology};
 use crate::config::GroupingRules;
 use crate::store::{StoreError, now};
 
-/// The shipped defaults.
-pub const SEED: &str = include_str!("../seed/templates.toml");
-
-/// Metadata fields a template may require of a business file.
-pub const METADATA_FIELDS: [&str; 5] = [
-    "person_id",
-    "person_name",
-    "employer_id",
-    "business_date",
-    "organisation",
-];
+pub use dangan_shared::template::{
+    Band, BarcodeRules, ColourRule, METADATA_FIELDS, SEED, Template, parse,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("templates: {0}")]
-    Parse(String),
-    #[error("template {business_type}: {message}")]
-    Invalid {
-        business_type: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Template(#[from] dangan_shared::template::TemplateError),
     #[error("no template for business type {0:?}")]
     Unknown(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Which pages' colour modes a template accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ColourRule {
-    /// Gray or colour (a bilevel scan loses stamps and faint writing).
-    Gray,
-    /// Colour only (stamps, receipts).
-    Colour,
-    /// Anything, bilevel included.
-    Any,
-}
-
-impl ColourRule {
-    /// Whether a page of this colour mode (`bilevel`, `gray` or `colour`,
-    /// as `pages.colour` records it) is accepted.
-    pub fn accepts(self, colour: &str) -> bool {
-        match self {
-            ColourRule::Gray => colour == "gray" || colour == "colour",
-            ColourRule::Colour => colour == "colour",
-            ColourRule::Any => true,
-        }
-    }
-
-    /// What the rule accepts, for messages.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ColourRule::Gray => "gray or colour",
-            ColourRule::Colour => "colour only",
-            ColourRule::Any => "any colour mode",
-        }
-    }
-}
-
-/// Barcode rules of a business type, over the edge's `[barcodes]` and
-/// `[grouping]` settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BarcodeRules {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub formats: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fast_bands: Option<Vec<Band>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub business_number: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub separator: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Band {
-    pub top: f64,
-    pub bottom: f64,
-}
-
-/// One business type's template (one version of it).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Template {
-    pub business_type: String,
-    pub name: String,
-    pub category: Category,
-    pub retention: Retention,
-    #[serde(default)]
-    pub required_documents: Vec<String>,
-    #[serde(default)]
-    pub required_metadata: Vec<String>,
-    #[serde(default = "default_min_dpi")]
-    pub min_dpi: u32,
-    #[serde(default = "default_colour")]
-    pub colour: ColourRule,
-    #[serde(default)]
-    pub barcodes: BarcodeRules,
-    #[serde(default)]
-    pub qc: SamplingRule,
-}
-
-fn default_min_dpi() -> u32 {
-    200
-}
-
-fn default_colour() -> ColourRule {
-    ColourRule::Gray
-}
-
-/// A template file: a set of templates.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TemplateFile {
-    #[allow(dead_code)]
-    version: u32,
-    #[serde(rename = "template", default)]
-    templates: Vec<Template>,
-}
-
-impl Template {
-    fn invalid(&self, message: impl Into<String>) -> TemplateError {
-        TemplateError::Invalid {
-            business_type: self.business_type.clone(),
-            message: message.into(),
-        }
-    }
-
-    pub fn validate(&self) -> Result<(), TemplateError> {
-        let code_ok = !self.business_type.is_empty()
-            && self.business_type.len() <= 32
-            && self
-                .business_type
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !code_ok {
-            return Err(
-                self.invalid("the business type code must be 1–32 letters, digits, '-' or '_'")
-            );
-        }
-        if self.name.trim().is_empty() {
-            return Err(self.invalid("the name is empty"));
-        }
-        for field in &self.required_metadata {
-            if !METADATA_FIELDS.contains(&field.as_str()) {
-                return Err(self.invalid(format!(
-                    "unknown required metadata {field:?} (one of {})",
-                    METADATA_FIELDS.join(", ")
-                )));
-            }
-        }
-        if !(50..=1200).contains(&self.min_dpi) {
-            return Err(self.invalid(format!("min_dpi {} is not 50–1200", self.min_dpi)));
-        }
-        self.qc
-            .validate()
-            .map_err(|err| self.invalid(err.to_string()))?;
-        if let Some(formats) = &self.barcodes.formats {
-            if formats.is_empty() {
-                return Err(self.invalid(
-                    "barcodes.formats is empty: no barcode could be found, so no page could be grouped",
-                ));
-            }
-            for format in formats {
-                symbology(format).ok_or_else(|| {
-                    self.invalid(format!(
-                        "barcodes.formats: unknown symbology {format:?} (one of {})",
-                        Symbology::ALL.map(Symbology::as_str).join(", ")
-                    ))
-                })?;
-            }
-        }
-        for band in self.barcodes.fast_bands.iter().flatten() {
-            if !(0.0 <= band.top && band.top < band.bottom && band.bottom <= 1.0) {
-                return Err(self.invalid(format!(
-                    "barcodes.fast_bands: {{ top = {}, bottom = {} }} is not a strip of the page \
-                     (0 ≤ top < bottom ≤ 1)",
-                    band.top, band.bottom
-                )));
-            }
-        }
-        for (name, pattern) in [
-            ("business_number", &self.barcodes.business_number),
-            ("separator", &self.barcodes.separator),
-        ] {
-            if let Some(pattern) = pattern {
-                regex::Regex::new(pattern).map_err(|err| {
-                    self.invalid(format!(
-                        "barcodes.{name} is not a regular expression: {err}"
-                    ))
-                })?;
-            }
-        }
-        Ok(())
+impl TemplateError {
+    fn parse(message: impl Into<String>) -> Self {
+        TemplateError::Template(dangan_shared::template::TemplateError::Parse(
+            message.into(),
+        ))
     }
 }
 
@@ -320,20 +141,6 @@ pub fn for_batch(conn: &Connection, batch_id: i64) -> Result<Option<Versioned>, 
     }
 }
 
-/// Parses and validates a template file (TOML, the seed's format).
-pub fn parse(text: &str) -> Result<Vec<Template>, TemplateError> {
-    let file: TemplateFile =
-        toml::from_str(text).map_err(|err| TemplateError::Parse(err.to_string()))?;
-    let mut seen = BTreeSet::new();
-    for template in &file.templates {
-        template.validate()?;
-        if !seen.insert(template.business_type.clone()) {
-            return Err(template.invalid("appears twice in the file"));
-        }
-    }
-    Ok(file.templates)
-}
-
 /// A stored template version.
 #[derive(Clone, Debug, Serialize)]
 pub struct Versioned {
@@ -361,18 +168,30 @@ pub fn import(
     source: &str,
 ) -> Result<ImportReport, TemplateError> {
     let tx = conn.transaction().map_err(StoreError::from)?;
+    let report = import_within(&tx, templates, source)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(report)
+}
+
+/// [`import`] within a transaction the caller holds (the dictionary feed
+/// applies templates and moves its cursor together).
+pub fn import_within(
+    conn: &Connection,
+    templates: &[Template],
+    source: &str,
+) -> Result<ImportReport, TemplateError> {
     let mut report = ImportReport::default();
     for template in templates {
         template.validate()?;
-        let current = current(&tx, &template.business_type)?;
+        let current = current(conn, &template.business_type)?;
         if current.as_ref().is_some_and(|c| c.template == *template) {
             report.unchanged.push(template.business_type.clone());
             continue;
         }
         let version = current.map_or(1, |c| c.version + 1);
         let body =
-            serde_json::to_string(template).map_err(|err| TemplateError::Parse(err.to_string()))?;
-        tx.execute(
+            serde_json::to_string(template).map_err(|err| TemplateError::parse(err.to_string()))?;
+        conn.execute(
             "INSERT INTO templates(business_type, version, body, source, recorded_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![template.business_type, version, body, source, now()],
@@ -380,7 +199,6 @@ pub fn import(
         .map_err(StoreError::from)?;
         report.updated.push(template.business_type.clone());
     }
-    tx.commit().map_err(StoreError::from)?;
     Ok(report)
 }
 
@@ -392,7 +210,7 @@ fn decode(
     (version, body, source, recorded_at): (u32, String, String, String),
 ) -> Result<Versioned, TemplateError> {
     let template: Template = serde_json::from_str(&body)
-        .map_err(|err| TemplateError::Parse(format!("stored template unreadable: {err}")))?;
+        .map_err(|err| TemplateError::parse(format!("stored template unreadable: {err}")))?;
     Ok(Versioned {
         version,
         source,
@@ -471,38 +289,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seed_parses_and_covers_every_category() {
-        let templates = parse(SEED).expect("seed");
-        assert!(templates.len() >= 5);
-        for category in Category::ALL {
-            assert!(
-                templates.iter().any(|t| t.category == category),
-                "no default template of category {category}"
-            );
-        }
-        assert!(
-            templates
-                .iter()
-                .any(|t| t.retention == Retention::Permanent)
-        );
-    }
-
-    #[test]
-    fn bad_templates_are_refused_with_the_reason() {
-        let bad = SEED.replacen("min_dpi = 200", "min_dpi = 20", 1);
-        assert!(parse(&bad).unwrap_err().to_string().contains("min_dpi 20"));
-        let bad = SEED.replacen("\"employer_id\"", "\"shoe_size\"", 1);
-        assert!(parse(&bad).unwrap_err().to_string().contains("shoe_size"));
-        let bad = SEED.replacen("retention = 30", "retention = 25", 1);
-        assert!(parse(&bad).unwrap_err().to_string().contains("25"));
-        let bad = SEED.replacen("business_type = \"A02\"", "business_type = \"A01\"", 1);
-        assert!(parse(&bad).unwrap_err().to_string().contains("twice"));
-        let bad = SEED.replacen(
-            "colour = \"gray\"\n",
-            "colour = \"gray\"\nbarcodes = { formats = [\"ean13\"] }\n",
-            1,
-        );
-        assert!(parse(&bad).unwrap_err().to_string().contains("ean13"));
+    fn templates_name_exactly_the_symbologies_the_decoder_knows() {
+        let known: Vec<&str> = Symbology::ALL.map(Symbology::as_str).to_vec();
+        assert_eq!(known, dangan_shared::template::SYMBOLOGIES.to_vec());
     }
 
     #[test]
@@ -544,13 +333,5 @@ mod tests {
             config.grouping.separator.as_str()
         );
         assert_eq!(merged.barcodes.min_text_len, config.barcodes.min_text_len);
-    }
-
-    #[test]
-    fn colour_rules_accept_what_they_say() {
-        assert!(ColourRule::Gray.accepts("gray") && ColourRule::Gray.accepts("colour"));
-        assert!(!ColourRule::Gray.accepts("bilevel"));
-        assert!(ColourRule::Colour.accepts("colour") && !ColourRule::Colour.accepts("gray"));
-        assert!(ColourRule::Any.accepts("bilevel"));
     }
 }

@@ -6,13 +6,18 @@
 //! - [`Category`], [`Retention`]: archive categories and retention periods.
 //! - [`qc`]: QC sampling rules, reproducible samples, defect kinds.
 //! - [`password`]: Argon2id hashes of people's passwords.
+//! - [`template`]: business-type templates, validated the same at edge and hub.
+//! - [`dictionary`]: the common dictionaries (categories, retention periods,
+//!   defect types) the hub publishes and every edge applies.
 mod archive;
 mod blob;
 mod org;
 mod person;
 
+pub mod dictionary;
 pub mod password;
 pub mod qc;
+pub mod template;
 pub mod text;
 
 pub use archive::{Category, ParseCategoryError, ParseRetentionError, RETENTION_YEARS, Retention};

@@ -23,8 +23,8 @@ use tokio_util::io::ReaderStream;
 use crate::PROTOCOL_PREFIX;
 use crate::manifest::is_hash_hex;
 use crate::wire::{
-    BatchListing, BlobStatus, CommitRequest, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
-    OfferResponse, QueueReport, Receipt, header,
+    BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
+    ErrorBody, ErrorCode, OfferResponse, QueueReport, Receipt, header,
 };
 
 /// Size of the chunks of compressed bodies.
@@ -325,6 +325,16 @@ impl Client {
         if let Some(after) = after {
             url.query_pairs_mut().append_pair("after", after);
         }
+        let builder = self.request_url(Method::GET, url, true)?;
+        decode(self.send(builder).await?).await
+    }
+
+    /// `GET /sync/v1/feeds/dictionaries`: the dictionary and template
+    /// versions published after cursor `after`.
+    pub async fn dictionary_feed(&self, after: u64) -> Result<DictionaryFeed, ClientError> {
+        let mut url = self.url("/feeds/dictionaries")?;
+        url.query_pairs_mut()
+            .append_pair("after", &after.to_string());
         let builder = self.request_url(Method::GET, url, true)?;
         decode(self.send(builder).await?).await
     }

@@ -34,12 +34,14 @@ use tracing::Instrument;
 use crate::jcs;
 use crate::manifest::{is_hash_hex, validate_manifest};
 use crate::wire::{
-    BatchListing, BlobStatus, CommitRequest, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
-    Manifest, OfferResponse, QueueReport, Receipt, header,
+    BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
+    ErrorBody, ErrorCode, Manifest, OfferResponse, QueueReport, Receipt, header,
 };
 
 /// Most batches one `GET /sync/v1/batches` page lists.
 pub const BATCH_PAGE: u32 = 1000;
+/// The most dictionary feed entries in one answer.
+pub const FEED_PAGE: u32 = 200;
 
 /// Who is calling: resolved from the `Authorization: Bearer` token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +239,15 @@ pub trait Backend: Send + Sync + 'static {
         request: CommitRequest,
     ) -> impl Future<Output = Result<Receipt, ProtocolError>> + Send;
 
+    /// The dictionary feed after cursor `after`: at most `limit` entries
+    /// in `seq` order.
+    fn dictionary_feed(
+        &self,
+        node: &NodeIdentity,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<DictionaryFeed, ProtocolError>> + Send;
+
     /// The node's district's batches at the hub, by name, after `after`.
     fn list_batches(
         &self,
@@ -261,6 +272,7 @@ pub fn router<B: Backend>(backend: Arc<B>, limits: Limits) -> Router {
         )
         .route("/sync/v1/commit", post(commit::<B>))
         .route("/sync/v1/batches", get(list_batches::<B>))
+        .route("/sync/v1/feeds/dictionaries", get(dictionary_feed::<B>))
         .with_state(shared)
 }
 
@@ -540,6 +552,29 @@ async fn list_batches<B: Backend>(
     let limit = page_limit(query.limit, BATCH_PAGE);
     Ok(Json(
         shared.backend.list_batches(&node, after, limit).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn dictionary_feed<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+) -> Result<Json<DictionaryFeed>, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let Query(query) =
+        query.map_err(|rejection| ProtocolError::malformed(rejection.body_text()))?;
+    let limit = page_limit(query.limit, FEED_PAGE);
+    Ok(Json(
+        shared
+            .backend
+            .dictionary_feed(&node, query.after.unwrap_or(0), limit)
+            .await?,
     ))
 }
 

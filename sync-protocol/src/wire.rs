@@ -252,6 +252,45 @@ pub struct ListedBatch {
     pub committed_at: Option<String>,
 }
 
+/// One page of `GET /sync/v1/feeds/dictionaries?after=SEQ&limit=N`: the
+/// dictionary and template versions the hub published after `SEQ`, in
+/// publication order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DictionaryFeed {
+    pub entries: Vec<FeedEntry>,
+    /// The cursor to ask from next: the last entry's `seq`, or the `after`
+    /// asked for when there was nothing new.
+    pub next: u64,
+    /// Whether more entries follow (ask again from `next` at once).
+    pub more: bool,
+}
+
+/// One published version: applying it twice changes nothing.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FeedEntry {
+    /// Position in the hub's feed (strictly increasing).
+    pub seq: u64,
+    /// The hub's version number of this dictionary or business type.
+    pub version: u32,
+    pub recorded_at: String,
+    #[serde(flatten)]
+    pub item: FeedItem,
+}
+
+/// What a feed entry publishes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FeedItem {
+    /// A business type's template.
+    Template {
+        template: dangan_shared::template::Template,
+    },
+    /// A whole dictionary (categories, retentions or defects).
+    Dictionary {
+        dictionary: dangan_shared::dictionary::Dictionary,
+    },
+}
+
 /// Body of every error response: a stable machine-readable code and a
 /// human-readable message (English; clients translate by code).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -832,3 +832,136 @@ fn the_archive_carries_the_business_metadata() -> Result<()> {
     }
     Ok(())
 }
+
+/// The hub's dictionaries and templates reach an edge when it syncs; an
+/// edge that cannot reach the hub keeps the versions it has and catches up
+/// from its cursor when the hub is back.
+#[test]
+fn dictionary_versions_reach_an_edge_through_sync_and_an_offline_edge_keeps_its_copy() -> Result<()>
+{
+    let mut setup = hub()?;
+    // Give up on an unreachable hub quickly.
+    let config = "[sync]\nretry_base_seconds = 1\nretry_max_seconds = 1\ngive_up_after_seconds = 2\nrequest_timeout_seconds = 5\n";
+    let edge = setup.edge("edge", DISTRICT, config)?;
+    let before = edge.json(&["dictionary", "defects"])?;
+    assert_eq!(before["source"], "shipped", "{before}");
+
+    // An administrator retires one defect type, renames another, and
+    // publishes a new version of template A01.
+    let mut defects = setup.hub.json(&["dictionary", "show", "defects"])?;
+    assert_eq!(defects["version"], 1, "{defects}");
+    for entry in defects["entries"].as_array_mut().context("entries")? {
+        match entry["code"].as_str() {
+            Some("blur") => entry["active"] = Value::Bool(false),
+            Some("skew") => entry["zh"] = Value::from("倾斜"),
+            _ => {}
+        }
+    }
+    let file = setup.root.path().join("defects.json");
+    std::fs::write(&file, defects.to_string())?;
+    let published =
+        setup
+            .hub
+            .json(&["dictionary", "set", "defects", &file.display().to_string()])?;
+    assert_eq!(published["version"], 2, "{published}");
+    let seed = dangan_shared_seed();
+    let a01 = seed.replacen(
+        "name = \"单位参保登记\"",
+        "name = \"单位参保登记（2027版）\"",
+        1,
+    );
+    assert_ne!(a01, seed);
+    let templates = setup.root.path().join("templates.toml");
+    std::fs::write(&templates, &a01)?;
+    let imported = setup
+        .hub
+        .json(&["template", "import", &templates.display().to_string()])?;
+    let changed: Vec<&Value> = imported
+        .as_array()
+        .context("import report")?
+        .iter()
+        .filter(|t| t["changed"] == true)
+        .collect();
+    assert_eq!(changed.len(), 1, "{imported}");
+    assert_eq!(changed[0]["business_type"], "A01");
+
+    let report = edge.json(&["sync"])?;
+    let updates = report["dictionary_updates"].to_string();
+    assert!(
+        updates.contains("defects v2") && updates.contains("template A01 v2"),
+        "{report}"
+    );
+    let defects = edge.json(&["dictionary", "defects"])?;
+    assert_eq!(defects["source"], "hub");
+    assert_eq!(defects["version"], 2);
+    let entry = |code: &str| {
+        defects["entries"]
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["code"] == code))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(entry("blur")["active"], false, "{defects}");
+    assert_eq!(entry("skew")["zh"], "倾斜", "{defects}");
+    let template = edge.json(&["template", "show", "A01"])?;
+    assert_eq!(template["name"], "单位参保登记（2027版）", "{template}");
+    assert_eq!(template["source"], "hub v2", "{template}");
+    // A second sync has nothing new to apply.
+    let again = edge.json(&["sync"])?;
+    assert_eq!(again["dictionary_updates"], Value::Array(vec![]), "{again}");
+
+    // The hub goes away; meanwhile it publishes version 3 of A01.
+    setup.hub.kill();
+    let a01_v3 = a01.replacen(
+        "name = \"单位参保登记（2027版）\"",
+        "name = \"单位参保登记（2028版）\"",
+        1,
+    );
+    std::fs::write(&templates, &a01_v3)?;
+    setup
+        .hub
+        .json(&["template", "import", &templates.display().to_string()])?;
+    let (_, offline) = edge.try_json(&["sync"])?;
+    assert!(
+        offline.to_string().contains("reach") || offline.get("dictionary_error").is_some(),
+        "the edge says the hub is unreachable: {offline}"
+    );
+    // Offline, the edge keeps what it received: a new batch of business
+    // type A01 is bound to the hub's version 2.
+    let template = edge.json(&["template", "show", "A01"])?;
+    assert_eq!(template["name"], "单位参保登记（2027版）", "{template}");
+    assert_eq!(edge.json(&["dictionary", "defects"])?["version"], 2);
+    let pages = setup.pages("in-a01", 2, 7, 20)?;
+    edge.json(&[
+        "ingest",
+        "--batch",
+        "A01-offline",
+        "--business-type",
+        "A01",
+        &pages.display().to_string(),
+    ])?;
+    let batch = edge.json(&["batch", "show", "A01-offline"])?;
+    let bound = template["version"].clone();
+    assert_eq!(batch["template"]["version"], bound, "{batch}");
+
+    // Back online, the edge catches up from its cursor.
+    setup.hub.restart()?;
+    let report = edge.json(&["sync"])?;
+    assert!(
+        report["dictionary_updates"]
+            .to_string()
+            .contains("template A01 v3"),
+        "{report}"
+    );
+    let template = edge.json(&["template", "show", "A01"])?;
+    assert_eq!(template["name"], "单位参保登记（2028版）", "{template}");
+    // The batch scanned offline keeps the version it was bound to.
+    let batch = edge.json(&["batch", "show", "A01-offline"])?;
+    assert_eq!(batch["template"]["version"], bound, "{batch}");
+    Ok(())
+}
+
+/// The shipped template file.
+fn dangan_shared_seed() -> String {
+    include_str!("../../shared/seed/templates.toml").to_owned()
+}

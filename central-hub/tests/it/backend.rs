@@ -17,14 +17,14 @@ use dangan_sync::wire::{
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use object_store::ObjectStoreExt;
 
-struct Hub {
+pub(crate) struct Hub {
     _dir: tempfile::TempDir,
-    data: PathBuf,
-    backend: Arc<HubBackend>,
-    admin_token: String,
+    pub(crate) data: PathBuf,
+    pub(crate) backend: Arc<HubBackend>,
+    pub(crate) admin_token: String,
 }
 
-fn hub() -> Hub {
+pub(crate) fn hub() -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
     let made = hub::init(&data).unwrap();
@@ -1407,14 +1407,14 @@ async fn users_see_business_files_of_their_scope_only_and_grants_expire() {
 }
 
 /// The hub's HTTP service (plain HTTP) on a free port, until [`Served::stop`].
-struct Served {
-    addr: std::net::SocketAddr,
+pub(crate) struct Served {
+    pub(crate) addr: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<(), dangan_hub::http::ServeError>>,
 }
 
 impl Served {
-    async fn start(hub: &Hub) -> Served {
+    pub(crate) async fn start(hub: &Hub) -> Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1430,7 +1430,7 @@ impl Served {
     }
 
     /// Stops gracefully and checks the server ended without error.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.send(()).unwrap();
         self.server.await.unwrap().unwrap();
     }

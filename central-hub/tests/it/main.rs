@@ -1,7 +1,9 @@
 //! The hub's integration tests, one binary: `backend` (the storage
 //! contract, HTTPS, the sync endpoints over a real socket), `cli` and
-//! `audit` (the audit trail through the binary).
+//! `audit` (the audit trail through the binary), `dictionaries` (the
+//! common dictionaries and templates through the API).
 
 mod audit;
 mod backend;
 mod cli;
+mod dictionaries;

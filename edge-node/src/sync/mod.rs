@@ -109,6 +109,13 @@ pub struct SyncReport {
     pub failures: Vec<BatchFailure>,
     pub evicted_blobs: u64,
     pub evicted_bytes: u64,
+    /// Dictionary and template versions received from the hub and applied
+    /// in this pass, e.g. `defects v2`, `template A01 v3`.
+    pub dictionary_updates: Vec<String>,
+    /// Why the dictionary feed could not be read or applied (the local
+    /// copy stays in force; the next pass tries again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dictionary_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -272,11 +279,14 @@ pub async fn run_pass(
             // reconciliation is current; an unreachable hub is no error.
             if let Err(err) = pass.report_queue(store).await {
                 debug!(error = %err, "queue report outside the sync window failed");
+            } else {
+                pass.pull_dictionaries(store, &mut report).await;
             }
             report.outside_window = true;
             return Ok(());
         }
         pass.report_queue(store).await?;
+        pass.pull_dictionaries(store, &mut report).await;
         let queue = lock(store).sync_queue()?;
         let now_text = crate::store::now();
         let mut pass = pass;
@@ -397,6 +407,48 @@ impl Pass<'_> {
                     attempt += 1;
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// Reads the hub's dictionary feed from the stored cursor and applies
+    /// it page by page. A failure leaves the local copy as it is and is
+    /// reported, not fatal: batches still sync.
+    async fn pull_dictionaries(&self, store: &std::sync::Mutex<Store>, report: &mut SyncReport) {
+        loop {
+            let cursor = match crate::dictionaries::cursor(lock(store).conn()) {
+                Ok((cursor, _)) => cursor,
+                Err(err) => {
+                    report.dictionary_error = Some(err.to_string());
+                    return;
+                }
+            };
+            let feed = match self
+                .retrying("dictionary feed", || self.client.dictionary_feed(cursor))
+                .await
+            {
+                Ok(feed) => feed,
+                Err(err) => {
+                    warn!(error = %err, "cannot read the hub's dictionary feed");
+                    report.dictionary_error = Some(err.to_string());
+                    return;
+                }
+            };
+            match crate::dictionaries::apply(lock(store).conn_mut(), &feed) {
+                Ok(applied) => {
+                    for update in &applied.updated {
+                        info!(update = %update, "dictionary update from the hub applied");
+                    }
+                    report.dictionary_updates.extend(applied.updated);
+                }
+                Err(err) => {
+                    warn!(error = %err, "cannot apply the hub's dictionary feed");
+                    report.dictionary_error = Some(err.to_string());
+                    return;
+                }
+            }
+            if !feed.more || feed.entries.is_empty() {
+                return;
             }
         }
     }

@@ -954,11 +954,17 @@ pub(super) async fn qc_report(
     Path(batch): Path<String>,
 ) -> Response {
     let name = batch.clone();
-    let report = match state
-        .db(move |_, store| Ok(qc::report(store.conn(), &batch)?))
+    let (report, defects) = match state
+        .db(move |_, store| {
+            let defects = crate::dictionaries::current(
+                store.conn(),
+                dangan_shared::dictionary::DictionaryKind::Defects,
+            )?;
+            Ok((qc::report(store.conn(), &batch)?, defects.dictionary))
+        })
         .await
     {
-        Ok(report) => report,
+        Ok(loaded) => loaded,
         Err(err) => return viewer.fail(err),
     };
     let l = viewer.lang;
@@ -988,7 +994,7 @@ pub(super) async fn qc_report(
                 }
                 @if !round.defects_by_type.is_empty() {
                     p { (l.pick("缺陷类型", "Defects by type")) ": "
-                        @for (kind, n) in &round.defects_by_type { span.tag { (defect_label(l, kind)) " " (n) } " " }
+                        @for (kind, n) in &round.defects_by_type { span.tag { (defect_label(l, &defects, kind)) " " (n) } " " }
                     }
                 }
                 @if !round.defects_by_operator.is_empty() {
@@ -1002,7 +1008,7 @@ pub(super) async fn qc_report(
                         @for c in &round.checks {
                             tr {
                                 td.num { a href=(format!("{url}/pages/{}", c.page)) { (c.page) } }
-                                td { @match c.verdict.as_deref() { Some(v) => (defect_label(l, v)), None => span.muted { (l.pick("未检", "not checked")) } } }
+                                td { @match c.verdict.as_deref() { Some(v) => (defect_label(l, &defects, v)), None => span.muted { (l.pick("未检", "not checked")) } } }
                                 td { (c.note.as_deref().unwrap_or("")) }
                                 td { (c.inspector.as_deref().unwrap_or("")) }
                                 td { (c.operator.as_deref().unwrap_or("")) }
@@ -1017,13 +1023,11 @@ pub(super) async fn qc_report(
     layout(&viewer, &title, &[], body).into_response()
 }
 
-/// A verdict's label: pass or a defect.
-pub(super) fn defect_label(l: Lang, code: &str) -> String {
-    if code == "pass" {
-        return l.pick("合格", "pass").to_owned();
-    }
-    match code.parse::<dangan_shared::qc::Defect>() {
-        Ok(defect) => l.pick(defect.label_zh(), defect.code()).to_owned(),
-        Err(_) => code.to_owned(),
-    }
+/// A verdict's label: pass or a defect, as the defects dictionary names it.
+pub(super) fn defect_label(
+    l: Lang,
+    defects: &dangan_shared::dictionary::Dictionary,
+    code: &str,
+) -> String {
+    crate::dictionaries::verdict_label(defects, code, l == Lang::En)
 }

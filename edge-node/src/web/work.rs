@@ -18,10 +18,7 @@ use crate::qc;
 use crate::store::BatchRow;
 use crate::template::{self, Versioned};
 use crate::text::{Lang, code_label, state_label};
-use dangan_shared::qc::Defect;
-
-/// The defects in key order: key 1 is the first.
-const DEFECT_KEYS: [Defect; 8] = Defect::ALL;
+use dangan_shared::dictionary::{Dictionary, DictionaryKind};
 
 #[derive(Serialize)]
 struct QcSample {
@@ -37,6 +34,18 @@ struct QcData<'a> {
     sample: Vec<QcSample>,
     defects: Vec<(String, String)>,
     open: bool,
+}
+
+/// The defects an inspector may record, in key order (key 1 is the
+/// first): the entries in use of the defects dictionary from the hub,
+/// with their labels in the viewer's language.
+fn defect_keys(defects: &Dictionary, l: Lang) -> Vec<(String, String)> {
+    defects
+        .entries
+        .iter()
+        .filter(|e| e.active)
+        .map(|e| (e.code.clone(), l.pick(&e.zh, &e.en).to_owned()))
+        .collect()
 }
 
 fn actor(viewer: &Viewer) -> Actor {
@@ -59,10 +68,12 @@ pub(super) async fn qc_screen(
         .db(move |_, store| {
             let row = batch_of(store, &batch)?;
             let report = qc::report(store.conn(), &batch)?;
-            Ok((row, report))
+            let defects =
+                crate::dictionaries::current(store.conn(), DictionaryKind::Defects)?.dictionary;
+            Ok((row, report, defects))
         })
         .await;
-    let (row, report) = match loaded {
+    let (row, report, defects) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => return viewer.fail(err),
     };
@@ -83,15 +94,7 @@ pub(super) async fn qc_screen(
                 verdict: c.verdict.clone(),
             })
             .collect(),
-        defects: DEFECT_KEYS
-            .iter()
-            .map(|d| {
-                (
-                    d.code().to_owned(),
-                    l.pick(d.label_zh(), d.code()).to_owned(),
-                )
-            })
-            .collect(),
+        defects: defect_keys(&defects, l),
         open,
     });
     let title = format!("{} · {name}", l.pick("质检", "QC"));
@@ -116,8 +119,8 @@ pub(super) async fn qc_screen(
                     }
                     div.qc-keys {
                         kbd { "Enter" } " / " kbd { "P" } " " (l.pick("合格", "pass")) " · "
-                        @for (i, d) in DEFECT_KEYS.iter().enumerate() {
-                            kbd { (i + 1) } " " (l.pick(d.label_zh(), d.code())) " · "
+                        @for (i, (_, label)) in defect_keys(&defects, l).iter().enumerate() {
+                            kbd { (i + 1) } " " (label) " · "
                         }
                         kbd { "→" } " / " kbd { "N" } " " (l.pick("下一张", "next")) " · "
                         kbd { "←" } " " (l.pick("上一张", "previous")) " · "
@@ -453,14 +456,17 @@ pub(super) async fn exception_resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::pages::defect_label;
 
     #[test]
-    fn every_defect_has_a_key_and_a_label() {
-        assert_eq!(DEFECT_KEYS.len(), 8);
-        for defect in DEFECT_KEYS {
-            assert_ne!(defect_label(Lang::Zh, defect.code()), defect.code());
-        }
-        assert_eq!(defect_label(Lang::En, "pass"), "pass");
+    fn retired_defects_get_no_key_and_the_rest_keep_their_order() {
+        let mut defects = Dictionary::builtin(DictionaryKind::Defects);
+        let keys = defect_keys(&defects, Lang::Zh);
+        assert_eq!(keys.len(), 8);
+        assert_eq!(keys[0], ("skew".to_owned(), "歪斜".to_owned()));
+        defects.entries[0].active = false;
+        defects.entries[1].en = "Out of focus".into();
+        let keys = defect_keys(&defects, Lang::En);
+        assert_eq!(keys.len(), 7);
+        assert_eq!(keys[0], ("blur".to_owned(), "Out of focus".to_owned()));
     }
 }

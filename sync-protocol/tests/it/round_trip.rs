@@ -14,10 +14,10 @@ use dangan_shared::BlobId;
 use dangan_sync::client::{Client, ClientError, ClientOptions, file_body};
 use dangan_sync::server::{Backend, Limits, NodeIdentity, ProtocolError, router};
 use dangan_sync::wire::{
-    BatchListing, BlobStatus, CommitRequest, EdgeBatchState, EnrolRequest, EnrolResponse,
-    ErrorBody, ErrorCode, ListedBatch, MANIFEST_FORMAT, Manifest, ManifestBarcode, ManifestFile,
-    ManifestPage, MissingBlob, OfferResponse, QueueReport, QueuedBatch, RECEIPT_FORMAT, Receipt,
-    ReceiptBody, ReconcileState,
+    BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EdgeBatchState, EnrolRequest,
+    EnrolResponse, ErrorBody, ErrorCode, FeedEntry, FeedItem, ListedBatch, MANIFEST_FORMAT,
+    Manifest, ManifestBarcode, ManifestFile, ManifestPage, MissingBlob, OfferResponse, QueueReport,
+    QueuedBatch, RECEIPT_FORMAT, Receipt, ReceiptBody, ReconcileState,
 };
 use dangan_sync::{HubKey, manifest_hash, random_token, sign_receipt, token_hash, verify_receipt};
 use futures_util::{StreamExt, stream};
@@ -47,6 +47,8 @@ struct State {
     receipts: HashMap<String, Receipt>,
     /// (district, batch) → committed manifest hash and time.
     archived: BTreeMap<(String, String), (String, String)>,
+    /// Published dictionary and template versions, in `seq` order.
+    feed: Vec<FeedEntry>,
 }
 
 /// Releases a blob's upload slot however the write ends, a dropped future included.
@@ -375,6 +377,30 @@ impl Backend for MemoryBackend {
             .receipts
             .insert(request.manifest_hash, receipt.clone());
         Ok(receipt)
+    }
+
+    async fn dictionary_feed(
+        &self,
+        _node: &NodeIdentity,
+        after: u64,
+        limit: u32,
+    ) -> Result<DictionaryFeed, ProtocolError> {
+        let state = self.lock();
+        let mut entries: Vec<FeedEntry> = state
+            .feed
+            .iter()
+            .filter(|entry| entry.seq > after)
+            .take(limit as usize + 1)
+            .cloned()
+            .collect();
+        let more = entries.len() > limit as usize;
+        entries.truncate(limit as usize);
+        let next = entries.last().map_or(after, |entry| entry.seq);
+        Ok(DictionaryFeed {
+            entries,
+            next,
+            more,
+        })
     }
 
     async fn list_batches(
@@ -928,6 +954,68 @@ async fn credentials_are_checked() {
         anonymous.report_queue(&report).await,
         Err(ClientError::Config(_))
     ));
+}
+
+#[tokio::test]
+async fn the_dictionary_feed_reads_from_a_cursor() {
+    let hub = start_hub(Limits::default()).await;
+    let (client, enrolment) = enrolled(&hub, DISTRICT).await;
+    let mut template = dangan_shared::template::parse(dangan_shared::template::SEED)
+        .unwrap()
+        .remove(0);
+    template.name = "单位参保登记（新）".to_owned();
+    let mut defects = dangan_shared::dictionary::Dictionary::builtin(
+        dangan_shared::dictionary::DictionaryKind::Defects,
+    );
+    defects.entries[1].active = false;
+    hub.backend.lock().feed = vec![
+        FeedEntry {
+            seq: 4,
+            version: 2,
+            recorded_at: "2026-11-26T10:00:00Z".to_owned(),
+            item: FeedItem::Template {
+                template: template.clone(),
+            },
+        },
+        FeedEntry {
+            seq: 9,
+            version: 2,
+            recorded_at: "2026-11-26T10:01:00Z".to_owned(),
+            item: FeedItem::Dictionary {
+                dictionary: defects.clone(),
+            },
+        },
+    ];
+    let feed = client.dictionary_feed(0).await.unwrap();
+    assert_eq!(feed.next, 9);
+    assert!(!feed.more);
+    assert_eq!(feed.entries.len(), 2);
+    assert_eq!(feed.entries[0].item, FeedItem::Template { template });
+    assert_eq!(
+        feed.entries[1].item,
+        FeedItem::Dictionary {
+            dictionary: defects
+        }
+    );
+    // From the cursor on, nothing is sent again.
+    let rest = client.dictionary_feed(4).await.unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    let none = client.dictionary_feed(9).await.unwrap();
+    assert!(none.entries.is_empty());
+    assert_eq!(none.next, 9);
+
+    // A node credential is required, and the cursor is a number.
+    let stranger = Client::new(&hub.url, options(Some("dn_bogus".to_owned()))).unwrap();
+    assert_eq!(hub_error(stranger.dictionary_feed(0).await).0, 401);
+    let response = reqwest::Client::new()
+        .get(format!("{}/sync/v1/feeds/dictionaries?after=last", hub.url))
+        .bearer_auth(&enrolment.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: ErrorBody = response.json().await.unwrap();
+    assert_eq!(body.error, ErrorCode::Malformed);
 }
 
 #[tokio::test]

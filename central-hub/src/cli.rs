@@ -73,11 +73,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new hub data folder: the index database (hub.db), the
-    /// receipt-signing key (hub.key), a commented hub.toml and the blob
-    /// folders. Prints an admin token for the HTTP admin API once; only its
+    /// Create a new hub data folder for a city: the index database
+    /// (hub.db), the receipt-signing key (hub.key), a commented hub.toml
+    /// and the blob folders. The city becomes the root of the organisation
+    /// tree, and the first system administrator, user `admin`, is created
+    /// in it without a password (set one with `user passwd admin`). Prints
+    /// an admin token, a credential of `admin` for the API, once; only its
     /// hash is kept. Refuses a folder that already holds a hub.
-    Init,
+    Init {
+        /// The city the hub archives for: its 6-digit administrative
+        /// division code ending in 00, e.g. 330100.
+        #[arg(long, value_name = "CODE")]
+        city: OrgCode,
+        /// The city's name, e.g. 杭州市 (default: its code; change it later
+        /// with `org set CODE --name NAME`).
+        #[arg(long, value_name = "NAME")]
+        city_name: Option<String>,
+    },
     /// Run the hub: the /sync/v1 endpoints for edge nodes, the JSON API
     /// under /api/v1 (sessions, organisations, users, business files, the
     /// audit trail, reconciliation; OpenAPI document at
@@ -131,8 +143,9 @@ enum Command {
         #[arg(long, value_name = "CODE")]
         district: Option<OrgCode>,
     },
-    /// Issue an additional admin token for the HTTP admin API (printed
-    /// once), e.g. when the one printed by init was lost.
+    /// Issue an additional admin token (printed once) for the first system
+    /// administrator, user `admin`, e.g. when the one printed by init was
+    /// lost. It acts as `admin` in the API and is audited as them.
     AdminToken,
     /// The tamper-evident audit trail (审计日志): verify it, checkpoint its
     /// head, list or export entries.
@@ -308,6 +321,13 @@ enum UserCommand {
         #[arg(value_name = "NAME")]
         username: String,
     },
+    /// Set a user's password, read from standard input (e.g. the first
+    /// password of `admin`, made by init without one). Lifts a lockout and
+    /// ends the user's sessions.
+    Passwd {
+        #[arg(value_name = "NAME")]
+        username: String,
+    },
     /// Let a user see another organisation's subtree until a date (e.g. an
     /// auditor granted a district for an audit).
     Grant {
@@ -406,9 +426,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     let dir = data_dir(&cli)?;
     let lang = cli.lang;
     match &cli.command {
-        Command::Init => {
-            let made =
-                hub::init(&dir).with_context(|| format!("cannot initialise {}", dir.display()))?;
+        Command::Init { city, city_name } => {
+            let city = hub::City {
+                code: city.clone(),
+                name: city_name.clone(),
+            };
+            let made = hub::init(&dir, &city)
+                .with_context(|| format!("cannot initialise {}", dir.display()))?;
             if cli.json {
                 print_json(&made)?;
             } else {
@@ -425,15 +449,33 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 );
                 println!(
                     "  {}: {}",
+                    lang.pick("机构树根（市）", "root organisation (city)"),
+                    made.city
+                );
+                println!(
+                    "  {}: {}",
+                    lang.pick("系统管理员账号", "system administrator account"),
+                    made.admin_user
+                );
+                println!(
+                    "  {}: {}",
                     lang.pick("管理令牌", "admin token"),
                     made.admin_token
                 );
                 println!(
                     "{}",
                     lang.pick(
-                        "管理令牌只显示这一次，请妥善保存（用于 GET /api/v1/reconcile）。",
-                        "The admin token is shown only this once; keep it safe (for GET /api/v1/reconcile)."
+                        "管理令牌是系统管理员 admin 的凭据（Authorization: Bearer，用于 /api/v1），只显示这一次，请妥善保存；用它所做的一切都以 admin 的名义记入审计日志。",
+                        "The admin token is a credential of the system administrator admin (Authorization: Bearer, for /api/v1), shown only this once; keep it safe. Everything done with it is audited as admin."
                     )
+                );
+                println!(
+                    "{}\n  dangan-hub user passwd {}",
+                    lang.pick(
+                        "admin 还没有密码，设置后才能登录：",
+                        "admin has no password yet; set one to log in:"
+                    ),
+                    made.admin_user
                 );
             }
         }
@@ -661,6 +703,24 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     };
                     print_user_change(cli.json, lang, what, &user)?;
                 }
+                UserCommand::Passwd { username } => {
+                    let password = read_password()?;
+                    let changed = users::set_password(
+                        &mut conn,
+                        username,
+                        &password,
+                        folder.config.password_cost,
+                    );
+                    let user = audited(&mut conn, "user.passwd", username, changed, |_| {
+                        serde_json::json!({})
+                    })?;
+                    print_user_change(
+                        cli.json,
+                        lang,
+                        lang.pick("已设置密码", "password set for"),
+                        &user,
+                    )?;
+                }
                 UserCommand::Grant {
                     username,
                     org,
@@ -808,9 +868,19 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::AdminToken => {
             let folder = HubFolder::open(&dir)?;
-            let token = nodes::create_admin_token(&*folder.db.get()?)?;
+            let mut conn = folder.db.get()?;
+            let made = nodes::create_admin_token(&conn, users::FIRST_ADMIN);
+            let token = audited(
+                &mut conn,
+                "admin_token.create",
+                users::FIRST_ADMIN,
+                made,
+                |_| serde_json::json!({}),
+            )?;
             if cli.json {
-                print_json(&serde_json::json!({ "admin_token": token }))?;
+                print_json(
+                    &serde_json::json!({ "admin_token": token, "user": users::FIRST_ADMIN }),
+                )?;
             } else {
                 println!("{token}");
             }

@@ -14,8 +14,9 @@
 //! - a `blobs` row exists only for a blob that is durable in the object store;
 //! - a `batches` row and its business files and pages are written in one
 //!   transaction, and only when every page's blob has a `blobs` row;
-//! - credentials (node tokens, enrolment codes, admin tokens) are stored
-//!   only as BLAKE3 hashes.
+//! - credentials (node tokens, enrolment codes, admin tokens, sessions, API
+//!   tokens) are stored only as BLAKE3 hashes;
+//! - an admin token belongs to a hub account (`admin_tokens.user_id`).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -246,6 +247,32 @@ CREATE TABLE api_tokens (
     expires_at TEXT,
     revoked_at TEXT
 );
+"#,
+    r#"
+-- 6: an admin token is a credential of a hub account: the first system
+-- administrator `admin`, which `init` now makes. A hub made before gets
+-- that account here (no usable password until `dangan-hub user passwd
+-- admin`), bound to the root of the organisation tree: the first city, or,
+-- when the tree has districts but no city yet, the city of the first
+-- district (named by its code, like districts made by enrolment). A hub
+-- with no organisation at all keeps its tokens unattached, and they are
+-- refused until `dangan-hub admin-token` issues one for an account.
+ALTER TABLE admin_tokens ADD COLUMN user_id INTEGER REFERENCES users(id);
+INSERT OR IGNORE INTO orgs(code, name, level, parent, status, created_at, updated_at)
+    SELECT substr(min(code), 1, 4) || '00', substr(min(code), 1, 4) || '00', 'city', NULL,
+           'active', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+    FROM orgs
+    WHERE level = 'district'
+      AND NOT EXISTS (SELECT 1 FROM orgs WHERE level = 'city')
+      AND EXISTS (SELECT 1 FROM admin_tokens)
+      AND NOT EXISTS (SELECT 1 FROM users WHERE username = 'admin')
+    HAVING count(*) > 0;
+INSERT INTO users(username, display_name, role, org, password_hash, created_at)
+    SELECT 'admin', 'admin', 'system_admin', code, '!', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+    FROM (SELECT code FROM orgs WHERE level = 'city' ORDER BY code LIMIT 1)
+    WHERE EXISTS (SELECT 1 FROM admin_tokens)
+      AND NOT EXISTS (SELECT 1 FROM users WHERE username = 'admin');
+UPDATE admin_tokens SET user_id = (SELECT id FROM users WHERE username = 'admin');
 "#,
 ];
 
@@ -480,6 +507,63 @@ mod tests {
         assert_eq!(earlier, "2026-11-25T09:59:59Z");
         assert_eq!(later, "2026-11-25T10:00:00Z");
         assert!(earlier < later);
+    }
+
+    /// A hub made before admin tokens belonged to an account: its tokens
+    /// are attached to a new `admin` system administrator bound to the root
+    /// of its organisation tree, and keep working.
+    #[test]
+    fn old_admin_tokens_become_the_admin_accounts() {
+        for (orgs, root) in [
+            (&["330106", "330108"][..], Some("330100")),
+            (&["330200", "330106"][..], Some("330200")),
+            (&[][..], None),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(DB_FILE);
+            let token = "dga_0123456789abcdef";
+            {
+                let mut conn = Connection::open(&path).unwrap();
+                configure(&conn).unwrap();
+                for (index, sql) in MIGRATIONS.iter().enumerate().take(5) {
+                    conn.execute_batch(sql).unwrap();
+                    conn.pragma_update(None, "user_version", index as i64 + 1)
+                        .unwrap();
+                }
+                let tx = write_tx(&mut conn).unwrap();
+                for code in orgs {
+                    let level = if code.ends_with("00") {
+                        "city"
+                    } else {
+                        "district"
+                    };
+                    tx.execute(
+                        "INSERT INTO orgs(code, name, level, created_at, updated_at)
+                         VALUES (?1, ?1, ?2, 'then', 'then')",
+                        params![code, level],
+                    )
+                    .unwrap();
+                }
+                tx.execute(
+                    "INSERT INTO admin_tokens(token_hash, created_at) VALUES (?1, 'then')",
+                    [dangan_sync::token_hash(token)],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+            }
+            let db = Db::open(dir.path()).unwrap();
+            let conn = db.get().unwrap();
+            let owner = crate::users::admin_token_user(&conn, token).unwrap();
+            match root {
+                Some(root) => {
+                    let owner = owner.unwrap();
+                    assert_eq!(owner.username, "admin");
+                    assert_eq!(owner.role, crate::users::Role::SystemAdmin);
+                    assert_eq!(owner.org, root);
+                }
+                None => assert!(owner.is_none()),
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::audit::{self, ActorKind, NewEntry, Outcome};
 use crate::backend::HubBackend;
 use crate::nodes;
 use crate::orgs::{self, OrgError, OrgPatch};
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 use crate::users::{self, LoginRefused, Role, User, UserError};
 
 /// The OpenAPI document of this API.
@@ -767,20 +767,22 @@ async fn org_add(
     let org = backend
         .db()
         .run(move |conn| {
-            let org = orgs::add(conn, &new.code, &new.name, new.parent.as_deref())?;
-            Audit {
-                actor: &admin.actor,
-                kind: admin.kind,
-                address: None,
-                action: "org.add",
-                target: &org.code,
-            }
-            .record(
-                conn,
-                Outcome::Ok,
-                serde_json::json!({ "name": org.name, "parent": org.parent }),
-            )?;
-            Ok::<_, ApiError>(org)
+            store::atomically(conn, |conn| {
+                let org = orgs::add(conn, &new.code, &new.name, new.parent.as_deref())?;
+                Audit {
+                    actor: &admin.actor,
+                    kind: admin.kind,
+                    address: None,
+                    action: "org.add",
+                    target: &org.code,
+                }
+                .record(
+                    conn,
+                    Outcome::Ok,
+                    serde_json::json!({ "name": org.name, "parent": org.parent }),
+                )?;
+                Ok::<_, ApiError>(org)
+            })
         })
         .await?;
     tracing::info!(code = %org.code, name = %org.name, "organisation added");
@@ -810,8 +812,9 @@ async fn org_update(
     let org = backend
         .db()
         .run(move |conn| {
-            let org = orgs::update(conn, &code, &patch)?;
-            Audit {
+            store::atomically(conn, |conn| {
+                let org = orgs::update(conn, &code, &patch)?;
+                Audit {
                 actor: &admin.actor,
                 kind: admin.kind,
                 address: None,
@@ -823,7 +826,8 @@ async fn org_update(
                 Outcome::Ok,
                 serde_json::json!({ "name": org.name, "parent": org.parent, "status": org.status }),
             )?;
-            Ok::<_, ApiError>(org)
+                Ok::<_, ApiError>(org)
+            })
         })
         .await?;
     tracing::info!(code = %org.code, status = %org.status, "organisation changed");
@@ -839,15 +843,17 @@ async fn org_remove(
     backend
         .db()
         .run(move |conn| {
-            orgs::remove(conn, &code)?;
-            Audit {
-                actor: &admin.actor,
-                kind: admin.kind,
-                address: None,
-                action: "org.remove",
-                target: &code,
-            }
-            .record(conn, Outcome::Ok, serde_json::json!({}))
+            store::atomically(conn, |conn| {
+                orgs::remove(conn, &code)?;
+                Audit {
+                    actor: &admin.actor,
+                    kind: admin.kind,
+                    address: None,
+                    action: "org.remove",
+                    target: &code,
+                }
+                .record(conn, Outcome::Ok, serde_json::json!({}))
+            })
         })
         .await?;
     tracing::info!(code = %removed, "organisation removed");

@@ -501,11 +501,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                             )
                         );
                     }
-                    let made = nodes::create_enrolment_code(
-                        &mut conn,
-                        district,
-                        Duration::from_secs(valid_hours * 3600),
-                    );
+                    let made = |conn: &mut rusqlite::Connection| {
+                        nodes::create_enrolment_code(
+                            conn,
+                            district,
+                            Duration::from_secs(valid_hours * 3600),
+                        )
+                    };
                     let code = audited(
                         &mut conn,
                         "node.enrol",
@@ -544,7 +546,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 NodeCommand::Revoke { node } => {
-                    let revoked = nodes::revoke(&mut conn, node);
+                    let revoked = |conn: &mut rusqlite::Connection| nodes::revoke(conn, node);
                     let revoked = audited(
                         &mut conn,
                         "node.revoke",
@@ -582,7 +584,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 OrgCommand::Add { code, name, parent } => {
-                    let added = orgs::add(&mut conn, code, name, parent.as_deref());
+                    let added = |conn: &mut rusqlite::Connection| {
+                        orgs::add(conn, code, name, parent.as_deref())
+                    };
                     let org = audited(
                         &mut conn,
                         "org.add",
@@ -603,7 +607,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                         parent: parent.clone(),
                         status: status.clone(),
                     };
-                    let updated = orgs::update(&mut conn, code, &patch);
+                    let updated =
+                        |conn: &mut rusqlite::Connection| orgs::update(conn, code, &patch);
                     let org = audited(
                         &mut conn,
                         "org.update",
@@ -614,7 +619,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     print_org_change(cli.json, lang, lang.pick("已修改机构", "changed"), &org)?;
                 }
                 OrgCommand::Remove { code } => {
-                    let removed = orgs::remove(&mut conn, code);
+                    let removed = |conn: &mut rusqlite::Connection| orgs::remove(conn, code);
                     audited(&mut conn, "org.remove", code, removed, |_| {
                         serde_json::json!({})
                     })?;
@@ -652,15 +657,17 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 } => {
                     let role: users::Role = role.parse()?;
                     let password = read_password()?;
-                    let added = users::add(
-                        &mut conn,
-                        username,
-                        display_name.as_deref(),
-                        role,
-                        org,
-                        &password,
-                        folder.config.password_cost,
-                    );
+                    let added = |conn: &mut rusqlite::Connection| {
+                        users::add(
+                            conn,
+                            username,
+                            display_name.as_deref(),
+                            role,
+                            org,
+                            &password,
+                            folder.config.password_cost,
+                        )
+                    };
                     let user = audited(
                         &mut conn,
                         "user.add",
@@ -687,7 +694,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
                 UserCommand::Disable { username } | UserCommand::Enable { username } => {
                     let disable = matches!(command, UserCommand::Disable { .. });
-                    let changed = users::set_disabled(&mut conn, username, disable);
+                    let changed = |conn: &mut rusqlite::Connection| {
+                        users::set_disabled(conn, username, disable)
+                    };
                     let action = if disable {
                         "user.disable"
                     } else {
@@ -705,12 +714,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
                 UserCommand::Passwd { username } => {
                     let password = read_password()?;
-                    let changed = users::set_password(
-                        &mut conn,
-                        username,
-                        &password,
-                        folder.config.password_cost,
-                    );
+                    let changed = |conn: &mut rusqlite::Connection| {
+                        users::set_password(conn, username, &password, folder.config.password_cost)
+                    };
                     let user = audited(&mut conn, "user.passwd", username, changed, |_| {
                         serde_json::json!({})
                     })?;
@@ -727,7 +733,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     until,
                     reason,
                 } => {
-                    let granted = users::grant(&mut conn, username, org, until, reason, "cli");
+                    let granted = |conn: &mut rusqlite::Connection| {
+                        users::grant(conn, username, org, until, reason, "cli")
+                    };
                     let grant = audited(
                         &mut conn,
                         "grant.add",
@@ -773,7 +781,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 UserCommand::RevokeGrant { id } => {
-                    let revoked = users::revoke_grant(&conn, *id);
+                    let revoked = |conn: &mut rusqlite::Connection| users::revoke_grant(conn, *id);
                     let revoked = audited(
                         &mut conn,
                         "grant.revoke",
@@ -808,7 +816,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 } => {
                     let role: users::Role = role.parse()?;
                     let valid = days.map(|d| Duration::from_secs(d * 86_400));
-                    let made = users::create_token(&mut conn, name, role, org, valid, "cli");
+                    let made = |conn: &mut rusqlite::Connection| {
+                        users::create_token(conn, name, role, org, valid, "cli")
+                    };
                     let (token, listed) = audited(
                         &mut conn,
                         "token.create",
@@ -854,7 +864,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 TokenCommand::Revoke { name } => {
-                    let revoked = users::revoke_token(&conn, name);
+                    let revoked = |conn: &mut rusqlite::Connection| users::revoke_token(conn, name);
                     audited(&mut conn, "token.revoke", name, revoked, |_| {
                         serde_json::json!({})
                     })?;
@@ -869,7 +879,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::AdminToken => {
             let folder = HubFolder::open(&dir)?;
             let mut conn = folder.db.get()?;
-            let made = nodes::create_admin_token(&conn, users::FIRST_ADMIN);
+            let made = |conn: &mut rusqlite::Connection| {
+                nodes::create_admin_token(conn, users::FIRST_ADMIN)
+            };
             let token = audited(
                 &mut conn,
                 "admin_token.create",
@@ -889,38 +901,43 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Records the outcome of a CLI change in the audit trail (actor `cli`),
-/// then passes it on. A failure is recorded with its error message.
+/// Makes a CLI change and records its outcome in the audit trail (actor
+/// `cli`) in one transaction, then passes the outcome on: a change is never
+/// kept without its entry, nor an entry written for a change that was not.
+/// A failure is recorded with its error message.
 fn audited<T, E>(
     conn: &mut rusqlite::Connection,
     action: &str,
     target: &str,
-    outcome: std::result::Result<T, E>,
+    change: impl FnOnce(&mut rusqlite::Connection) -> std::result::Result<T, E>,
     detail: impl FnOnce(&T) -> serde_json::Value,
 ) -> Result<T>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let (result, detail) = match &outcome {
-        Ok(value) => (Outcome::Ok, detail(value)),
-        Err(err) => (
-            Outcome::Failed,
-            serde_json::json!({ "error": err.to_string() }),
-        ),
-    };
-    let entry = NewEntry {
-        actor: "cli".to_owned(),
-        actor_kind: ActorKind::Cli,
-        address: None,
-        action: action.to_owned(),
-        target: Some(target.to_owned()),
-        result,
-        detail: Some(detail),
-    };
-    let recorded = audit::record(conn, &entry).context("cannot record the audit entry");
-    let value = outcome?;
-    recorded?;
-    Ok(value)
+    let outcome = crate::store::atomically(conn, |conn| -> Result<std::result::Result<T, E>> {
+        // A failed change has rolled back its own savepoint by now.
+        let outcome = change(conn);
+        let (result, detail) = match &outcome {
+            Ok(value) => (Outcome::Ok, detail(value)),
+            Err(err) => (
+                Outcome::Failed,
+                serde_json::json!({ "error": err.to_string() }),
+            ),
+        };
+        let entry = NewEntry {
+            actor: "cli".to_owned(),
+            actor_kind: ActorKind::Cli,
+            address: None,
+            action: action.to_owned(),
+            target: Some(target.to_owned()),
+            result,
+            detail: Some(detail),
+        };
+        audit::append(conn, &entry).context("cannot record the audit entry")?;
+        Ok(outcome)
+    })?;
+    Ok(outcome?)
 }
 
 fn audit_command(cli: &Cli, dir: &std::path::Path, command: &AuditCommand) -> Result<ExitCode> {

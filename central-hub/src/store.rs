@@ -16,7 +16,9 @@
 //!   transaction, and only when every page's blob has a `blobs` row;
 //! - credentials (node tokens, enrolment codes, admin tokens, sessions, API
 //!   tokens) are stored only as BLAKE3 hashes;
-//! - an admin token belongs to a hub account (`admin_tokens.user_id`).
+//! - an admin token belongs to a hub account (`admin_tokens.user_id`);
+//! - an administrator's change and its audit entry commit together
+//!   ([`atomically`]).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -389,7 +391,10 @@ impl std::ops::DerefMut for PooledConnection<'_> {
 
 impl Drop for PooledConnection<'_> {
     fn drop(&mut self) {
+        // A connection left inside a transaction (work that panicked in
+        // `atomically`) is closed, which rolls it back, not reused.
         if let Some(conn) = self.conn.take()
+            && conn.is_autocommit()
             && let Ok(mut idle) = self.db.idle.lock()
             && idle.len() < POOL_IDLE
         {
@@ -474,9 +479,67 @@ impl Db {
     }
 }
 
-/// Begins a transaction that takes the write lock at once.
-pub fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+/// A write transaction, or a savepoint within the one [`atomically`] opened.
+pub enum WriteTx<'a> {
+    Outer(rusqlite::Transaction<'a>),
+    Nested(rusqlite::Savepoint<'a>),
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            WriteTx::Outer(tx) => tx,
+            WriteTx::Nested(savepoint) => savepoint,
+        }
+    }
+}
+
+impl WriteTx<'_> {
+    /// Commits (a savepoint: releases it into the enclosing transaction).
+    /// Dropped without it, everything done in it is rolled back.
+    pub fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            WriteTx::Outer(tx) => tx.commit(),
+            WriteTx::Nested(savepoint) => savepoint.commit(),
+        }
+    }
+}
+
+/// Begins a transaction that takes the write lock at once; inside
+/// [`atomically`], a savepoint, so the work joins the enclosing transaction.
+pub fn write_tx(conn: &mut Connection) -> rusqlite::Result<WriteTx<'_>> {
+    if conn.is_autocommit() {
+        Ok(WriteTx::Outer(conn.transaction_with_behavior(
+            TransactionBehavior::Immediate,
+        )?))
+    } else {
+        Ok(WriteTx::Nested(conn.savepoint()?))
+    }
+}
+
+/// Runs `work` in one write transaction: a change and its audit entry
+/// commit together or not at all. The library functions `work` calls that
+/// begin their own transaction ([`write_tx`]) become savepoints in it.
+pub fn atomically<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    work: impl FnOnce(&mut Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|err| E::from(err.into()))?;
+    match work(conn) {
+        Ok(value) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(value),
+            Err(err) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(E::from(err.into()))
+            }
+        },
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
 }
 
 pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
@@ -564,6 +627,38 @@ mod tests {
                 None => assert!(owner.is_none()),
             }
         }
+    }
+
+    #[test]
+    fn atomically_commits_all_or_nothing_with_nested_write_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::create(dir.path()).unwrap();
+        let mut conn = db.get().unwrap();
+        let set = |conn: &mut Connection, key: &str| -> Result<(), StoreError> {
+            let tx = write_tx(conn)?;
+            set_meta(&tx, key, "v")?;
+            tx.commit()?;
+            Ok(())
+        };
+        let failed: Result<(), StoreError> = atomically(&mut conn, |conn| {
+            set(conn, "a")?;
+            Err(StoreError::Corrupt("the audit entry failed".into()))
+        });
+        assert!(failed.is_err());
+        assert!(conn.is_autocommit());
+        assert_eq!(meta(&conn, "a").unwrap(), None);
+        atomically(&mut conn, |conn| {
+            set(conn, "a")?;
+            // A nested step that fails rolls back only itself.
+            let tx = write_tx(conn)?;
+            set_meta(&tx, "b", "v")?;
+            drop(tx);
+            set(conn, "c")
+        })
+        .unwrap();
+        assert_eq!(meta(&conn, "a").unwrap().as_deref(), Some("v"));
+        assert_eq!(meta(&conn, "b").unwrap(), None);
+        assert_eq!(meta(&conn, "c").unwrap().as_deref(), Some("v"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ trap stop EXIT
 trap 'echo; echo "demo: stopping"; exit 0' INT TERM
 
 echo "demo: hub in $dir/hub"
-hub init > "$dir/hub-init.txt"
+hub init --city "${district:0:4}00" > "$dir/hub-init.txt"
 "$target/dangan-hub" --data "$dir/hub" serve --json --listen "$listen" > "$dir/hub.out" 2> "$dir/hub.log" &
 pids+=($!)
 for _ in $(seq 100); do

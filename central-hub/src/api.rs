@@ -1,8 +1,15 @@
 //! The hub's JSON API under `/api/v1` for administrators and systems:
 //! sessions of hub users, reconciliation and organisations (机构管理).
-//! Administration takes an admin token (`Authorization: Bearer dga_...`,
-//! printed by `dangan-hub init` or `dangan-hub admin-token`) or the session
-//! of a `system_admin` user (`POST /api/v1/session`, then `Bearer dgs_...`).
+//! Administration takes the credential of a `system_admin` account: a
+//! session (`POST /api/v1/session`, then `Bearer dgs_...` or the
+//! `dangan_hub_session` cookie), an admin token (`Bearer dga_...`, printed
+//! by `dangan-hub init` or `dangan-hub admin-token`, acting as the account
+//! `admin`) or an API token.
+//!
+//! A browser's session cookie is `HttpOnly`, `SameSite=Strict` and `Secure`
+//! over HTTPS; a change it authenticates must carry the session's CSRF
+//! token (`X-CSRF-Token`, from the login answer or `GET /api/v1/session`),
+//! and a change from another site is refused ([`dangan_sync::session`]).
 //!
 //! The routes are one table ([`routes`]); the router is built from it and a
 //! test compares it with the OpenAPI document served at
@@ -14,9 +21,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use dangan_sync::session::{self, CsrfPolicy};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
@@ -24,8 +32,9 @@ mod dictionaries;
 
 use crate::audit::{self, ActorKind, NewEntry, Outcome};
 use crate::backend::HubBackend;
+use crate::nodes;
 use crate::orgs::{self, OrgError, OrgPatch};
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 use crate::users::{self, LoginRefused, Role, User, UserError};
 
 /// The OpenAPI document of this API.
@@ -121,32 +130,79 @@ where
     }
 }
 
-/// The bearer token of a request.
-fn bearer(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(|token| token.trim().to_owned())
+/// The session cookie's name (the edge's is `dangan_session`).
+pub const COOKIE: &str = "dangan_hub_session";
+
+/// The hub's CSRF guard ([`dangan_sync::session::csrf_guard`]): its own
+/// cookie and key-derivation context (an edge session's token never passes
+/// here), the login `POST`, and refusals in the API's error shape.
+const CSRF: CsrfPolicy = CsrfPolicy {
+    cookie: COOKIE,
+    context: "dangan-hub 2026-11 csrf token",
+    login_paths: &["/api/v1/session"],
+    refuse: csrf_refusal,
+};
+
+fn csrf_refusal(_path: &str, _headers: &HeaderMap, why: &str) -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "csrf",
+        format!("refused: {why} (send the session's csrf_token in X-CSRF-Token)"),
+    )
+    .into_response()
+}
+
+/// The CSRF token of a hub session token.
+pub fn csrf_token(session_token: &str) -> String {
+    CSRF.token(session_token)
+}
+
+/// How the API's `Set-Cookie` headers are made (`Secure` over HTTPS).
+#[derive(Clone, Copy, Debug)]
+struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    fn session(self, token: &str, max_age: u64) -> HeaderValue {
+        let value = session::set_cookie(COOKIE, token, max_age, true, self.secure);
+        // Tokens and the cookie name are ASCII letters, digits and '_'.
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// The token of a request: `Authorization: Bearer`, else the session cookie.
+fn token_of(parts: &Parts) -> Option<String> {
+    session::bearer(&parts.headers).or_else(|| session::cookie(&parts.headers, COOKIE))
 }
 
 fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        "a token is required (Authorization: Bearer TOKEN): an admin token, or a session from POST /api/v1/session",
+        "a token is required (Authorization: Bearer TOKEN, or the session cookie from POST /api/v1/session): a session, an API token or an admin token",
     )
 }
 
-/// A logged-in hub user (a session token from `POST /api/v1/session`), or
-/// a system with an API token (`dangan-hub token create`), which acts as a
-/// user named `token:NAME` with the token's role and organisation.
+/// Who makes a request: a logged-in hub user (a session from `POST
+/// /api/v1/session`, as a bearer token or the session cookie), the account
+/// an admin token belongs to (`dangan-hub init` / `admin-token`: normally
+/// `admin`), or a system with an API token (`dangan-hub token create`),
+/// which acts as a user named `token:NAME` with the token's role and
+/// organisation.
 pub struct Caller {
     pub user: User,
     pub token: String,
-    /// `User` for a session, `Token` for an API token (audit trail).
+    /// `User` for a session, `Admin` for an admin token, `Token` for an
+    /// API token (audit trail).
     pub kind: ActorKind,
+}
+
+impl Caller {
+    /// The session token, when the caller logged in (not an API or admin token).
+    fn session(&self) -> Option<&str> {
+        (self.kind == ActorKind::User).then_some(self.token.as_str())
+    }
 }
 
 impl FromRequestParts<Arc<HubBackend>> for Caller {
@@ -156,31 +212,34 @@ impl FromRequestParts<Arc<HubBackend>> for Caller {
         parts: &mut Parts,
         backend: &Arc<HubBackend>,
     ) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(unauthorized)?;
+        let token = token_of(parts).ok_or_else(unauthorized)?;
+        let kind = if token.starts_with(users::API_TOKEN_PREFIX) {
+            ActorKind::Token
+        } else if token.starts_with(nodes::ADMIN_TOKEN_PREFIX) {
+            ActorKind::Admin
+        } else {
+            ActorKind::User
+        };
         let lookup = token.clone();
         let user = backend
             .db()
             .run(move |conn| {
-                if lookup.starts_with(users::API_TOKEN_PREFIX) {
-                    users::token_user(conn, &lookup).map_err(ApiError::from)
-                } else {
-                    users::session_user(conn, &lookup).map_err(ApiError::from)
+                match kind {
+                    ActorKind::Token => users::token_user(conn, &lookup),
+                    ActorKind::Admin => users::admin_token_user(conn, &lookup),
+                    _ => users::session_user(conn, &lookup),
                 }
+                .map_err(ApiError::from)
             })
             .await?
             .ok_or_else(unauthorized)?;
-        let kind = if token.starts_with(users::API_TOKEN_PREFIX) {
-            ActorKind::Token
-        } else {
-            ActorKind::User
-        };
         Ok(Caller { user, token, kind })
     }
 }
 
-/// A system administrator: the admin token (printed by `init`), or the
-/// session of a user with the `system_admin` role. Names who it is for
-/// the audit trail.
+/// A system administrator: a caller whose account has the `system_admin`
+/// role (with a session, an admin token or an API token). Names who it is
+/// for the audit trail.
 pub struct Admin {
     pub actor: String,
     pub kind: ActorKind,
@@ -193,33 +252,22 @@ impl FromRequestParts<Arc<HubBackend>> for Admin {
         parts: &mut Parts,
         backend: &Arc<HubBackend>,
     ) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(unauthorized)?;
-        if token.starts_with(users::SESSION_PREFIX) || token.starts_with(users::API_TOKEN_PREFIX) {
-            let caller = Caller::from_request_parts(parts, backend).await?;
-            if caller.user.role == Role::SystemAdmin {
-                return Ok(Admin {
-                    actor: caller.user.username,
-                    kind: caller.kind,
-                });
-            }
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "{} ({}) is not a system administrator",
-                    caller.user.username,
-                    caller.user.role.as_str()
-                ),
-            ));
+        let caller = Caller::from_request_parts(parts, backend).await?;
+        if caller.user.role == Role::SystemAdmin {
+            return Ok(Admin {
+                actor: caller.user.username,
+                kind: caller.kind,
+            });
         }
-        if backend.is_admin(&token).await? {
-            Ok(Admin {
-                actor: "admin-token".to_owned(),
-                kind: ActorKind::Admin,
-            })
-        } else {
-            Err(unauthorized())
-        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} ({}) is not a system administrator",
+                caller.user.username,
+                caller.user.role.as_str()
+            ),
+        ))
     }
 }
 
@@ -284,14 +332,24 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
     ]
 }
 
-/// The API router over `backend`.
-pub fn router(backend: Arc<HubBackend>) -> Router {
+/// The API router over `backend`, behind the CSRF guard.
+/// `secure_cookies`: the hub is reached over HTTPS, so the session cookie
+/// is marked `Secure`.
+pub fn router(backend: Arc<HubBackend>, secure_cookies: bool) -> Router {
     let mut router = Router::new();
     for (_, path, handler) in routes() {
         // A path listed once per method: axum merges the method routers.
         router = router.route(path, handler);
     }
-    router.with_state(backend)
+    router
+        .with_state(backend)
+        .layer(axum::Extension(Cookies {
+            secure: secure_cookies,
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            CSRF,
+            session::csrf_guard,
+        ))
 }
 
 async fn openapi() -> Response {
@@ -366,10 +424,13 @@ struct Login {
     password: String,
 }
 
-/// Logs a user in: a session token (bearer) for `SESSION_HOURS`. Repeated
-/// failures lock the account (423 with the time it opens again).
+/// Logs a user in: a session for `SESSION_HOURS`, as a token (bearer) and
+/// as the session cookie, with the CSRF token a browser sends back with
+/// every change. Repeated failures lock the account (423 with the time it
+/// opens again).
 async fn login(
     State(backend): State<Arc<HubBackend>>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
     Body(login): Body<Login>,
 ) -> Result<Response, ApiError> {
@@ -410,12 +471,19 @@ async fn login(
     match outcome {
         Ok((token, user)) => {
             tracing::info!(user = %user.username, "logged in");
+            let lifetime = users::SESSION_HOURS * 3600;
             let body = serde_json::json!({
                 "token": token,
+                "csrf_token": csrf_token(&token),
                 "user": user,
-                "expires_in_seconds": users::SESSION_HOURS * 3600,
+                "expires_in_seconds": lifetime,
             });
-            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(header::SET_COOKIE, cookies.session(&token, lifetime))],
+                axum::Json(body),
+            )
+                .into_response())
         }
         Err(LoginRefused::BadCredentials) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -430,20 +498,33 @@ async fn login(
     }
 }
 
+/// The caller's account, with the session's CSRF token when they logged in.
 async fn whoami(caller: Caller) -> Response {
-    axum::Json(caller.user).into_response()
+    let csrf = caller.session().map(csrf_token);
+    let mut body = serde_json::to_value(&caller.user).unwrap_or_default();
+    if let (Some(fields), Some(csrf)) = (body.as_object_mut(), csrf) {
+        fields.insert("csrf_token".to_owned(), csrf.into());
+    }
+    axum::Json(body).into_response()
 }
 
+/// Ends the caller's session and clears the session cookie.
 async fn logout(
     State(backend): State<Arc<HubBackend>>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    let token = caller.token;
-    backend
-        .db()
-        .run(move |conn| users::end_session(conn, &token).map_err(ApiError::from))
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    if let Some(token) = caller.session().map(str::to_owned) {
+        backend
+            .db()
+            .run(move |conn| users::end_session(conn, &token).map_err(ApiError::from))
+            .await?;
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, cookies.session("", 0))],
+    )
+        .into_response())
 }
 
 async fn user_list(
@@ -641,7 +722,7 @@ async fn audit_list(
         limit: Some(query.limit.unwrap_or(1000).min(10_000)),
         offset: query.offset,
     };
-    let user = caller.user;
+    let (user, kind) = (caller.user, caller.kind);
     let entries = backend
         .db()
         .run(move |conn| {
@@ -654,7 +735,7 @@ async fn audit_list(
             })?;
             Audit {
                 actor: &user.username,
-                kind: ActorKind::User,
+                kind,
                 address: None,
                 action: "audit.query",
                 target: "audit_log",
@@ -718,20 +799,22 @@ async fn org_add(
     let org = backend
         .db()
         .run(move |conn| {
-            let org = orgs::add(conn, &new.code, &new.name, new.parent.as_deref())?;
-            Audit {
-                actor: &admin.actor,
-                kind: admin.kind,
-                address: None,
-                action: "org.add",
-                target: &org.code,
-            }
-            .record(
-                conn,
-                Outcome::Ok,
-                serde_json::json!({ "name": org.name, "parent": org.parent }),
-            )?;
-            Ok::<_, ApiError>(org)
+            store::atomically(conn, |conn| {
+                let org = orgs::add(conn, &new.code, &new.name, new.parent.as_deref())?;
+                Audit {
+                    actor: &admin.actor,
+                    kind: admin.kind,
+                    address: None,
+                    action: "org.add",
+                    target: &org.code,
+                }
+                .record(
+                    conn,
+                    Outcome::Ok,
+                    serde_json::json!({ "name": org.name, "parent": org.parent }),
+                )?;
+                Ok::<_, ApiError>(org)
+            })
         })
         .await?;
     tracing::info!(code = %org.code, name = %org.name, "organisation added");
@@ -761,8 +844,9 @@ async fn org_update(
     let org = backend
         .db()
         .run(move |conn| {
-            let org = orgs::update(conn, &code, &patch)?;
-            Audit {
+            store::atomically(conn, |conn| {
+                let org = orgs::update(conn, &code, &patch)?;
+                Audit {
                 actor: &admin.actor,
                 kind: admin.kind,
                 address: None,
@@ -774,7 +858,8 @@ async fn org_update(
                 Outcome::Ok,
                 serde_json::json!({ "name": org.name, "parent": org.parent, "status": org.status }),
             )?;
-            Ok::<_, ApiError>(org)
+                Ok::<_, ApiError>(org)
+            })
         })
         .await?;
     tracing::info!(code = %org.code, status = %org.status, "organisation changed");
@@ -790,15 +875,17 @@ async fn org_remove(
     backend
         .db()
         .run(move |conn| {
-            orgs::remove(conn, &code)?;
-            Audit {
-                actor: &admin.actor,
-                kind: admin.kind,
-                address: None,
-                action: "org.remove",
-                target: &code,
-            }
-            .record(conn, Outcome::Ok, serde_json::json!({}))
+            store::atomically(conn, |conn| {
+                orgs::remove(conn, &code)?;
+                Audit {
+                    actor: &admin.actor,
+                    kind: admin.kind,
+                    address: None,
+                    action: "org.remove",
+                    target: &code,
+                }
+                .record(conn, Outcome::Ok, serde_json::json!({}))
+            })
         })
         .await?;
     tracing::info!(code = %removed, "organisation removed");

@@ -164,14 +164,6 @@ impl HubBackend {
             .await
     }
 
-    /// Whether `token` is an admin token.
-    pub async fn is_admin(&self, token: &str) -> Result<bool, StoreError> {
-        let token = token.to_owned();
-        self.db
-            .run(move |conn| nodes::is_admin_token(conn, &token))
-            .await
-    }
-
     /// Writes an audit checkpoint if the last one is older than `max_age`
     /// and the chain head has moved since (see [`crate::audit`]).
     pub async fn audit_checkpoint_if_due(

@@ -75,11 +75,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new hub data folder: the index database (hub.db), the
-    /// receipt-signing key (hub.key), a commented hub.toml and the blob
-    /// folders. Prints an admin token for the HTTP admin API once; only its
+    /// Create a new hub data folder for a city: the index database
+    /// (hub.db), the receipt-signing key (hub.key), a commented hub.toml
+    /// and the blob folders. The city becomes the root of the organisation
+    /// tree, and the first system administrator, user `admin`, is created
+    /// in it without a password (set one with `user passwd admin`). Prints
+    /// an admin token, a credential of `admin` for the API, once; only its
     /// hash is kept. Refuses a folder that already holds a hub.
-    Init,
+    Init {
+        /// The city the hub archives for: its 6-digit administrative
+        /// division code ending in 00, e.g. 330100.
+        #[arg(long, value_name = "CODE")]
+        city: OrgCode,
+        /// The city's name, e.g. 杭州市 (default: its code; change it later
+        /// with `org set CODE --name NAME`).
+        #[arg(long, value_name = "NAME")]
+        city_name: Option<String>,
+    },
     /// Run the hub: the /sync/v1 endpoints for edge nodes, the JSON API
     /// under /api/v1 (sessions, organisations, users, business files, the
     /// audit trail, reconciliation; OpenAPI document at
@@ -133,8 +145,9 @@ enum Command {
         #[arg(long, value_name = "CODE")]
         district: Option<OrgCode>,
     },
-    /// Issue an additional admin token for the HTTP admin API (printed
-    /// once), e.g. when the one printed by init was lost.
+    /// Issue an additional admin token (printed once) for the first system
+    /// administrator, user `admin`, e.g. when the one printed by init was
+    /// lost. It acts as `admin` in the API and is audited as them.
     AdminToken,
     /// The common dictionaries (辅助管理): archive categories, retention
     /// periods and QC defect types, versioned here and applied by every
@@ -323,6 +336,13 @@ enum UserCommand {
         #[arg(value_name = "NAME")]
         username: String,
     },
+    /// Set a user's password, read from standard input (e.g. the first
+    /// password of `admin`, made by init without one). Lifts a lockout and
+    /// ends the user's sessions.
+    Passwd {
+        #[arg(value_name = "NAME")]
+        username: String,
+    },
     /// Let a user see another organisation's subtree until a date (e.g. an
     /// auditor granted a district for an audit).
     Grant {
@@ -421,9 +441,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     let dir = data_dir(&cli)?;
     let lang = cli.lang;
     match &cli.command {
-        Command::Init => {
-            let made =
-                hub::init(&dir).with_context(|| format!("cannot initialise {}", dir.display()))?;
+        Command::Init { city, city_name } => {
+            let city = hub::City {
+                code: city.clone(),
+                name: city_name.clone(),
+            };
+            let made = hub::init(&dir, &city)
+                .with_context(|| format!("cannot initialise {}", dir.display()))?;
             if cli.json {
                 print_json(&made)?;
             } else {
@@ -440,15 +464,33 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 );
                 println!(
                     "  {}: {}",
+                    lang.pick("机构树根（市）", "root organisation (city)"),
+                    made.city
+                );
+                println!(
+                    "  {}: {}",
+                    lang.pick("系统管理员账号", "system administrator account"),
+                    made.admin_user
+                );
+                println!(
+                    "  {}: {}",
                     lang.pick("管理令牌", "admin token"),
                     made.admin_token
                 );
                 println!(
                     "{}",
                     lang.pick(
-                        "管理令牌只显示这一次，请妥善保存（用于 GET /api/v1/reconcile）。",
-                        "The admin token is shown only this once; keep it safe (for GET /api/v1/reconcile)."
+                        "管理令牌是系统管理员 admin 的凭据（Authorization: Bearer，用于 /api/v1），只显示这一次，请妥善保存；用它所做的一切都以 admin 的名义记入审计日志。",
+                        "The admin token is a credential of the system administrator admin (Authorization: Bearer, for /api/v1), shown only this once; keep it safe. Everything done with it is audited as admin."
                     )
+                );
+                println!(
+                    "{}\n  dangan-hub user passwd {}",
+                    lang.pick(
+                        "admin 还没有密码，设置后才能登录：",
+                        "admin has no password yet; set one to log in:"
+                    ),
+                    made.admin_user
                 );
             }
         }
@@ -474,11 +516,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                             )
                         );
                     }
-                    let made = nodes::create_enrolment_code(
-                        &mut conn,
-                        district,
-                        Duration::from_secs(valid_hours * 3600),
-                    );
+                    let made = |conn: &mut rusqlite::Connection| {
+                        nodes::create_enrolment_code(
+                            conn,
+                            district,
+                            Duration::from_secs(valid_hours * 3600),
+                        )
+                    };
                     let code = audited(
                         &mut conn,
                         "node.enrol",
@@ -517,7 +561,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 NodeCommand::Revoke { node } => {
-                    let revoked = nodes::revoke(&mut conn, node);
+                    let revoked = |conn: &mut rusqlite::Connection| nodes::revoke(conn, node);
                     let revoked = audited(
                         &mut conn,
                         "node.revoke",
@@ -557,7 +601,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 OrgCommand::Add { code, name, parent } => {
-                    let added = orgs::add(&mut conn, code, name, parent.as_deref());
+                    let added = |conn: &mut rusqlite::Connection| {
+                        orgs::add(conn, code, name, parent.as_deref())
+                    };
                     let org = audited(
                         &mut conn,
                         "org.add",
@@ -578,7 +624,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                         parent: parent.clone(),
                         status: status.clone(),
                     };
-                    let updated = orgs::update(&mut conn, code, &patch);
+                    let updated =
+                        |conn: &mut rusqlite::Connection| orgs::update(conn, code, &patch);
                     let org = audited(
                         &mut conn,
                         "org.update",
@@ -589,7 +636,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     print_org_change(cli.json, lang, lang.pick("已修改机构", "changed"), &org)?;
                 }
                 OrgCommand::Remove { code } => {
-                    let removed = orgs::remove(&mut conn, code);
+                    let removed = |conn: &mut rusqlite::Connection| orgs::remove(conn, code);
                     audited(&mut conn, "org.remove", code, removed, |_| {
                         serde_json::json!({})
                     })?;
@@ -627,15 +674,17 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 } => {
                     let role: users::Role = role.parse()?;
                     let password = read_password()?;
-                    let added = users::add(
-                        &mut conn,
-                        username,
-                        display_name.as_deref(),
-                        role,
-                        org,
-                        &password,
-                        folder.config.password_cost,
-                    );
+                    let added = |conn: &mut rusqlite::Connection| {
+                        users::add(
+                            conn,
+                            username,
+                            display_name.as_deref(),
+                            role,
+                            org,
+                            &password,
+                            folder.config.password_cost,
+                        )
+                    };
                     let user = audited(
                         &mut conn,
                         "user.add",
@@ -662,7 +711,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
                 UserCommand::Disable { username } | UserCommand::Enable { username } => {
                     let disable = matches!(command, UserCommand::Disable { .. });
-                    let changed = users::set_disabled(&mut conn, username, disable);
+                    let changed = |conn: &mut rusqlite::Connection| {
+                        users::set_disabled(conn, username, disable)
+                    };
                     let action = if disable {
                         "user.disable"
                     } else {
@@ -678,13 +729,30 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     };
                     print_user_change(cli.json, lang, what, &user)?;
                 }
+                UserCommand::Passwd { username } => {
+                    let password = read_password()?;
+                    let changed = |conn: &mut rusqlite::Connection| {
+                        users::set_password(conn, username, &password, folder.config.password_cost)
+                    };
+                    let user = audited(&mut conn, "user.passwd", username, changed, |_| {
+                        serde_json::json!({})
+                    })?;
+                    print_user_change(
+                        cli.json,
+                        lang,
+                        lang.pick("已设置密码", "password set for"),
+                        &user,
+                    )?;
+                }
                 UserCommand::Grant {
                     username,
                     org,
                     until,
                     reason,
                 } => {
-                    let granted = users::grant(&mut conn, username, org, until, reason, "cli");
+                    let granted = |conn: &mut rusqlite::Connection| {
+                        users::grant(conn, username, org, until, reason, "cli")
+                    };
                     let grant = audited(
                         &mut conn,
                         "grant.add",
@@ -730,7 +798,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 UserCommand::RevokeGrant { id } => {
-                    let revoked = users::revoke_grant(&conn, *id);
+                    let revoked = |conn: &mut rusqlite::Connection| users::revoke_grant(conn, *id);
                     let revoked = audited(
                         &mut conn,
                         "grant.revoke",
@@ -765,7 +833,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 } => {
                     let role: users::Role = role.parse()?;
                     let valid = days.map(|d| Duration::from_secs(d * 86_400));
-                    let made = users::create_token(&mut conn, name, role, org, valid, "cli");
+                    let made = |conn: &mut rusqlite::Connection| {
+                        users::create_token(conn, name, role, org, valid, "cli")
+                    };
                     let (token, listed) = audited(
                         &mut conn,
                         "token.create",
@@ -811,7 +881,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 TokenCommand::Revoke { name } => {
-                    let revoked = users::revoke_token(&conn, name);
+                    let revoked = |conn: &mut rusqlite::Connection| users::revoke_token(conn, name);
                     audited(&mut conn, "token.revoke", name, revoked, |_| {
                         serde_json::json!({})
                     })?;
@@ -825,9 +895,21 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::AdminToken => {
             let folder = HubFolder::open(&dir)?;
-            let token = nodes::create_admin_token(&*folder.db.get()?)?;
+            let mut conn = folder.db.get()?;
+            let made = |conn: &mut rusqlite::Connection| {
+                nodes::create_admin_token(conn, users::FIRST_ADMIN)
+            };
+            let token = audited(
+                &mut conn,
+                "admin_token.create",
+                users::FIRST_ADMIN,
+                made,
+                |_| serde_json::json!({}),
+            )?;
             if cli.json {
-                print_json(&serde_json::json!({ "admin_token": token }))?;
+                print_json(
+                    &serde_json::json!({ "admin_token": token, "user": users::FIRST_ADMIN }),
+                )?;
             } else {
                 println!("{token}");
             }
@@ -836,38 +918,43 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Records the outcome of a CLI change in the audit trail (actor `cli`),
-/// then passes it on. A failure is recorded with its error message.
+/// Makes a CLI change and records its outcome in the audit trail (actor
+/// `cli`) in one transaction, then passes the outcome on: a change is never
+/// kept without its entry, nor an entry written for a change that was not.
+/// A failure is recorded with its error message.
 fn audited<T, E>(
     conn: &mut rusqlite::Connection,
     action: &str,
     target: &str,
-    outcome: std::result::Result<T, E>,
+    change: impl FnOnce(&mut rusqlite::Connection) -> std::result::Result<T, E>,
     detail: impl FnOnce(&T) -> serde_json::Value,
 ) -> Result<T>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let (result, detail) = match &outcome {
-        Ok(value) => (Outcome::Ok, detail(value)),
-        Err(err) => (
-            Outcome::Failed,
-            serde_json::json!({ "error": err.to_string() }),
-        ),
-    };
-    let entry = NewEntry {
-        actor: "cli".to_owned(),
-        actor_kind: ActorKind::Cli,
-        address: None,
-        action: action.to_owned(),
-        target: Some(target.to_owned()),
-        result,
-        detail: Some(detail),
-    };
-    let recorded = audit::record(conn, &entry).context("cannot record the audit entry");
-    let value = outcome?;
-    recorded?;
-    Ok(value)
+    let outcome = crate::store::atomically(conn, |conn| -> Result<std::result::Result<T, E>> {
+        // A failed change has rolled back its own savepoint by now.
+        let outcome = change(conn);
+        let (result, detail) = match &outcome {
+            Ok(value) => (Outcome::Ok, detail(value)),
+            Err(err) => (
+                Outcome::Failed,
+                serde_json::json!({ "error": err.to_string() }),
+            ),
+        };
+        let entry = NewEntry {
+            actor: "cli".to_owned(),
+            actor_kind: ActorKind::Cli,
+            address: None,
+            action: action.to_owned(),
+            target: Some(target.to_owned()),
+            result,
+            detail: Some(detail),
+        };
+        audit::append(conn, &entry).context("cannot record the audit entry")?;
+        Ok(outcome)
+    })?;
+    Ok(outcome?)
 }
 
 fn audit_command(cli: &Cli, dir: &std::path::Path, command: &AuditCommand) -> Result<ExitCode> {

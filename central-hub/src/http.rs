@@ -20,11 +20,12 @@ use crate::backend::HubBackend;
 /// the edge node.
 pub use dangan_sync::tls::{ServeError, TlsError, TlsFiles};
 
-/// The whole HTTP service of the hub.
-pub fn app(backend: Arc<HubBackend>) -> Router {
+/// The whole HTTP service of the hub. `secure_cookies`: it is reached over
+/// HTTPS, so the API's session cookie is marked `Secure`.
+pub fn app(backend: Arc<HubBackend>, secure_cookies: bool) -> Router {
     let limits = backend.config().limits.clone();
     let sync = dangan_sync::server::router(Arc::clone(&backend), limits);
-    let admin = crate::api::router(backend).route("/healthz", get(healthz));
+    let admin = crate::api::router(backend, secure_cookies).route("/healthz", get(healthz));
     sync.merge(admin).layer(
         TraceLayer::new_for_http()
             .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
@@ -42,7 +43,7 @@ pub async fn serve(
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let app = app(Arc::clone(&backend));
+    let app = app(Arc::clone(&backend), tls.is_some());
     // The shutdown signal both starts the graceful stop and, GRACE later,
     // ends requests still running (a long upload keeps what it wrote).
     let (stopping, stop) = tokio::sync::watch::channel(false);

@@ -16,8 +16,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, ConfigError, Storage};
-use crate::nodes;
 use crate::store::{self, Db, StoreError};
+use crate::{nodes, users};
 use dangan_sync::{HubKey, random_token};
 
 pub const KEY_FILE: &str = "hub.key";
@@ -45,6 +45,8 @@ pub enum HubError {
     BadKey { path: PathBuf },
     #[error("{0} has no hub id; the database is damaged")]
     NoHubId(PathBuf),
+    #[error("{0} is not a city code (6 digits ending in 00, e.g. 330100)")]
+    NotACity(String),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HubError {
@@ -62,7 +64,22 @@ pub struct Initialised {
     pub data: PathBuf,
     pub hub_id: String,
     pub hub_key: String,
+    /// The root of the organisation tree: the city the hub archives for.
+    pub city: String,
+    /// The first system administrator's account (`admin`), bound to the
+    /// city, without a usable password until `dangan-hub user passwd`.
+    pub admin_user: String,
+    /// A credential of `admin_user` for the API.
     pub admin_token: String,
+}
+
+/// The city a new hub archives for: the root of its organisation tree.
+#[derive(Debug, Clone)]
+pub struct City {
+    /// Its administrative division code (6 digits ending in 00).
+    pub code: dangan_shared::OrgCode,
+    /// The name people see (default: the code).
+    pub name: Option<String>,
 }
 
 /// An opened data folder.
@@ -75,8 +92,14 @@ pub struct HubFolder {
     pub hub_id: String,
 }
 
-/// Creates a hub data folder. Refuses one that already has a database.
-pub fn init(data_dir: &Path) -> Result<Initialised, HubError> {
+/// Creates a hub data folder for `city`, with the city as the root of the
+/// organisation tree and the first system administrator `admin` bound to
+/// it, holding the admin token returned. Refuses a folder that already has
+/// a database.
+pub fn init(data_dir: &Path, city: &City) -> Result<Initialised, HubError> {
+    if city.code.level() != dangan_shared::OrgLevel::City {
+        return Err(HubError::NotACity(city.code.to_string()));
+    }
     fs::create_dir_all(data_dir).map_err(io_err("create", data_dir))?;
     if data_dir.join(store::DB_FILE).exists() {
         let folder = HubFolder::open(data_dir)?;
@@ -113,11 +136,30 @@ pub fn init(data_dir: &Path) -> Result<Initialised, HubError> {
         key
     };
     let db = Db::create(data_dir)?;
-    let conn = db.get()?;
+    let mut conn = db.get()?;
     let hub_id = random_token("hub-").map_err(StoreError::from)?[..20].to_owned();
-    store::set_meta(&conn, "hub_id", &hub_id)?;
-    store::set_meta(&conn, "created_at", &store::now())?;
-    let admin_token = nodes::create_admin_token(&conn)?;
+    // One transaction: a crash leaves no hub id without its administrator.
+    let tx = store::write_tx(&mut conn).map_err(StoreError::from)?;
+    store::set_meta(&tx, "hub_id", &hub_id)?;
+    store::set_meta(&tx, "created_at", &store::now())?;
+    let name = city.name.as_deref().unwrap_or(city.code.as_str());
+    let now = store::now();
+    tx.execute(
+        "INSERT INTO orgs(code, name, level, parent, status, created_at, updated_at)
+         VALUES (?1, ?2, 'city', NULL, 'active', ?3, ?3)",
+        rusqlite::params![city.code.as_str(), name.trim(), now],
+    )
+    .map_err(StoreError::from)?;
+    let admin = users::add_without_password(
+        &tx,
+        users::FIRST_ADMIN,
+        users::Role::SystemAdmin,
+        city.code.as_str(),
+    )
+    .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+    let admin_token = nodes::create_admin_token(&tx, &admin.username)
+        .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+    tx.commit().map_err(StoreError::from)?;
     crate::blobs::sync_dir(data_dir).map_err(|err| HubError::Io {
         action: "sync",
         path: data_dir.to_owned(),
@@ -127,6 +169,8 @@ pub fn init(data_dir: &Path) -> Result<Initialised, HubError> {
         data: data_dir.to_owned(),
         hub_id,
         hub_key: key.public_hex(),
+        city: city.code.to_string(),
+        admin_user: admin.username,
         admin_token,
     })
 }
@@ -192,8 +236,16 @@ mod tests {
     fn init_creates_the_folder_once() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("hub");
-        let made = init(&data).unwrap();
+        let city = City {
+            code: "330100".parse().unwrap(),
+            name: Some("杭州市".into()),
+        };
+        let made = init(&data, &city).unwrap();
         assert!(made.admin_token.starts_with(nodes::ADMIN_TOKEN_PREFIX));
+        assert_eq!(
+            (made.city.as_str(), made.admin_user.as_str()),
+            ("330100", "admin")
+        );
         for name in [
             "hub.db", "hub.key", "hub.toml", "blobs", "partial", "offers",
         ] {
@@ -211,9 +263,35 @@ mod tests {
         let folder = HubFolder::open(&data).unwrap();
         assert_eq!(folder.hub_id, made.hub_id);
         assert_eq!(folder.key.public_hex(), made.hub_key);
+        {
+            let mut conn = folder.db.get().unwrap();
+            let admin = users::admin_token_user(&conn, &made.admin_token)
+                .unwrap()
+                .unwrap();
+            assert_eq!(admin.role, users::Role::SystemAdmin);
+            assert_eq!(admin.org, "330100");
+            assert_eq!(
+                crate::orgs::get(&conn, "330100").unwrap().unwrap().name,
+                "杭州市"
+            );
+            // No password opens the account until one is set.
+            for password in ["", "!"] {
+                let outcome =
+                    users::authenticate(&mut conn, "admin", password, Default::default(), None);
+                assert!(outcome.unwrap().is_err());
+            }
+        }
         assert!(matches!(
-            init(&data),
+            init(&data, &city),
             Err(HubError::AlreadyInitialised { .. })
+        ));
+        let district = City {
+            code: "330106".parse().unwrap(),
+            name: None,
+        };
+        assert!(matches!(
+            init(&dir.path().join("other"), &district),
+            Err(HubError::NotACity(_))
         ));
     }
 }

@@ -1,5 +1,6 @@
 //! Districts, edge nodes and credentials: one-time enrolment codes, node
-//! tokens and admin tokens, all stored as BLAKE3 hashes only.
+//! tokens and admin tokens (each a credential of a hub account, normally
+//! the first system administrator `admin`), all stored as BLAKE3 hashes only.
 //!
 //! A district is created the first time an administrator enrols a node for
 //! it. A node is named `<district>-<n>` (n counts the district's nodes from
@@ -231,25 +232,37 @@ pub fn revoke(conn: &mut Connection, node_id: &str) -> Result<NodeInfo, RevokeEr
         .ok_or_else(|| RevokeError::NoSuchNode(node_id.to_owned()))
 }
 
-/// Makes a new admin token for the HTTP admin API (returned once).
-pub fn create_admin_token(conn: &Connection) -> Result<String, StoreError> {
-    let token = random_token(ADMIN_TOKEN_PREFIX)?;
+/// Makes a new admin token (returned once) for the account `username`,
+/// normally the first system administrator (`admin`, made by `init`): it
+/// acts as that user in the API and is audited as them, with actor kind
+/// `admin`. [`crate::users::admin_token_user`] resolves it.
+pub fn create_admin_token(conn: &Connection, username: &str) -> Result<String, AdminTokenError> {
+    let user_id: i64 = conn
+        .query_row(
+            "SELECT id FROM users WHERE username = ?1",
+            [username],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(StoreError::from)?
+        .ok_or_else(|| AdminTokenError::NoSuchUser(username.to_owned()))?;
+    let token = random_token(ADMIN_TOKEN_PREFIX).map_err(StoreError::from)?;
     conn.execute(
-        "INSERT INTO admin_tokens(token_hash, created_at) VALUES (?1, ?2)",
-        params![token_hash(&token), store::now()],
-    )?;
+        "INSERT INTO admin_tokens(token_hash, created_at, user_id) VALUES (?1, ?2, ?3)",
+        params![token_hash(&token), store::now(), user_id],
+    )
+    .map_err(StoreError::from)?;
     Ok(token)
 }
 
-pub fn is_admin_token(conn: &Connection, token: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM admin_tokens WHERE token_hash = ?1",
-            [token_hash(token)],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    #[error(
+        "no user {0:?} to issue the admin token for (create it: dangan-hub user add {0} --role system_admin --org CODE)"
+    )]
+    NoSuchUser(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[cfg(test)]
@@ -306,12 +319,38 @@ mod tests {
     }
 
     #[test]
-    fn admin_tokens_check_by_hash() {
+    fn admin_tokens_belong_to_an_account_and_check_by_hash() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::create(dir.path()).unwrap();
-        let conn = db.get().unwrap();
-        let token = create_admin_token(&conn).unwrap();
-        assert!(is_admin_token(&conn, &token).unwrap());
-        assert!(!is_admin_token(&conn, "dga_wrong").unwrap());
+        let mut conn = db.get().unwrap();
+        assert!(matches!(
+            create_admin_token(&conn, "admin"),
+            Err(AdminTokenError::NoSuchUser(_))
+        ));
+        crate::orgs::add(&mut conn, "330100", "杭州市", None).unwrap();
+        let admin = crate::users::add_without_password(
+            &conn,
+            "admin",
+            crate::users::Role::SystemAdmin,
+            "330100",
+        )
+        .unwrap();
+        let token = create_admin_token(&conn, "admin").unwrap();
+        let owner = crate::users::admin_token_user(&conn, &token)
+            .unwrap()
+            .unwrap();
+        assert_eq!(owner.id, admin.id);
+        assert!(
+            crate::users::admin_token_user(&conn, "dga_wrong")
+                .unwrap()
+                .is_none()
+        );
+        // A disabled account's admin tokens stop working.
+        crate::users::set_disabled(&mut conn, "admin", true).unwrap();
+        assert!(
+            crate::users::admin_token_user(&conn, &token)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -14,8 +14,11 @@
 //! - a `blobs` row exists only for a blob that is durable in the object store;
 //! - a `batches` row and its business files and pages are written in one
 //!   transaction, and only when every page's blob has a `blobs` row;
-//! - credentials (node tokens, enrolment codes, admin tokens) are stored
-//!   only as BLAKE3 hashes.
+//! - credentials (node tokens, enrolment codes, admin tokens, sessions, API
+//!   tokens) are stored only as BLAKE3 hashes;
+//! - an admin token belongs to a hub account (`admin_tokens.user_id`);
+//! - an administrator's change and its audit entry commit together
+//!   ([`atomically`]).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -248,7 +251,33 @@ CREATE TABLE api_tokens (
 );
 "#,
     r#"
--- 6: the common dictionaries and business-type templates (see
+-- 6: an admin token is a credential of a hub account: the first system
+-- administrator `admin`, which `init` now makes. A hub made before gets
+-- that account here (no usable password until `dangan-hub user passwd
+-- admin`), bound to the root of the organisation tree: the first city, or,
+-- when the tree has districts but no city yet, the city of the first
+-- district (named by its code, like districts made by enrolment). A hub
+-- with no organisation at all keeps its tokens unattached, and they are
+-- refused until `dangan-hub admin-token` issues one for an account.
+ALTER TABLE admin_tokens ADD COLUMN user_id INTEGER REFERENCES users(id);
+INSERT OR IGNORE INTO orgs(code, name, level, parent, status, created_at, updated_at)
+    SELECT substr(min(code), 1, 4) || '00', substr(min(code), 1, 4) || '00', 'city', NULL,
+           'active', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+    FROM orgs
+    WHERE level = 'district'
+      AND NOT EXISTS (SELECT 1 FROM orgs WHERE level = 'city')
+      AND EXISTS (SELECT 1 FROM admin_tokens)
+      AND NOT EXISTS (SELECT 1 FROM users WHERE username = 'admin')
+    HAVING count(*) > 0;
+INSERT INTO users(username, display_name, role, org, password_hash, created_at)
+    SELECT 'admin', 'admin', 'system_admin', code, '!', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+    FROM (SELECT code FROM orgs WHERE level = 'city' ORDER BY code LIMIT 1)
+    WHERE EXISTS (SELECT 1 FROM admin_tokens)
+      AND NOT EXISTS (SELECT 1 FROM users WHERE username = 'admin');
+UPDATE admin_tokens SET user_id = (SELECT id FROM users WHERE username = 'admin');
+"#,
+    r#"
+-- 7: the common dictionaries and business-type templates (see
 -- dictionaries.rs), versioned: every published version is a row, never
 -- changed; `seq` orders the feed the edges read from a cursor.
 CREATE TABLE dictionary_versions (
@@ -386,7 +415,10 @@ impl std::ops::DerefMut for PooledConnection<'_> {
 
 impl Drop for PooledConnection<'_> {
     fn drop(&mut self) {
+        // A connection left inside a transaction (work that panicked in
+        // `atomically`) is closed, which rolls it back, not reused.
         if let Some(conn) = self.conn.take()
+            && conn.is_autocommit()
             && let Ok(mut idle) = self.db.idle.lock()
             && idle.len() < POOL_IDLE
         {
@@ -471,9 +503,67 @@ impl Db {
     }
 }
 
-/// Begins a transaction that takes the write lock at once.
-pub fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+/// A write transaction, or a savepoint within the one [`atomically`] opened.
+pub enum WriteTx<'a> {
+    Outer(rusqlite::Transaction<'a>),
+    Nested(rusqlite::Savepoint<'a>),
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            WriteTx::Outer(tx) => tx,
+            WriteTx::Nested(savepoint) => savepoint,
+        }
+    }
+}
+
+impl WriteTx<'_> {
+    /// Commits (a savepoint: releases it into the enclosing transaction).
+    /// Dropped without it, everything done in it is rolled back.
+    pub fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            WriteTx::Outer(tx) => tx.commit(),
+            WriteTx::Nested(savepoint) => savepoint.commit(),
+        }
+    }
+}
+
+/// Begins a transaction that takes the write lock at once; inside
+/// [`atomically`], a savepoint, so the work joins the enclosing transaction.
+pub fn write_tx(conn: &mut Connection) -> rusqlite::Result<WriteTx<'_>> {
+    if conn.is_autocommit() {
+        Ok(WriteTx::Outer(conn.transaction_with_behavior(
+            TransactionBehavior::Immediate,
+        )?))
+    } else {
+        Ok(WriteTx::Nested(conn.savepoint()?))
+    }
+}
+
+/// Runs `work` in one write transaction: a change and its audit entry
+/// commit together or not at all. The library functions `work` calls that
+/// begin their own transaction ([`write_tx`]) become savepoints in it.
+pub fn atomically<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    work: impl FnOnce(&mut Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|err| E::from(err.into()))?;
+    match work(conn) {
+        Ok(value) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(value),
+            Err(err) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(E::from(err.into()))
+            }
+        },
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
 }
 
 pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
@@ -504,6 +594,95 @@ mod tests {
         assert_eq!(earlier, "2026-11-25T09:59:59Z");
         assert_eq!(later, "2026-11-25T10:00:00Z");
         assert!(earlier < later);
+    }
+
+    /// A hub made before admin tokens belonged to an account: its tokens
+    /// are attached to a new `admin` system administrator bound to the root
+    /// of its organisation tree, and keep working.
+    #[test]
+    fn old_admin_tokens_become_the_admin_accounts() {
+        for (orgs, root) in [
+            (&["330106", "330108"][..], Some("330100")),
+            (&["330200", "330106"][..], Some("330200")),
+            (&[][..], None),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(DB_FILE);
+            let token = "dga_0123456789abcdef";
+            {
+                let mut conn = Connection::open(&path).unwrap();
+                configure(&conn).unwrap();
+                for (index, sql) in MIGRATIONS.iter().enumerate().take(5) {
+                    conn.execute_batch(sql).unwrap();
+                    conn.pragma_update(None, "user_version", index as i64 + 1)
+                        .unwrap();
+                }
+                let tx = write_tx(&mut conn).unwrap();
+                for code in orgs {
+                    let level = if code.ends_with("00") {
+                        "city"
+                    } else {
+                        "district"
+                    };
+                    tx.execute(
+                        "INSERT INTO orgs(code, name, level, created_at, updated_at)
+                         VALUES (?1, ?1, ?2, 'then', 'then')",
+                        params![code, level],
+                    )
+                    .unwrap();
+                }
+                tx.execute(
+                    "INSERT INTO admin_tokens(token_hash, created_at) VALUES (?1, 'then')",
+                    [dangan_sync::token_hash(token)],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+            }
+            let db = Db::open(dir.path()).unwrap();
+            let conn = db.get().unwrap();
+            let owner = crate::users::admin_token_user(&conn, token).unwrap();
+            match root {
+                Some(root) => {
+                    let owner = owner.unwrap();
+                    assert_eq!(owner.username, "admin");
+                    assert_eq!(owner.role, crate::users::Role::SystemAdmin);
+                    assert_eq!(owner.org, root);
+                }
+                None => assert!(owner.is_none()),
+            }
+        }
+    }
+
+    #[test]
+    fn atomically_commits_all_or_nothing_with_nested_write_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::create(dir.path()).unwrap();
+        let mut conn = db.get().unwrap();
+        let set = |conn: &mut Connection, key: &str| -> Result<(), StoreError> {
+            let tx = write_tx(conn)?;
+            set_meta(&tx, key, "v")?;
+            tx.commit()?;
+            Ok(())
+        };
+        let failed: Result<(), StoreError> = atomically(&mut conn, |conn| {
+            set(conn, "a")?;
+            Err(StoreError::Corrupt("the audit entry failed".into()))
+        });
+        assert!(failed.is_err());
+        assert!(conn.is_autocommit());
+        assert_eq!(meta(&conn, "a").unwrap(), None);
+        atomically(&mut conn, |conn| {
+            set(conn, "a")?;
+            // A nested step that fails rolls back only itself.
+            let tx = write_tx(conn)?;
+            set_meta(&tx, "b", "v")?;
+            drop(tx);
+            set(conn, "c")
+        })
+        .unwrap();
+        assert_eq!(meta(&conn, "a").unwrap().as_deref(), Some("v"));
+        assert_eq!(meta(&conn, "b").unwrap(), None);
+        assert_eq!(meta(&conn, "c").unwrap().as_deref(), Some("v"));
     }
 
     #[test]

@@ -231,6 +231,63 @@ pub fn list(conn: &Connection) -> Result<Vec<User>, UserError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The stored password hash of an account that has no password yet: no
+/// password verifies against it (it is not a PHC string).
+pub const NO_PASSWORD: &str = "!";
+
+/// The first system administrator's account, made by `dangan-hub init`.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// Adds a user of `org` with `role` and no usable password: they cannot log
+/// in until one is set with [`set_password`]. `init` makes the first system
+/// administrator this way; the admin token is their credential meanwhile.
+pub fn add_without_password(
+    conn: &Connection,
+    username: &str,
+    role: Role,
+    org: &str,
+) -> Result<User, UserError> {
+    if !valid_name(username) {
+        return Err(UserError::BadName(username.to_owned()));
+    }
+    if orgs::get(conn, org)
+        .map_err(|err| UserError::Store(StoreError::Corrupt(err.to_string())))?
+        .is_none()
+    {
+        return Err(UserError::NoSuchOrg(org.to_owned()));
+    }
+    if find(conn, username)?.is_some() {
+        return Err(UserError::Exists(username.to_owned()));
+    }
+    conn.execute(
+        "INSERT INTO users(username, display_name, role, org, password_hash, created_at)
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5)",
+        params![username, role.as_str(), org, NO_PASSWORD, store::now()],
+    )?;
+    find(conn, username)?.ok_or_else(|| UserError::NoSuchUser(username.to_owned()))
+}
+
+/// Sets a user's password (hashing it is slow), lifts a lockout and ends
+/// their sessions, so whoever knew the old password is logged out.
+pub fn set_password(
+    conn: &mut Connection,
+    username: &str,
+    password: &str,
+    cost: PasswordCost,
+) -> Result<User, UserError> {
+    let hash = password::hash_password(password, cost)?;
+    let tx = write_tx(conn)?;
+    let user = find(&tx, username)?.ok_or_else(|| UserError::NoSuchUser(username.to_owned()))?;
+    tx.execute(
+        "UPDATE users SET password_hash = ?2, failed_logins = 0, locked_until = NULL
+         WHERE id = ?1",
+        params![user.id, hash],
+    )?;
+    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user.id])?;
+    tx.commit()?;
+    find(conn, username)?.ok_or_else(|| UserError::NoSuchUser(username.to_owned()))
+}
+
 /// Disables or re-enables a user; disabling ends their sessions.
 pub fn set_disabled(
     conn: &mut Connection,
@@ -347,6 +404,25 @@ pub fn session_user(conn: &Connection, token: &str) -> Result<Option<User>, User
                     .join(", ")
             ),
             params![token_hash(token), store::now()],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// The account an admin token (`dga_...`) belongs to, unless it is disabled.
+pub fn admin_token_user(conn: &Connection, token: &str) -> Result<Option<User>, UserError> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {} FROM admin_tokens a JOIN users u ON u.id = a.user_id
+                 WHERE a.token_hash = ?1 AND u.disabled = 0",
+                COLUMNS
+                    .split(", ")
+                    .map(|c| format!("u.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            [token_hash(token)],
             from_row,
         )
         .optional()?)

@@ -41,6 +41,8 @@ use crate::sync::queue::AcceptError;
 use crate::template::{self, TemplateError};
 use crate::users::{self, User, UserError};
 use dangan_shared::BlobId;
+/// A cookie's value from the request headers (shared with the hub).
+pub(crate) use dangan_sync::session::cookie;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -80,14 +82,13 @@ impl ApiState {
     /// A `Set-Cookie` value for this server (`Secure` over HTTPS). `value`
     /// empty with `max_age` 0 deletes the cookie.
     pub(crate) fn cookie(&self, name: &str, value: &str, max_age: i64, http_only: bool) -> String {
-        let mut cookie = format!("{name}={value}; Path=/; SameSite=Strict; Max-Age={max_age}");
-        if http_only {
-            cookie.push_str("; HttpOnly");
-        }
-        if self.inner.secure_cookies {
-            cookie.push_str("; Secure");
-        }
-        cookie
+        dangan_sync::session::set_cookie(
+            name,
+            value,
+            u64::try_from(max_age).unwrap_or(0),
+            http_only,
+            self.inner.secure_cookies,
+        )
     }
 
     /// Runs `work` on a blocking thread with the database.
@@ -330,26 +331,7 @@ impl Caller {
 }
 
 pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(token) = value.strip_prefix("Bearer ")
-    {
-        return Some(token.trim().to_owned());
-    }
-    cookie(headers, COOKIE)
-}
-
-/// A cookie's value from the request headers.
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
+    dangan_sync::session::bearer(headers).or_else(|| cookie(headers, COOKIE))
 }
 
 impl FromRequestParts<ApiState> for Caller {

@@ -10,6 +10,8 @@
 //!   credentials both sides need.
 //! - [`server`]: the hub's half, an axum router over a storage [`server::Backend`].
 //! - [`client`]: the edge's half, a typed [`client::Client`].
+//! - [`session`]: browser sessions for the edge's UI and the hub's API:
+//!   cookies, CSRF tokens and the CSRF guard.
 //! - [`tls`]: serving an axum app over HTTP or HTTPS (rustls) with graceful
 //!   shutdown, for the hub and the edge's web UI alike.
 pub mod client;
@@ -17,6 +19,7 @@ pub mod jcs;
 pub mod manifest;
 pub mod receipt;
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod wire;
 

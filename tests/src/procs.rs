@@ -57,9 +57,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// `dangan-hub init` in `data`.
+    /// `dangan-hub init` in `data`, for the city of Hangzhou (330100).
     pub fn init(data: &Path) -> Result<Self> {
-        let out = Self::command_in(data, &["init", "--json"])?.output()?;
+        let out = Self::command_in(data, &["init", "--city", "330100", "--json"])?.output()?;
         let value = json_of(&out, "dangan-hub init")?;
         let admin_token = value["admin_token"]
             .as_str()

@@ -91,7 +91,7 @@ fn kinds(report: &Value) -> Vec<(i64, String)> {
 fn the_trail_records_checkpoints_exports_and_catches_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
-    ok(hub(&["init", "--json"], &data));
+    ok(hub(&["init", "--city", "330100", "--json"], &data));
     // An empty trail verifies and has nothing to checkpoint.
     let empty = json(&ok(hub(&["audit", "checkpoint", "--json"], &data)));
     assert_eq!(empty["outcome"], "empty");

@@ -24,10 +24,18 @@ pub(crate) struct Hub {
     pub(crate) admin_token: String,
 }
 
+/// The city every test hub is made for.
+fn hangzhou() -> hub::City {
+    hub::City {
+        code: "330100".parse().unwrap(),
+        name: Some("杭州市".into()),
+    }
+}
+
 pub(crate) fn hub() -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
-    let made = hub::init(&data).unwrap();
+    let made = hub::init(&data, &hangzhou()).unwrap();
     let backend = Arc::new(HubBackend::open(&data).unwrap());
     Hub {
         _dir: dir,
@@ -860,6 +868,17 @@ async fn https_with_a_custom_ca() {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.unwrap(), "ok\n");
+    // Over HTTPS the session cookie is marked Secure.
+    set_admin_password(&hub);
+    let login = client
+        .post(format!("https://localhost:{port}/api/v1/session"))
+        .json(&serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 201);
+    let cookie = set_cookie(&login);
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
     // A client that does not trust the CA gets nowhere.
     let stranger = reqwest::Client::builder().build().unwrap();
     assert!(
@@ -898,7 +917,7 @@ async fn s3_storage_when_a_server_is_given() {
         ),
     )
     .unwrap();
-    let made = hub::init(&data).unwrap();
+    let made = hub::init(&data, &hangzhou()).unwrap();
     let hub = Hub {
         backend: Arc::new(HubBackend::open(&data).unwrap()),
         data,
@@ -983,10 +1002,13 @@ async fn organisations_through_the_admin_api() {
     let anonymous = client.get(url("/api/v1/orgs")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 
+    // The hub's city is the root init made; another city can be added.
+    let (status, city) = call(Method::GET, "/api/v1/orgs/330100", None).await;
+    assert_eq!((status, city["name"].as_str()), (200, Some("杭州市")));
     let (status, city) = call(
         Method::POST,
         "/api/v1/orgs",
-        Some(serde_json::json!({ "code": "330100", "name": "杭州市" })),
+        Some(serde_json::json!({ "code": "330200", "name": "宁波市" })),
     )
     .await;
     assert_eq!(status, 201, "{city}");
@@ -1053,17 +1075,25 @@ async fn organisations_through_the_admin_api() {
         },
     )
     .unwrap();
-    let actions: Vec<(&str, &str, Option<&str>)> = trail
+    let actions: Vec<(&str, &str, &str, Option<&str>)> = trail
         .iter()
-        .map(|e| (e.action.as_str(), e.actor.as_str(), e.target.as_deref()))
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.actor.as_str(),
+                e.actor_kind.as_str(),
+                e.target.as_deref(),
+            )
+        })
         .collect();
+    // The admin token acts as the account `admin`, told apart as a token.
     assert_eq!(
         actions,
         [
-            ("org.add", "admin-token", Some("330100")),
-            ("org.add", "admin-token", Some("330106")),
-            ("org.update", "admin-token", Some("330106")),
-            ("org.remove", "admin-token", Some("330106")),
+            ("org.add", "admin", "admin", Some("330200")),
+            ("org.add", "admin", "admin", Some("330106")),
+            ("org.update", "admin", "admin", Some("330106")),
+            ("org.remove", "admin", "admin", Some("330106")),
         ]
     );
     drop(client);
@@ -1077,7 +1107,6 @@ async fn hub_users_log_in_get_locked_out_and_only_system_admins_administer() {
     // Two users of 西湖区: a system administrator and a reviewer.
     {
         let mut conn = hub.backend.db().get().unwrap();
-        dangan_hub::orgs::add(&mut conn, "330100", "杭州市", None).unwrap();
         dangan_hub::orgs::add(&mut conn, "330106", "西湖区", Some("330100")).unwrap();
         let cheap = dangan_shared::password::PasswordCost {
             memory_kib: 8,
@@ -1142,7 +1171,7 @@ async fn hub_users_log_in_get_locked_out_and_only_system_admins_administer() {
     // A system administrator's session administers, as the admin token does.
     let (status, list) = send(Method::GET, "/api/v1/users", Some(&root_token), None).await;
     assert_eq!(status, 200);
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list.as_array().unwrap().len(), 3, "admin, root and zhang");
     let (status, _) = send(Method::GET, "/api/v1/orgs", Some(&hub.admin_token), None).await;
     assert_eq!(status, 200);
     // A reviewer's session does not.
@@ -1221,7 +1250,6 @@ async fn users_see_business_files_of_their_scope_only_and_grants_expire() {
     // Two archived files, one per district (rows as a commit writes them).
     let (west, river) = {
         let mut conn = hub.backend.db().get().unwrap();
-        dangan_hub::orgs::add(&mut conn, "330100", "杭州市", None).unwrap();
         for code in ["330106", "330108"] {
             dangan_hub::orgs::update(
                 &mut conn,
@@ -1402,6 +1430,202 @@ async fn users_see_business_files_of_their_scope_only_and_grants_expire() {
     dangan_hub::users::revoke_token(&hub.backend.db().get().unwrap(), "sib-system").unwrap();
     let (status, _) = get(format!("/api/v1/files/{river}"), token.clone()).await;
     assert_eq!(status, 401);
+    drop(client);
+    served.stop().await;
+}
+
+const ADMIN_PASSWORD: &str = "the-admins-password";
+
+/// Gives the account `admin` (made by init without one) a password, cheaply.
+fn set_admin_password(hub: &Hub) {
+    let cheap = dangan_shared::password::PasswordCost {
+        memory_kib: 8,
+        iterations: 1,
+    };
+    let mut conn = hub.backend.db().get().unwrap();
+    dangan_hub::users::set_password(&mut conn, "admin", ADMIN_PASSWORD, cheap).unwrap();
+}
+
+/// The one `Set-Cookie` header of a response.
+fn set_cookie(response: &reqwest::Response) -> String {
+    let all: Vec<_> = response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .collect();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all[0].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn browser_sessions_use_a_cookie_and_changes_need_the_csrf_token() {
+    use reqwest::Method;
+    let hub = hub();
+    set_admin_password(&hub);
+    let served = Served::start(&hub).await;
+    let addr = served.addr;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let answer = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response
+                .json::<serde_json::Value>()
+                .await
+                .unwrap_or_default(),
+        )
+    };
+    let org = |code: &str| serde_json::json!({ "code": code, "name": code, "parent": "330100" });
+
+    // Logging in answers the token, the CSRF token and the session cookie
+    // (not Secure over plain HTTP).
+    let login = client
+        .post(url("/api/v1/session"))
+        .json(&serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 201);
+    let cookie = set_cookie(&login);
+    let body: serde_json::Value = login.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        cookie,
+        format!("dangan_hub_session={token}; Path=/; SameSite=Strict; Max-Age=43200; HttpOnly")
+    );
+    assert_eq!(csrf, dangan_hub::api::csrf_token(&token));
+    let session = format!("dangan_hub_session={token}");
+    let with_cookie = |method: Method, path: &str| {
+        client
+            .request(method, url(path))
+            .header(reqwest::header::COOKIE, &session)
+    };
+
+    // The cookie authenticates reads; GET /api/v1/session repeats the CSRF token.
+    let (status, me) = answer(with_cookie(Method::GET, "/api/v1/session")).await;
+    assert_eq!((status, me["username"].as_str()), (200, Some("admin")));
+    assert_eq!(me["csrf_token"], csrf.as_str());
+    // A change authenticated by the cookie alone, or with a wrong token, is refused.
+    for request in [
+        with_cookie(Method::POST, "/api/v1/orgs").json(&org("330102")),
+        with_cookie(Method::POST, "/api/v1/orgs")
+            .header("x-csrf-token", "0".repeat(32))
+            .json(&org("330102")),
+        with_cookie(Method::DELETE, "/api/v1/session"),
+    ] {
+        let (status, body) = answer(request).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("csrf")),
+            "{body}"
+        );
+    }
+    // With the header it goes through; a same-site Origin is fine.
+    let (status, body) = answer(
+        with_cookie(Method::POST, "/api/v1/orgs")
+            .header("x-csrf-token", &csrf)
+            .header(reqwest::header::ORIGIN, format!("http://{addr}"))
+            .json(&org("330102")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // A bearer token needs no CSRF token, the session's nor the admin token.
+    for (code, bearer) in [("330105", &token), ("330106", &hub.admin_token)] {
+        let request = client
+            .post(url("/api/v1/orgs"))
+            .bearer_auth(bearer)
+            .json(&org(code));
+        let (status, body) = answer(request).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Another site is refused, with the right token, with a bearer token,
+    // and when logging in.
+    let evil = "https://evil.example";
+    for request in [
+        with_cookie(Method::POST, "/api/v1/orgs")
+            .header("x-csrf-token", &csrf)
+            .header(reqwest::header::ORIGIN, evil)
+            .json(&org("330108")),
+        client
+            .post(url("/api/v1/orgs"))
+            .bearer_auth(&token)
+            .header(reqwest::header::ORIGIN, evil)
+            .json(&org("330108")),
+        client
+            .post(url("/api/v1/session"))
+            .header(reqwest::header::ORIGIN, evil)
+            .json(&serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD })),
+        client
+            .post(url("/api/v1/session"))
+            .header("sec-fetch-site", "cross-site")
+            .json(&serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD })),
+    ] {
+        let (status, body) = answer(request).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("csrf")),
+            "{body}"
+        );
+    }
+    assert!(
+        dangan_hub::orgs::get(&hub.backend.db().get().unwrap(), "330108")
+            .unwrap()
+            .is_none()
+    );
+
+    // Logging out (with the CSRF token) clears the cookie, and the cookie
+    // opens nothing any more.
+    let logout = with_cookie(Method::DELETE, "/api/v1/session")
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!(
+        set_cookie(&logout),
+        "dangan_hub_session=; Path=/; SameSite=Strict; Max-Age=0; HttpOnly"
+    );
+    let (status, _) = answer(with_cookie(Method::GET, "/api/v1/session")).await;
+    assert_eq!(status, 401);
+    let (status, _) = answer(
+        with_cookie(Method::POST, "/api/v1/orgs")
+            .header("x-csrf-token", &csrf)
+            .json(&org("330108")),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Who did what: the session and the admin token both as `admin`, told
+    // apart by the actor kind.
+    let trail = dangan_hub::audit::query(
+        &hub.backend.db().get().unwrap(),
+        &dangan_hub::audit::Filter {
+            action: Some("org.add".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let who: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.target.as_deref().unwrap(),
+                e.actor.as_str(),
+                e.actor_kind.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("330102", "admin", "user"),
+            ("330105", "admin", "user"),
+            ("330106", "admin", "admin"),
+        ]
+    );
     drop(client);
     served.stop().await;
 }

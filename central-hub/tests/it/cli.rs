@@ -55,6 +55,12 @@ fn help_names_every_command_and_flag() {
     for word in ["enrol", "list", "revoke"] {
         assert!(node.contains(word), "node --help lacks {word}:\n{node}");
     }
+    let init = text(&hub(&["init", "--help"], dir.path()));
+    for word in ["--city", "--city-name", "admin", "user passwd"] {
+        assert!(init.contains(word), "init --help lacks {word}:\n{init}");
+    }
+    let user = text(&hub(&["user", "--help"], dir.path()));
+    assert!(user.contains("passwd"), "user --help lacks passwd:\n{user}");
     let serve = text(&hub(&["serve", "--help"], dir.path()));
     for word in ["--listen", "--tls-cert", "--tls-key"] {
         assert!(serve.contains(word), "serve --help lacks {word}");
@@ -69,11 +75,24 @@ fn init_prints_the_admin_token_once_and_refuses_to_repeat() {
     let data = dir.path().join("hub");
     // --data after the subcommand; the environment variable is overridden.
     let made = json(&hub(
-        &["init", "--json", "--data", data.to_str().unwrap()],
+        &[
+            "init",
+            "--json",
+            "--city",
+            "330100",
+            "--city-name",
+            "杭州市",
+            "--data",
+            data.to_str().unwrap(),
+        ],
         Path::new("/nonexistent"),
     ));
     let token = made["admin_token"].as_str().unwrap();
     assert!(token.starts_with("dga_"));
+    assert_eq!(
+        (made["city"].as_str(), made["admin_user"].as_str()),
+        (Some("330100"), Some("admin"))
+    );
     assert_eq!(made["hub_key"].as_str().unwrap().len(), 64);
     assert!(data.join("hub.toml").is_file());
     let config = std::fs::read_to_string(data.join("hub.toml")).unwrap();
@@ -82,11 +101,11 @@ fn init_prints_the_admin_token_once_and_refuses_to_repeat() {
     let db = std::fs::read(data.join("hub.db")).unwrap();
     assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
 
-    let again = hub(&["--json", "init"], &data);
+    let again = hub(&["--json", "init", "--city", "330100"], &data);
     assert!(!again.status.success());
     let err: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert!(err["error"].as_str().unwrap().contains("already"));
-    let again = hub(&["init"], &data);
+    let again = hub(&["init", "--city", "330100"], &data);
     assert!(String::from_utf8_lossy(&again.stderr).contains("错误"));
 }
 
@@ -94,7 +113,7 @@ fn init_prints_the_admin_token_once_and_refuses_to_repeat() {
 fn nodes_are_enrolled_listed_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
-    json(&hub(&["init", "--json"], &data));
+    json(&hub(&["init", "--city", "330100", "--json"], &data));
     let code = json(&hub(
         &["node", "enrol", "--district", "330106", "--json"],
         &data,
@@ -156,7 +175,7 @@ fn nodes_are_enrolled_listed_and_revoked() {
 fn reconcile_on_an_empty_hub() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
-    json(&hub(&["init", "--json"], &data));
+    json(&hub(&["init", "--city", "330100", "--json"], &data));
     let report = json(&hub(&["reconcile", "--json"], &data));
     assert_eq!(report["districts"], Value::Array(vec![]));
     assert_eq!(report["stale_after_hours"], 24);
@@ -177,7 +196,7 @@ fn reconcile_on_an_empty_hub() {
 fn serve_reports_its_address_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
-    json(&hub(&["init", "--json"], &data));
+    json(&hub(&["init", "--city", "330100", "--json"], &data));
     let mut child = Command::new(env!("CARGO_BIN_EXE_dangan-hub"))
         .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data"])
         .arg(&data)
@@ -228,7 +247,8 @@ fn serve_reports_its_address_and_stops_on_sigterm() {
 fn the_organisation_tree_is_kept_with_the_cli_and_takes_in_enrolled_districts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
-    json(&hub(&["init", "--json"], &data));
+    // A hub made for 宁波市 (330200) that also takes in Hangzhou's districts.
+    json(&hub(&["init", "--city", "330200", "--json"], &data));
     // A district enrolled before its city exists stands alone, named by
     // its code.
     json(&hub(
@@ -278,7 +298,7 @@ fn the_organisation_tree_is_kept_with_the_cli_and_takes_in_enrolled_districts() 
         .iter()
         .map(|o| o["code"].as_str().unwrap())
         .collect();
-    assert_eq!(roots, ["330100", "330108"]);
+    assert_eq!(roots, ["330100", "330108", "330200"]);
     let city = &tree[0];
     let children: Vec<&str> = city["children"]
         .as_array()
@@ -348,16 +368,12 @@ fn the_organisation_tree_is_kept_with_the_cli_and_takes_in_enrolled_districts() 
 fn users_are_added_with_a_password_from_stdin_granted_and_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
-    json(&hub(&["init", "--json"], &data));
+    json(&hub(&["init", "--city", "330100", "--json"], &data));
     std::fs::write(
         data.join("hub.toml"),
         "[users]\nmemory_kib = 8\niterations = 1\n",
     )
     .unwrap();
-    json(&hub(
-        &["org", "add", "330100", "--name", "杭州市", "--json"],
-        &data,
-    ));
     json(&hub(
         &[
             "org",
@@ -497,4 +513,102 @@ fn users_are_added_with_a_password_from_stdin_granted_and_disabled() {
     }
     let verified = hub(&["audit", "verify", "--json"], &data);
     assert!(verified.status.success(), "{}", text(&verified));
+}
+
+#[test]
+fn init_makes_the_first_system_administrator_who_logs_in_once_given_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let out = hub(
+        &["init", "--city", "330100", "--city-name", "杭州市"],
+        &data,
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for word in ["管理令牌", "admin", "dangan-hub user passwd admin"] {
+        assert!(said.contains(word), "init did not say {word}:\n{said}");
+    }
+    assert!(
+        !hub(&["init", "--city", "330106"], &dir.path().join("x"))
+            .status
+            .success()
+    );
+    std::fs::write(
+        data.join("hub.toml"),
+        "[users]\nmemory_kib = 8\niterations = 1\n",
+    )
+    .unwrap();
+    let users = json(&hub(&["user", "list", "--json"], &data));
+    assert_eq!(users[0]["username"], "admin");
+    assert_eq!(users[0]["role"], "system_admin");
+    assert_eq!(users[0]["org"], "330100");
+    // Another admin token is another credential of `admin`.
+    let issued = json(&hub(&["admin-token", "--json"], &data));
+    let admin_token = issued["admin_token"].as_str().unwrap().to_owned();
+    assert_eq!(issued["user"], "admin");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dangan-hub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let url = ready["url"].as_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let login = |password: &str| {
+        let request = client
+            .post(format!("{url}/api/v1/session"))
+            .json(&serde_json::json!({ "username": "admin", "password": password }));
+        runtime.block_on(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or_default())
+        })
+    };
+    // No password opens the account until one is set.
+    for password in ["", "!"] {
+        assert_eq!(login(password).0, 401);
+    }
+    let mut passwd = Command::new(env!("CARGO_BIN_EXE_dangan-hub"))
+        .args(["user", "passwd", "admin", "--json"])
+        .env("DANGAN_HUB_DATA", &data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(passwd.stdin.take().unwrap(), "the-admins-password").unwrap();
+    json(&passwd.wait_with_output().unwrap());
+    let (status, session) = login("the-admins-password");
+    assert_eq!(status, 201, "{session}");
+    assert_eq!(session["user"]["role"], "system_admin");
+    // The admin token issued by the CLI administers as `admin`.
+    let status = runtime.block_on(
+        client
+            .get(format!("{url}/api/v1/reconcile"))
+            .bearer_auth(&admin_token)
+            .send(),
+    );
+    assert_eq!(status.unwrap().status(), 200);
+    drop(client);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let trail = text(&hub(&["audit", "list", "--json"], &data));
+    for action in ["admin_token.create", "user.passwd", "login"] {
+        assert!(trail.contains(action), "{action} not audited:\n{trail}");
+    }
 }

@@ -12,7 +12,6 @@ async fn dictionaries_are_versioned_read_by_all_and_published_by_system_admins()
     let hub = hub();
     {
         let mut conn = hub.backend.db().get().unwrap();
-        dangan_hub::orgs::add(&mut conn, "330100", "杭州市", None).unwrap();
         dangan_hub::orgs::add(&mut conn, "330106", "西湖区", Some("330100")).unwrap();
         let cheap = dangan_shared::password::PasswordCost {
             memory_kib: 8,

@@ -21,13 +21,12 @@ mod pages;
 mod work;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use dangan_sync::session::{self, CsrfPolicy};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::api::{self, ApiError, ApiState, cookie};
@@ -37,9 +36,6 @@ use crate::users::{self, User};
 
 /// The language cookie: the choice made before logging in.
 const LANG_COOKIE: &str = "dangan_lang";
-
-/// The largest form a CSRF check reads to find its token.
-const MAX_FORM: usize = 1024 * 1024;
 
 /// The whole HTTP surface of the edge: the JSON API under `/api/v1` and the
 /// web UI, with the CSRF guard in front of both.
@@ -69,7 +65,10 @@ pub fn app(state: ApiState) -> Router {
     api::router(state)
         .merge(ui)
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(csrf_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            CSRF,
+            session::csrf_guard,
+        ))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -108,8 +107,7 @@ async fn security_headers(mut response: Response) -> Response {
 /// The CSRF token of a session: derived from the session token, so it
 /// needs no storage and dies with the session.
 pub fn csrf_token(session_token: &str) -> String {
-    let key = blake3::derive_key("dangan-edge 2026-11 csrf token", session_token.as_bytes());
-    key[..16].iter().map(|b| format!("{b:02x}")).collect()
+    CSRF.token(session_token)
 }
 
 fn parse_lang(text: &str) -> Option<Lang> {
@@ -127,82 +125,17 @@ fn lang_code(lang: Lang) -> &'static str {
     }
 }
 
-/// Refuses a state-changing request a browser could have been tricked into
-/// sending: from another site (`Origin`), or authenticated by the session
-/// cookie without the session's CSRF token. Requests with a bearer token
-/// (scripts) and the two login forms (no session yet) need no token.
-async fn csrf_guard(request: Request, next: Next) -> Response {
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
-        return next.run(request).await;
-    }
-    let path = request.uri().path().to_owned();
-    let headers = request.headers();
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let same_site = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|rest| rest == host);
-        if !same_site {
-            return csrf_refusal(&path, headers, "the request came from another site");
-        }
-    }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer "));
-    let logging_in = path == "/login" || path == "/api/v1/session";
-    let Some(session) = cookie(headers, api::COOKIE) else {
-        return next.run(request).await;
-    };
-    if bearer || (logging_in && *request.method() == Method::POST) {
-        return next.run(request).await;
-    }
-    let expected = csrf_token(&session);
-    let header_token = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if header_token.as_deref() == Some(expected.as_str()) {
-        return next.run(request).await;
-    }
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
-        let headers = headers.clone();
-        let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
-            return csrf_refusal(&path, &headers, "the form is too large");
-        };
-        let fields: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-        let token_ok = fields
-            .iter()
-            .any(|(key, value)| key == "csrf" && *value == expected);
-        if token_ok {
-            return next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-        }
-        return csrf_refusal(&path, &headers, "the form's CSRF token is missing or stale");
-    }
-    csrf_refusal(
-        &path,
-        headers,
-        "the X-CSRF-Token header is missing or wrong",
-    )
-}
+/// The edge's CSRF guard ([`dangan_sync::session::csrf_guard`]): the
+/// session cookie, the two login forms, and refusals as a JSON error under
+/// `/api/` or a page in the visitor's language elsewhere.
+const CSRF: CsrfPolicy = CsrfPolicy {
+    cookie: api::COOKIE,
+    context: "dangan-edge 2026-11 csrf token",
+    login_paths: &["/login", "/api/v1/session"],
+    refuse: csrf_refusal,
+};
 
 fn csrf_refusal(path: &str, headers: &HeaderMap, why: &str) -> Response {
-    tracing::warn!(path, why, "CSRF check refused a request");
     if path.starts_with("/api/") {
         return ApiError::new(
             StatusCode::FORBIDDEN,

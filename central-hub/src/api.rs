@@ -28,6 +28,7 @@ use dangan_sync::session::{self, CsrfPolicy};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
+mod accounts;
 mod dictionaries;
 
 use crate::audit::{self, ActorKind, NewEntry, Outcome};
@@ -284,6 +285,27 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
             axum::routing::delete(logout),
         ),
         (Method::GET, "/api/v1/users", get(user_list)),
+        (
+            Method::POST,
+            "/api/v1/users",
+            axum::routing::post(accounts::user_add),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/{username}",
+            axum::routing::patch(accounts::user_update),
+        ),
+        (Method::GET, "/api/v1/grants", get(accounts::grant_list)),
+        (
+            Method::POST,
+            "/api/v1/grants",
+            axum::routing::post(accounts::grant_add),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/grants/{id}",
+            axum::routing::delete(accounts::grant_revoke),
+        ),
         (Method::GET, "/api/v1/files/{id}", get(file_show)),
         (Method::GET, "/api/v1/audit", get(audit_list)),
         (Method::GET, "/api/v1/orgs", get(org_tree)),

@@ -7,6 +7,7 @@
 //! - [`qc`]: QC sampling rules, reproducible samples, defect kinds.
 //! - [`password`]: Argon2id hashes of people's passwords.
 //! - [`template`]: business-type templates, validated the same at edge and hub.
+//! - [`web`]: the stylesheet and viewer script both web UIs embed.
 //! - [`dictionary`]: the common dictionaries (categories, retention periods,
 //!   defect types) the hub publishes and every edge applies.
 mod archive;
@@ -19,6 +20,7 @@ pub mod password;
 pub mod qc;
 pub mod template;
 pub mod text;
+pub mod web;
 
 pub use archive::{Category, ParseCategoryError, ParseRetentionError, RETENTION_YEARS, Retention};
 pub use blob::{BlobId, ParseBlobIdError};

@@ -3,6 +3,7 @@
 //! `audit` (the audit trail through the binary), `dictionaries` (the
 //! common dictionaries and templates through the API).
 
+mod accounts;
 mod audit;
 mod backend;
 mod cli;

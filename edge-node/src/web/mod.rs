@@ -238,13 +238,13 @@ impl FromRequestParts<ApiState> for Viewer {
 
 /// The static files, embedded in the binary.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.css", "text/css", include_str!("assets/app.css")),
+    ("app.css", "text/css", dangan_shared::web::APP_CSS),
     ("app.js", "text/javascript", include_str!("assets/app.js")),
     ("qc.js", "text/javascript", include_str!("assets/qc.js")),
     (
         "viewer.js",
         "text/javascript",
-        include_str!("assets/viewer.js"),
+        dangan_shared::web::VIEWER_JS,
     ),
     (
         "exceptions.js",

@@ -44,13 +44,13 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// An error answered as `{"error": code, "message": text}`.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -58,7 +58,7 @@ impl ApiError {
         }
     }
 
-    fn malformed(message: impl Into<String>) -> Self {
+    pub(crate) fn malformed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed", message)
     }
 }
@@ -139,7 +139,7 @@ pub const COOKIE: &str = "dangan_hub_session";
 /// here), the login `POST`, and refusals in the API's error shape.
 const CSRF: CsrfPolicy = CsrfPolicy {
     cookie: COOKIE,
-    context: "dangan-hub 2026-11 csrf token",
+    context: CSRF_CONTEXT,
     login_paths: &["/api/v1/session"],
     refuse: csrf_refusal,
 };
@@ -152,6 +152,10 @@ fn csrf_refusal(_path: &str, _headers: &HeaderMap, why: &str) -> Response {
     )
     .into_response()
 }
+
+/// The key-derivation context of the hub's CSRF tokens (the web pages'
+/// guard uses it too: one session, one token).
+pub(crate) const CSRF_CONTEXT: &str = "dangan-hub 2026-11 csrf token";
 
 /// The CSRF token of a hub session token.
 pub fn csrf_token(session_token: &str) -> String {
@@ -456,40 +460,8 @@ async fn login(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
     Body(login): Body<Login>,
 ) -> Result<Response, ApiError> {
-    let lockout = backend.config().lockout;
     let address = peer.0.ip().to_string();
-    let outcome = backend
-        .db()
-        .run(move |conn| {
-            let outcome = users::authenticate(
-                conn,
-                &login.username,
-                &login.password,
-                lockout,
-                Some(&address),
-            )?;
-            let (result, detail) = match &outcome {
-                Ok(_) => (Outcome::Ok, serde_json::json!({})),
-                Err(LoginRefused::BadCredentials) => (
-                    Outcome::Denied,
-                    serde_json::json!({ "reason": "bad_credentials" }),
-                ),
-                Err(LoginRefused::Locked { until }) => (
-                    Outcome::Denied,
-                    serde_json::json!({ "reason": "locked", "until": until }),
-                ),
-            };
-            Audit {
-                actor: &login.username,
-                kind: ActorKind::User,
-                address: Some(&address),
-                action: "login",
-                target: &login.username,
-            }
-            .record(conn, result, detail)?;
-            Ok::<_, ApiError>(outcome)
-        })
-        .await?;
+    let outcome = login_audited(&backend, login.username, login.password, address).await?;
     match outcome {
         Ok((token, user)) => {
             tracing::info!(user = %user.username, "logged in");
@@ -518,6 +490,44 @@ async fn login(
             format!("too many failed logins: the account is locked until {until} (UTC)"),
         )),
     }
+}
+
+/// Checks a user name and password (lockout included), records the
+/// attempt in the audit trail, and on success opens a session: its token
+/// and the user. Shared by `POST /api/v1/session` and the web login form.
+pub(crate) async fn login_audited(
+    backend: &Arc<HubBackend>,
+    username: String,
+    password: String,
+    address: String,
+) -> Result<Result<(String, User), LoginRefused>, ApiError> {
+    let lockout = backend.config().lockout;
+    backend
+        .db()
+        .run(move |conn| {
+            let outcome = users::authenticate(conn, &username, &password, lockout, Some(&address))?;
+            let (result, detail) = match &outcome {
+                Ok(_) => (Outcome::Ok, serde_json::json!({})),
+                Err(LoginRefused::BadCredentials) => (
+                    Outcome::Denied,
+                    serde_json::json!({ "reason": "bad_credentials" }),
+                ),
+                Err(LoginRefused::Locked { until }) => (
+                    Outcome::Denied,
+                    serde_json::json!({ "reason": "locked", "until": until }),
+                ),
+            };
+            Audit {
+                actor: &username,
+                kind: ActorKind::User,
+                address: Some(&address),
+                action: "login",
+                target: &username,
+            }
+            .record(conn, result, detail)?;
+            Ok::<_, ApiError>(outcome)
+        })
+        .await
 }
 
 /// The caller's account, with the session's CSRF token when they logged in.
@@ -710,6 +720,41 @@ struct AuditQuery {
 
 /// The audit trail, for auditors and system administrators: filtered,
 /// paged, as JSON or CSV. Reading it is itself recorded.
+/// Reads the audit trail for an auditor or system administrator, and
+/// records that they did (`audit.query`). Shared by the API and the web UI.
+pub(crate) async fn query_audited(
+    backend: &Arc<HubBackend>,
+    user: User,
+    kind: ActorKind,
+    filter: audit::Filter,
+) -> Result<Vec<audit::Entry>, ApiError> {
+    backend
+        .db()
+        .run(move |conn| {
+            let entries = audit::query(conn, &filter).map_err(|err| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    err.to_string(),
+                )
+            })?;
+            Audit {
+                actor: &user.username,
+                kind,
+                address: None,
+                action: "audit.query",
+                target: "audit_log",
+            }
+            .record(
+                conn,
+                Outcome::Ok,
+                serde_json::json!({ "entries": entries.len() }),
+            )?;
+            Ok::<_, ApiError>(entries)
+        })
+        .await
+}
+
 async fn audit_list(
     State(backend): State<Arc<HubBackend>>,
     caller: Caller,
@@ -744,32 +789,7 @@ async fn audit_list(
         limit: Some(query.limit.unwrap_or(1000).min(10_000)),
         offset: query.offset,
     };
-    let (user, kind) = (caller.user, caller.kind);
-    let entries = backend
-        .db()
-        .run(move |conn| {
-            let entries = audit::query(conn, &filter).map_err(|err| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    err.to_string(),
-                )
-            })?;
-            Audit {
-                actor: &user.username,
-                kind,
-                address: None,
-                action: "audit.query",
-                target: "audit_log",
-            }
-            .record(
-                conn,
-                Outcome::Ok,
-                serde_json::json!({ "entries": entries.len() }),
-            )?;
-            Ok::<_, ApiError>(entries)
-        })
-        .await?;
+    let entries = query_audited(&backend, caller.user, caller.kind, filter).await?;
     if csv {
         let text = audit::csv(&entries).map_err(|err| {
             ApiError::new(

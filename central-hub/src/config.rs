@@ -165,12 +165,15 @@ impl Default for RawLimits {
 #[serde(default, deny_unknown_fields)]
 struct RawReconcile {
     stale_after_hours: u64,
+    /// Overrides `stale_after_hours` with a finer threshold (drills, tests).
+    stale_after_seconds: Option<u64>,
 }
 
 impl Default for RawReconcile {
     fn default() -> Self {
         Self {
             stale_after_hours: 24,
+            stale_after_seconds: None,
         }
     }
 }
@@ -304,6 +307,12 @@ impl Config {
         if raw.reconcile.stale_after_hours == 0 {
             return Err(invalid("reconcile.stale_after_hours", "must be at least 1"));
         }
+        if raw.reconcile.stale_after_seconds == Some(0) {
+            return Err(invalid(
+                "reconcile.stale_after_seconds",
+                "must be at least 1",
+            ));
+        }
         if raw.users.max_failed_logins == 0 || raw.users.lockout_minutes == 0 {
             return Err(invalid(
                 "users",
@@ -321,7 +330,11 @@ impl Config {
                 max_json_bytes: limits.max_json_kib << 10,
                 missing_page: limits.missing_page,
             },
-            stale_after: Duration::from_secs(raw.reconcile.stale_after_hours * HOUR),
+            stale_after: Duration::from_secs(
+                raw.reconcile
+                    .stale_after_seconds
+                    .unwrap_or(raw.reconcile.stale_after_hours * HOUR),
+            ),
             password_cost: dangan_shared::password::PasswordCost {
                 memory_kib: raw.users.memory_kib,
                 iterations: raw.users.iterations,
@@ -408,6 +421,7 @@ missing_page = 10000
 # for longer than this get advice. Too short and ordinary sync windows (e.g.
 # nights only) look like outages; too long and a dead edge goes unnoticed.
 stale_after_hours = 24
+# stale_after_seconds = 600   # optional: a finer threshold, overrides the hours
 
 [users]
 # Argon2id cost of people's password hashes: memory in KiB and passes

@@ -25,7 +25,9 @@ pub use dangan_sync::tls::{ServeError, TlsError, TlsFiles};
 pub fn app(backend: Arc<HubBackend>, secure_cookies: bool) -> Router {
     let limits = backend.config().limits.clone();
     let sync = dangan_sync::server::router(Arc::clone(&backend), limits);
-    let admin = crate::api::router(backend, secure_cookies).route("/healthz", get(healthz));
+    let admin = crate::api::router(Arc::clone(&backend), secure_cookies)
+        .merge(crate::web::router(backend, secure_cookies))
+        .route("/healthz", get(healthz));
     sync.merge(admin).layer(
         TraceLayer::new_for_http()
             .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))

@@ -33,5 +33,6 @@ pub mod reconcile;
 pub mod store;
 pub mod text;
 pub mod users;
+pub mod web;
 
 pub use backend::HubBackend;

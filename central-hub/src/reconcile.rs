@@ -101,6 +101,8 @@ pub struct AdviceText(pub Advice);
 pub struct Reconciliation {
     pub generated_at: String,
     pub stale_after_hours: u64,
+    /// The same threshold to the second (`reconcile.stale_after_seconds`).
+    pub stale_after_seconds: u64,
     pub districts: Vec<DistrictReport>,
 }
 
@@ -308,6 +310,7 @@ pub fn reconcile(
     Ok(Reconciliation {
         generated_at: store::now(),
         stale_after_hours: stale_after.as_secs() / 3600,
+        stale_after_seconds: stale_after.as_secs(),
         districts: reports,
     })
 }

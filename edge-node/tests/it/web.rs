@@ -3,19 +3,13 @@
 //! driven by playwright-core from `tests/browser/`), against the real
 //! `dangan-edge serve`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use crate::common::Edge;
 use crate::common::server::{Server, Session, add_admin, expect_ok, send};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
-use serde_json::{Value, json};
-
-/// The workspace's folder of browser tests.
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
-}
+use serde_json::json;
 
 /// Cheap password hashes: these tests log in many times.
 fn fast_passwords(edge: &Edge) {
@@ -267,40 +261,11 @@ fn cookies_are_secure_when_served_over_https() {
     );
 }
 
-/// `npm ci` in tests/browser when playwright-core is not installed yet.
-fn ensure_playwright(dir: &Path) {
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .is_file()
-    {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("npm is needed for the browser tests (Node.js 18 or later)");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
-fn chromium() -> String {
-    let path = std::env::var("DANGAN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&path).is_file(),
-        "the browser tests need Chromium at {path}: `apt-get install chromium` (.ci/run does), or set DANGAN_CHROMIUM"
-    );
-    path
-}
-
 /// How many extra batches the batch list shows during the browser test.
 const LISTED_BATCHES: usize = 1000;
 
 #[test]
 fn operators_and_inspectors_take_batches_to_accepted_in_a_real_browser() {
-    let browser = chromium();
-    let dir = browser_dir();
-    ensure_playwright(&dir);
-
     let edge = Edge::new();
     fast_passwords(&edge);
     add_admin(&edge);
@@ -402,34 +367,20 @@ fn operators_and_inspectors_take_batches_to_accepted_in_a_real_browser() {
             .map(Vec::len),
         Some(0)
     );
-    let shots = std::env::var("DANGAN_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| dir.join("screenshots/edge"));
-    let output = Command::new("node")
-        .arg("edge.mjs")
-        .current_dir(&dir)
-        .env("DANGAN_BASE_URL", &server.base)
-        .env("DANGAN_CHROMIUM", &browser)
-        .env("DANGAN_SCREENSHOTS", &shots)
-        .env("DANGAN_OPERATOR", "wang:wang-password")
-        .env("DANGAN_INSPECTOR", "li:li-password")
-        .env("DANGAN_BATCHES", batches.to_string())
-        .env("DANGAN_UPLOADS", &uploads)
-        .env("DANGAN_RESCANS", &rescans)
-        .output()
-        .expect("node is needed for the browser tests");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let result: Value = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("DANGAN-RESULT "))
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or(Value::Null);
-    assert!(
-        output.status.success() && result["ok"] == true,
-        "the browser test failed (screenshots in {}):\n{stderr}\n{stdout}",
-        shots.display()
-    );
+    let shots = dangan_testkit::browser::screenshots("edge");
+    let result = dangan_testkit::browser::run(
+        "edge.mjs",
+        &server.base,
+        &shots,
+        &[
+            ("DANGAN_OPERATOR", "wang:wang-password".to_owned()),
+            ("DANGAN_INSPECTOR", "li:li-password".to_owned()),
+            ("DANGAN_BATCHES", batches.to_string()),
+            ("DANGAN_UPLOADS", uploads.display().to_string()),
+            ("DANGAN_RESCANS", rescans.display().to_string()),
+        ],
+    )
+    .expect("the browser scenario");
     // What the operator did in the browser is in the batch's edit log,
     // under their name.
     let edits = chief.get(&format!("{base}/edits"));

@@ -304,32 +304,39 @@ END;
     r#"
 -- 8: search (see search.rs). A person's name is found by any substring of
 -- at least two characters through its character bigrams (张三丰: 张三,
--- 三丰), kept by triggers in the same statement as the business file, so
--- no writer can leave them out; existing files are indexed here. Triggers
--- cannot use WITH RECURSIVE: json_each over "[0,0,...,0]" (length - 1
--- elements) numbers the positions instead. Dates and organisations get
--- indexes for range searches sorted by date.
+-- 三丰). Each entry also carries what a search by name filters and sorts
+-- on without reading the file: its business date ('' when it has none),
+-- organisation and batch district. Triggers keep the entries in the same
+-- statement as the business file, so no writer can leave them out;
+-- existing files are indexed here. Triggers cannot use WITH RECURSIVE:
+-- json_each over "[0,0,...,0]" (length - 1 elements) numbers the
+-- positions instead. Dates and organisations get indexes for range
+-- searches sorted by date.
 CREATE TABLE name_bigrams (
     bigram           TEXT NOT NULL,
+    date             TEXT NOT NULL,
     business_file_id INTEGER NOT NULL,
-    PRIMARY KEY (bigram, business_file_id)
+    organisation     TEXT NOT NULL,
+    district         TEXT,
+    PRIMARY KEY (bigram, date, business_file_id)
 ) WITHOUT ROWID;
 CREATE TRIGGER business_files_name_insert AFTER INSERT ON business_files
 WHEN length(NEW.person_name) >= 2
 BEGIN
-    INSERT OR IGNORE INTO name_bigrams(bigram, business_file_id)
-    SELECT substr(NEW.person_name, key + 1, 2), NEW.id
+    INSERT OR IGNORE INTO name_bigrams(bigram, date, business_file_id, organisation, district)
+    SELECT substr(NEW.person_name, key + 1, 2), coalesce(NEW.date, ''), NEW.id,
+           NEW.organisation, (SELECT district FROM batches WHERE id = NEW.batch_id)
     FROM json_each('[' || replace(hex(zeroblob(length(NEW.person_name) - 2)), '00', '0,') || '0]');
 END;
-CREATE TRIGGER business_files_name_update AFTER UPDATE OF person_name ON business_files
+CREATE TRIGGER business_files_name_update
+AFTER UPDATE OF person_name, date, organisation, batch_id ON business_files
 BEGIN
     DELETE FROM name_bigrams
-    WHERE business_file_id = OLD.id
-      AND bigram IN (SELECT substr(OLD.person_name, key + 1, 2)
-                     FROM json_each('[' || replace(hex(zeroblob(length(OLD.person_name) - 2)),
-                                                   '00', '0,') || '0]'));
-    INSERT OR IGNORE INTO name_bigrams(bigram, business_file_id)
-    SELECT substr(NEW.person_name, key + 1, 2), NEW.id
+    WHERE business_file_id = OLD.id AND date = coalesce(OLD.date, '')
+      AND bigram IN (SELECT substr(OLD.person_name, key + 1, 2) FROM json_each('[' || replace(hex(zeroblob(length(OLD.person_name) - 2)), '00', '0,') || '0]'));
+    INSERT OR IGNORE INTO name_bigrams(bigram, date, business_file_id, organisation, district)
+    SELECT substr(NEW.person_name, key + 1, 2), coalesce(NEW.date, ''), NEW.id,
+           NEW.organisation, (SELECT district FROM batches WHERE id = NEW.batch_id)
     FROM json_each('[' || replace(hex(zeroblob(length(NEW.person_name) - 2)), '00', '0,') || '0]')
     WHERE length(NEW.person_name) >= 2;
 END;
@@ -337,13 +344,12 @@ CREATE TRIGGER business_files_name_delete AFTER DELETE ON business_files
 WHEN length(OLD.person_name) >= 2
 BEGIN
     DELETE FROM name_bigrams
-    WHERE business_file_id = OLD.id
-      AND bigram IN (SELECT substr(OLD.person_name, key + 1, 2)
-                     FROM json_each('[' || replace(hex(zeroblob(length(OLD.person_name) - 2)),
-                                                   '00', '0,') || '0]'));
+    WHERE business_file_id = OLD.id AND date = coalesce(OLD.date, '')
+      AND bigram IN (SELECT substr(OLD.person_name, key + 1, 2) FROM json_each('[' || replace(hex(zeroblob(length(OLD.person_name) - 2)), '00', '0,') || '0]'));
 END;
-INSERT OR IGNORE INTO name_bigrams(bigram, business_file_id)
-    SELECT substr(f.person_name, p.key + 1, 2), f.id
+INSERT OR IGNORE INTO name_bigrams(bigram, date, business_file_id, organisation, district)
+    SELECT substr(f.person_name, p.key + 1, 2), coalesce(f.date, ''), f.id, f.organisation,
+           (SELECT district FROM batches WHERE id = f.batch_id)
     FROM business_files f,
          json_each('[' || replace(hex(zeroblob(length(f.person_name) - 2)), '00', '0,') || '0]') p
     WHERE length(f.person_name) >= 2;

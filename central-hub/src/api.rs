@@ -35,6 +35,7 @@ use crate::audit::{self, ActorKind, NewEntry, Outcome};
 use crate::backend::HubBackend;
 use crate::nodes;
 use crate::orgs::{self, OrgError, OrgPatch};
+use crate::search::{SearchError, SearchQuery};
 use crate::store::{self, StoreError};
 use crate::users::{self, LoginRefused, Role, User, UserError};
 
@@ -310,6 +311,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
             "/api/v1/grants/{id}",
             axum::routing::delete(accounts::grant_revoke),
         ),
+        (Method::GET, "/api/v1/search", get(search)),
         (Method::GET, "/api/v1/files/{id}", get(file_show)),
         (Method::GET, "/api/v1/audit", get(audit_list)),
         (Method::GET, "/api/v1/orgs", get(org_tree)),
@@ -701,6 +703,90 @@ async fn file_show(
             )
         })?;
     Ok(axum::Json(file).into_response())
+}
+
+/// Business files in the caller's scope (their organisation's subtree and
+/// live grants) that match every criterion given: a page of hits, sorted,
+/// with the total up to [`crate::search::TOTAL_CAP`]. Every search is
+/// audited (`search`: the criteria and the number of hits, or why the query
+/// was refused); the audit target is the person id or business number
+/// searched for, so an auditor finds who looked a person up.
+async fn search(
+    State(backend): State<Arc<HubBackend>>,
+    caller: Caller,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
+    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let address = peer.0.ip().to_string();
+    let (user, kind) = (caller.user, caller.kind);
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => {
+            let reason = rejection.body_text();
+            let detail = serde_json::json!({ "reason": reason });
+            backend
+                .db()
+                .run(move |conn| {
+                    Audit {
+                        actor: &user.username,
+                        kind,
+                        address: Some(&address),
+                        action: "search",
+                        target: "business_files",
+                    }
+                    .record(conn, Outcome::Failed, detail)
+                })
+                .await?;
+            return Err(ApiError::malformed(reason));
+        }
+    };
+    let page = backend
+        .db()
+        .run(move |conn| {
+            let scope = users::Scope::of(conn, &user)?;
+            let found = crate::search::search(conn, &scope, &query);
+            let criteria = serde_json::to_value(&query).unwrap_or_default();
+            let (result, detail) = match &found {
+                Ok(page) => (
+                    Outcome::Ok,
+                    serde_json::json!({
+                        "criteria": criteria,
+                        "hits": page.total,
+                        "capped": page.total_capped,
+                    }),
+                ),
+                Err(err) => (
+                    Outcome::Failed,
+                    serde_json::json!({ "criteria": criteria, "reason": err.to_string() }),
+                ),
+            };
+            let target = [&query.person_id, &query.business_number]
+                .into_iter()
+                .flatten()
+                .map(|value| value.trim())
+                .find(|value| !value.is_empty())
+                .unwrap_or("business_files");
+            Audit {
+                actor: &user.username,
+                kind,
+                address: Some(&address),
+                action: "search",
+                target,
+            }
+            .record(conn, result, detail)?;
+            found.map_err(ApiError::from)
+        })
+        .await?;
+    Ok(axum::Json(page).into_response())
+}
+
+impl From<SearchError> for ApiError {
+    fn from(err: SearchError) -> Self {
+        match err {
+            SearchError::Store(err) => err.into(),
+            invalid => Self::malformed(invalid.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -314,6 +314,8 @@ pub fn commit(
         ],
     )?;
     let batch_id = tx.last_insert_rowid();
+    // Each file's name bigrams (the search index) are written by the
+    // business_files triggers (migration 8), in this same transaction.
     {
         let mut insert_file = tx.prepare(
             "INSERT INTO business_files(batch_id, seq, business_number, business_type, category,

@@ -13,7 +13,8 @@
 //! - [`backend`]: [`backend::HubBackend`], the storage behind the `/sync/v1` router.
 //! - [`audit`]: the tamper-evident audit trail: hash-chained entries, signed checkpoints, verification, CSV.
 //! - [`reconcile`]: per district, what is queued, in flight, archived or divergent.
-//! - [`api`]: the JSON API under `/api/v1` (reconciliation, organisations), its OpenAPI document.
+//! - [`search`]: business files by person, name (bigram index), number, organisation, dates; scoped.
+//! - [`api`]: the JSON API under `/api/v1` (reconciliation, organisations, search), its OpenAPI document.
 //! - [`http`]: the HTTP(S) service: sync router, admin API, health check.
 //! - [`text`]: operator-facing text in Chinese and English.
 pub mod api;
@@ -30,6 +31,7 @@ pub mod landing;
 pub mod nodes;
 pub mod orgs;
 pub mod reconcile;
+pub mod search;
 pub mod store;
 pub mod text;
 pub mod users;

@@ -18,7 +18,9 @@
 //!   tokens) are stored only as BLAKE3 hashes;
 //! - an admin token belongs to a hub account (`admin_tokens.user_id`);
 //! - an administrator's change and its audit entry commit together
-//!   ([`atomically`]).
+//!   ([`atomically`]);
+//! - `name_bigrams` holds exactly the character bigrams of every business
+//!   file's person name (triggers on `business_files`; see `search.rs`).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -298,6 +300,61 @@ CREATE TRIGGER dictionary_versions_no_delete BEFORE DELETE ON dictionary_version
 BEGIN
     SELECT RAISE(ABORT, 'dictionary versions are never deleted; publish a new one');
 END;
+"#,
+    r#"
+-- 8: search (see search.rs). A person's name is found by any substring of
+-- at least two characters through its character bigrams (张三丰: 张三,
+-- 三丰). Each entry also carries what a search by name filters and sorts
+-- on without reading the file: its business date ('' when it has none),
+-- organisation and batch district. Triggers keep the entries in the same
+-- statement as the business file, so no writer can leave them out;
+-- existing files are indexed here. Triggers cannot use WITH RECURSIVE:
+-- json_each over "[0,0,...,0]" (length - 1 elements) numbers the
+-- positions instead. Dates and organisations get indexes for range
+-- searches sorted by date.
+CREATE TABLE name_bigrams (
+    bigram           TEXT NOT NULL,
+    date             TEXT NOT NULL,
+    business_file_id INTEGER NOT NULL,
+    organisation     TEXT NOT NULL,
+    district         TEXT,
+    PRIMARY KEY (bigram, date, business_file_id)
+) WITHOUT ROWID;
+CREATE TRIGGER business_files_name_insert AFTER INSERT ON business_files
+WHEN length(NEW.person_name) >= 2
+BEGIN
+    INSERT OR IGNORE INTO name_bigrams(bigram, date, business_file_id, organisation, district)
+    SELECT substr(NEW.person_name, key + 1, 2), coalesce(NEW.date, ''), NEW.id,
+           NEW.organisation, (SELECT district FROM batches WHERE id = NEW.batch_id)
+    FROM json_each('[' || replace(hex(zeroblob(length(NEW.person_name) - 2)), '00', '0,') || '0]');
+END;
+CREATE TRIGGER business_files_name_update
+AFTER UPDATE OF person_name, date, organisation, batch_id ON business_files
+BEGIN
+    DELETE FROM name_bigrams
+    WHERE business_file_id = OLD.id AND date = coalesce(OLD.date, '')
+      AND bigram IN (SELECT substr(OLD.person_name, key + 1, 2) FROM json_each('[' || replace(hex(zeroblob(length(OLD.person_name) - 2)), '00', '0,') || '0]'));
+    INSERT OR IGNORE INTO name_bigrams(bigram, date, business_file_id, organisation, district)
+    SELECT substr(NEW.person_name, key + 1, 2), coalesce(NEW.date, ''), NEW.id,
+           NEW.organisation, (SELECT district FROM batches WHERE id = NEW.batch_id)
+    FROM json_each('[' || replace(hex(zeroblob(length(NEW.person_name) - 2)), '00', '0,') || '0]')
+    WHERE length(NEW.person_name) >= 2;
+END;
+CREATE TRIGGER business_files_name_delete AFTER DELETE ON business_files
+WHEN length(OLD.person_name) >= 2
+BEGIN
+    DELETE FROM name_bigrams
+    WHERE business_file_id = OLD.id AND date = coalesce(OLD.date, '')
+      AND bigram IN (SELECT substr(OLD.person_name, key + 1, 2) FROM json_each('[' || replace(hex(zeroblob(length(OLD.person_name) - 2)), '00', '0,') || '0]'));
+END;
+INSERT OR IGNORE INTO name_bigrams(bigram, date, business_file_id, organisation, district)
+    SELECT substr(f.person_name, p.key + 1, 2), coalesce(f.date, ''), f.id, f.organisation,
+           (SELECT district FROM batches WHERE id = f.batch_id)
+    FROM business_files f,
+         json_each('[' || replace(hex(zeroblob(length(f.person_name) - 2)), '00', '0,') || '0]') p
+    WHERE length(f.person_name) >= 2;
+CREATE INDEX business_files_date ON business_files(date);
+CREATE INDEX business_files_org_date ON business_files(organisation, date);
 "#,
 ];
 
@@ -651,6 +708,46 @@ mod tests {
                 None => assert!(owner.is_none()),
             }
         }
+    }
+
+    /// Business files archived before the name index (migration 8) are
+    /// indexed by it.
+    #[test]
+    fn the_name_index_is_built_for_files_archived_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            // Only the business files matter here, not their batches.
+            conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+            for (index, sql) in MIGRATIONS.iter().enumerate().take(7) {
+                conn.execute_batch(sql).unwrap();
+                conn.pragma_update(None, "user_version", index as i64 + 1)
+                    .unwrap();
+            }
+            let tx = write_tx(&mut conn).unwrap();
+            for (id, name) in [(1, Some("张三丰")), (2, Some("李")), (3, None)] {
+                tx.execute(
+                    "INSERT INTO business_files(id, batch_id, seq, organisation, person_name)
+                     VALUES (?1, 1, ?1, '330106', ?2)",
+                    params![id, name],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let conn = db.get().unwrap();
+        let mut statement = conn
+            .prepare("SELECT bigram, business_file_id FROM name_bigrams ORDER BY bigram")
+            .unwrap();
+        let rows: Vec<(String, i64)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut expected = vec![("三丰".to_owned(), 1), ("张三".to_owned(), 1)];
+        expected.sort();
+        assert_eq!(rows, expected);
     }
 
     #[test]

@@ -9,12 +9,16 @@
 //! - [`template`]: business-type templates, validated the same at edge and hub.
 //! - [`dictionary`]: the common dictionaries (categories, retention periods,
 //!   defect types) the hub publishes and every edge applies.
+//! - [`imaging`] (feature `imaging`): decoding page images, browser views
+//!   and thumbnails, for the edge node and the hub alike.
 mod archive;
 mod blob;
 mod org;
 mod person;
 
 pub mod dictionary;
+#[cfg(feature = "imaging")]
+pub mod imaging;
 pub mod password;
 pub mod qc;
 pub mod template;

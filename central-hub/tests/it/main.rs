@@ -1,9 +1,11 @@
 //! The hub's integration tests, one binary: `backend` (the storage
 //! contract, HTTPS, the sync endpoints over a real socket), `cli` and
 //! `audit` (the audit trail through the binary), `dictionaries` (the
-//! common dictionaries and templates through the API).
+//! common dictionaries and templates through the API), `pages` (page
+//! images, renditions and the watermarked PDF of an archived file).
 
 mod audit;
 mod backend;
 mod cli;
 mod dictionaries;
+mod pages;

@@ -1,5 +1,6 @@
 //! The hub's JSON API under `/api/v1` for administrators and systems:
-//! sessions of hub users, reconciliation and organisations (机构管理).
+//! sessions of hub users, reconciliation and organisations (机构管理),
+//! archived business files, their page images and PDFs ([`pages`]).
 //! Administration takes the credential of a `system_admin` account: a
 //! session (`POST /api/v1/session`, then `Bearer dgs_...` or the
 //! `dangan_hub_session` cookie), an admin token (`Bearer dga_...`, printed
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 mod accounts;
 mod dictionaries;
+mod pages;
 
 use crate::audit::{self, ActorKind, NewEntry, Outcome};
 use crate::backend::HubBackend;
@@ -62,6 +64,15 @@ impl ApiError {
     pub(crate) fn malformed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed", message)
     }
+
+    /// A failure of the hub (logged; the caller sees "internal error").
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -69,7 +80,9 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "admin API request failed");
         }
-        let message = if self.status.is_server_error() {
+        // A 503 says what the operator must fix (e.g. a missing font); other
+        // server errors may carry paths and ids, which stay in the log.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             "internal error".to_owned()
         } else {
             self.message
@@ -313,6 +326,22 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
         ),
         (Method::GET, "/api/v1/search", get(search)),
         (Method::GET, "/api/v1/files/{id}", get(file_show)),
+        (Method::GET, "/api/v1/files/{id}/pdf", get(pages::file_pdf)),
+        (
+            Method::GET,
+            "/api/v1/files/{id}/pages/{seq}",
+            get(pages::page_original),
+        ),
+        (
+            Method::GET,
+            "/api/v1/files/{id}/pages/{seq}/view",
+            get(pages::page_view),
+        ),
+        (
+            Method::GET,
+            "/api/v1/files/{id}/pages/{seq}/thumbnail",
+            get(pages::page_thumbnail),
+        ),
         (Method::GET, "/api/v1/audit", get(audit_list)),
         (Method::GET, "/api/v1/orgs", get(org_tree)),
         (Method::POST, "/api/v1/orgs", axum::routing::post(org_add)),
@@ -669,10 +698,7 @@ async fn file_show(
             let user = caller.user;
             let file = load_file(conn, id)?;
             let visible = match &file {
-                Some(file) => {
-                    let scope = users::Scope::of(conn, &user)?;
-                    scope.allows(conn, &file.organisation)? || scope.allows(conn, &file.district)?
-                }
+                Some(file) => pages::in_scope(conn, &user, &file.organisation, &file.district)?,
                 None => false,
             };
             let result = if visible {

@@ -26,11 +26,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dangan_shared::BlobId;
+use futures_util::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::Storage;
@@ -405,6 +406,37 @@ impl BlobStore {
             }
         }
         Ok(None)
+    }
+
+    /// Bytes `range` of a complete blob (all of it with `None`) as a stream
+    /// of chunks, for answering a download without holding the blob in
+    /// memory: the object store's ranged get (a local file read chunk by
+    /// chunk, or one S3 `GET` with `Range`). A range past the end is cut at
+    /// the end.
+    pub async fn read_stream(
+        &self,
+        id: &BlobId,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<BoxStream<'static, object_store::Result<bytes::Bytes>>, BlobError> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let got = self
+            .object_store()
+            .get_opts(&Self::key(id), options)
+            .await?;
+        Ok(got.into_stream())
+    }
+
+    /// A complete blob, whole (to decode it).
+    pub async fn read(&self, id: &BlobId) -> Result<bytes::Bytes, BlobError> {
+        Ok(self
+            .object_store()
+            .get(&Self::key(id))
+            .await?
+            .bytes()
+            .await?)
     }
 
     /// Deletes partial uploads not modified for `max_age`, except those

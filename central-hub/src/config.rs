@@ -45,6 +45,28 @@ struct RawConfig {
     limits: RawLimits,
     reconcile: RawReconcile,
     users: RawUsers,
+    pdf: RawPdf,
+}
+
+/// Debian's fonts-wqy-zenhei (文泉驿正黑), which `.ci/run` and the package install.
+pub const DEFAULT_PDF_FONT: &str = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc";
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPdf {
+    font: String,
+    font_index: u32,
+    time_zone: String,
+}
+
+impl Default for RawPdf {
+    fn default() -> Self {
+        Self {
+            font: DEFAULT_PDF_FONT.into(),
+            font_index: 0,
+            time_zone: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +233,19 @@ pub struct Config {
     pub password_cost: dangan_shared::password::PasswordCost,
     /// Failed logins in a row that lock an account, and for how long.
     pub lockout: crate::users::Lockout,
+    /// How business files are written as PDFs.
+    pub pdf: PdfConfig,
+}
+
+/// `[pdf]`: the watermarked PDF downloads.
+#[derive(Debug, Clone)]
+pub struct PdfConfig {
+    /// A CJK TrueType/OpenType font or collection, embedded as a subset.
+    pub font: PathBuf,
+    /// Which font of a collection (`.ttc`).
+    pub font_index: u32,
+    /// The time zone of the watermark's time.
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 const HOUR: u64 = 3600;
@@ -319,6 +354,19 @@ impl Config {
                 "max_failed_logins and lockout_minutes must be at least 1",
             ));
         }
+        if raw.pdf.font.trim().is_empty() {
+            return Err(invalid("pdf.font", "is empty"));
+        }
+        let time_zone = if raw.pdf.time_zone.is_empty() {
+            jiff::tz::TimeZone::system()
+        } else {
+            jiff::tz::TimeZone::get(&raw.pdf.time_zone).map_err(|_| {
+                invalid(
+                    "pdf.time_zone",
+                    "is not a known time zone (e.g. \"Asia/Shanghai\")",
+                )
+            })?
+        };
         Ok(Self {
             listen,
             tls,
@@ -342,6 +390,11 @@ impl Config {
             lockout: crate::users::Lockout {
                 max_failures: raw.users.max_failed_logins,
                 duration: Duration::from_secs(raw.users.lockout_minutes * 60),
+            },
+            pdf: PdfConfig {
+                font: data_dir.join(&raw.pdf.font),
+                font_index: raw.pdf.font_index,
+                time_zone,
             },
         })
     }
@@ -434,6 +487,23 @@ iterations = 2
 # guessed. `dangan-hub user enable NAME` lifts a lock at once.
 max_failed_logins = 5
 lockout_minutes = 15
+
+[pdf]
+# A business file downloads as one PDF (GET /api/v1/files/ID/pdf) with a
+# watermark in Chinese on every page, so the PDF embeds (a subset of) a CJK
+# font: this TrueType/OpenType file or collection. The default is Debian's
+# fonts-wqy-zenhei (apt install fonts-wqy-zenhei); fonts-noto-cjk's
+# "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc" works too. A
+# missing or unreadable file makes every PDF download fail (503 naming this
+# setting); page views are not affected.
+font = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
+# Which font of a collection (.ttc) to use: 0 is the first (WenQuanYi Zen
+# Hei in wqy-zenhei.ttc). A number past the end fails like a missing font.
+font_index = 0
+# Time zone of the download time in the watermark, e.g. "Asia/Shanghai".
+# Empty: the machine's (TZ, /etc/localtime). A name jiff does not know is
+# refused when the hub starts.
+time_zone = ""
 "#;
 
 #[cfg(test)]
@@ -464,6 +534,9 @@ mod tests {
         );
         assert_eq!(example.limits.max_json_bytes, defaults.max_json_bytes);
         assert_eq!(example.limits.missing_page, defaults.missing_page);
+        assert_eq!(example.pdf.font, Path::new(DEFAULT_PDF_FONT));
+        assert_eq!(example.pdf.font, empty.pdf.font);
+        assert_eq!(example.pdf.font_index, 0);
     }
 
     #[test]
@@ -480,5 +553,7 @@ mod tests {
         assert!(parse("[uploads]\npartial_expiry_hours = 0").contains("partial_expiry_hours"));
         assert!(parse("[limits]\nmissing_page = 5").contains("limits.missing_page"));
         assert!(parse("[server]\nport = 5").contains("port"));
+        assert!(parse("[pdf]\ntime_zone = 'Mars/Olympus'").contains("pdf.time_zone"));
+        assert!(parse("[pdf]\nfont = ''").contains("pdf.font"));
     }
 }

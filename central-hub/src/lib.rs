@@ -12,9 +12,11 @@
 //! - [`blobs`]: complete blobs in the object store and partial uploads.
 //! - [`backend`]: [`backend::HubBackend`], the storage behind the `/sync/v1` router.
 //! - [`audit`]: the tamper-evident audit trail: hash-chained entries, signed checkpoints, verification, CSV.
+//! - [`renditions`]: browser views and thumbnails of page blobs, made on demand and kept under `derived/`.
+//! - [`pdf`]: a business file as one PDF, watermarked on every page (krilla, a subset CJK font).
 //! - [`reconcile`]: per district, what is queued, in flight, archived or divergent.
 //! - [`search`]: business files by person, name (bigram index), number, organisation, dates; scoped.
-//! - [`api`]: the JSON API under `/api/v1` (reconciliation, organisations, search), its OpenAPI document.
+//! - [`api`]: the JSON API under `/api/v1` (reconciliation, organisations, search, files, page images, PDFs), its OpenAPI document.
 //! - [`http`]: the HTTP(S) service: sync router, admin API, health check.
 //! - [`text`]: operator-facing text in Chinese and English.
 pub mod api;
@@ -30,7 +32,9 @@ pub mod hub;
 pub mod landing;
 pub mod nodes;
 pub mod orgs;
+pub mod pdf;
 pub mod reconcile;
+pub mod renditions;
 pub mod search;
 pub mod store;
 pub mod text;

@@ -1,8 +1,6 @@
 //! Per-page analysis after decoding: barcodes, blank check, thumbnail, and
 //! storing the page's blob durably in the cache.
 use dangan_shared::BlobId;
-use fast_image_resize::images::Image as ResizeImage;
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::GrayImage;
 
 use crate::barcode::{Barcode, Scanner};
@@ -134,53 +132,8 @@ pub fn ink_ratio(page: &GrayImage) -> f64 {
     ink as f64 / total as f64
 }
 
-/// A JPEG thumbnail `width` pixels wide (never wider than the page).
-pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
-    let (src_width, src_height) = page.dimensions();
-    let width = width.min(src_width).max(1);
-    let height =
-        ((u64::from(src_height) * u64::from(width) / u64::from(src_width.max(1))) as u32).max(1);
-    // Halve with a box filter while the page stays at least twice as wide as
-    // the thumbnail (cheap, and a good anti-aliasing filter), then a small
-    // bilinear resize to the exact width.
-    let mut boxed = std::borrow::Cow::Borrowed(page);
-    while boxed.width() >= 2 * width.max(1) {
-        boxed = std::borrow::Cow::Owned(crate::raster::box_reduce(&boxed, 2));
-    }
-    let small = resize(&boxed, width, height).unwrap_or_else(|| {
-        image::imageops::resize(
-            &*boxed,
-            width,
-            height,
-            image::imageops::FilterType::Triangle,
-        )
-    });
-    let mut out = Vec::new();
-    // jpeg-encoder is several times faster than `image`'s encoder. Encoding
-    // an in-memory gray buffer of at most 1024 px width to a Vec cannot fail.
-    let encoder = jpeg_encoder::Encoder::new(&mut out, 80);
-    let _ = encoder.encode(
-        small.as_raw(),
-        small.width() as u16,
-        small.height().min(u32::from(u16::MAX)) as u16,
-        jpeg_encoder::ColorType::Luma,
-    );
-    out
-}
-
-fn resize(page: &GrayImage, width: u32, height: u32) -> Option<GrayImage> {
-    let src = ResizeImage::from_vec_u8(
-        page.width(),
-        page.height(),
-        page.as_raw().clone(),
-        PixelType::U8,
-    )
-    .ok()?;
-    let mut dst = ResizeImage::new(width, height, PixelType::U8);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    Resizer::new().resize(&src, &mut dst, &options).ok()?;
-    GrayImage::from_raw(width, height, dst.into_vec())
-}
+/// Thumbnails are made the same at the hub.
+pub use dangan_shared::imaging::thumbnail_jpeg;
 
 #[cfg(test)]
 mod tests {
@@ -224,15 +177,5 @@ mod tests {
             }
         }
         assert!(ink_ratio(&page) < 0.0001);
-    }
-
-    #[test]
-    fn thumbnails_keep_the_aspect_ratio() {
-        let jpeg = thumbnail_jpeg(&paper(1240, 1754), 320);
-        let thumb = image::load_from_memory(&jpeg).unwrap();
-        assert_eq!((thumb.width(), thumb.height()), (320, 452));
-        let tiny = thumbnail_jpeg(&paper(100, 50), 320);
-        let tiny = image::load_from_memory(&tiny).unwrap();
-        assert_eq!((tiny.width(), tiny.height()), (100, 50));
     }
 }

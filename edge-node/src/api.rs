@@ -904,11 +904,9 @@ async fn page_image(
     Ok(image_response(mime_of(&format), bytes))
 }
 
-/// The widest rendition [`page_view`] makes of a page browsers cannot show.
-const VIEW_WIDTH: u32 = 2000;
-
 /// The page as a browser shows it: JPEG and PNG blobs as stored; TIFF (which
-/// browsers do not display) rendered to a grey JPEG at most 2000 px wide.
+/// browsers do not display) rendered by [`dangan_shared::imaging::browser_view`]
+/// (a bilevel page as a 1-bit PNG, others as a JPEG at most 2000 px wide).
 /// When the blob has left the cache (archived and evicted), the thumbnail.
 async fn page_view(
     State(state): State<ApiState>,
@@ -931,15 +929,13 @@ async fn page_view(
             if format == "jpeg" || format == "png" {
                 return Ok((mime_of(&format), bytes));
             }
-            let source = crate::decode::open_owned(bytes, &node.config.ingest.limits)
-                .map_err(|err| ApiError::internal(format!("page {page}: {err}")))?;
-            let frame = source
-                .frame(0)
-                .map_err(|err| ApiError::internal(format!("page {page}: {err}")))?;
-            Ok((
-                "image/jpeg",
-                crate::analyze::thumbnail_jpeg(&frame.luma, VIEW_WIDTH),
-            ))
+            let (rendition, view) = dangan_shared::imaging::browser_view(
+                bytes,
+                &node.config.ingest.limits,
+                dangan_shared::imaging::VIEW_WIDTH,
+            )
+            .map_err(|err| ApiError::internal(format!("page {page}: {err}")))?;
+            Ok((rendition.mime(), view))
         })
         .await?;
     Ok(image_response(content_type, bytes))

@@ -7,7 +7,8 @@
 //! - [`cache`]: the content-addressed image cache with durable writes.
 //! - [`ingest`]: the pipeline from source files to recorded pages, in parallel, in order.
 //! - [`decode`]: reads a source file (JPEG, PNG, TIFF, PDF) into page frames,
-//!   refusing bad input with a reason.
+//!   refusing bad input with a reason (in `dangan_shared::imaging`, which the
+//!   hub uses too).
 //! - [`raster`]: a page's pixels at full and reduced resolution.
 //! - [`barcode`]: finds barcodes on a page (rxing).
 //! - [`binarize`]: a faster, bit-identical version of rxing's local binariser.
@@ -37,7 +38,6 @@ pub mod barcode;
 pub mod binarize;
 pub mod cache;
 pub mod config;
-pub mod decode;
 pub mod dictionaries;
 pub mod eviction;
 pub mod exceptions;
@@ -58,4 +58,7 @@ pub mod template;
 pub mod text;
 pub mod users;
 pub mod watch;
+
+/// Decoding lives in [`dangan_shared::imaging`], shared with the hub.
+pub use dangan_shared::imaging::decode;
 pub mod web;

@@ -10,12 +10,16 @@
 //! - [`web`]: the stylesheet and viewer script both web UIs embed.
 //! - [`dictionary`]: the common dictionaries (categories, retention periods,
 //!   defect types) the hub publishes and every edge applies.
+//! - [`imaging`] (feature `imaging`): decoding page images, browser views
+//!   and thumbnails, for the edge node and the hub alike.
 mod archive;
 mod blob;
 mod org;
 mod person;
 
 pub mod dictionary;
+#[cfg(feature = "imaging")]
+pub mod imaging;
 pub mod password;
 pub mod qc;
 pub mod template;

@@ -54,7 +54,7 @@ impl Hub {
     }
 
     /// Enrols a node for `district` and returns it with its token.
-    async fn node(&self, district: &str) -> (NodeIdentity, String) {
+    pub(crate) async fn node(&self, district: &str) -> (NodeIdentity, String) {
         let code = self.code(district, Duration::from_secs(3600));
         let enrolled = self
             .backend
@@ -102,7 +102,7 @@ impl Hub {
     }
 
     /// Uploads `bytes` whole.
-    async fn upload(&self, node: &NodeIdentity, bytes: &[u8]) {
+    pub(crate) async fn upload(&self, node: &NodeIdentity, bytes: &[u8]) {
         let id = BlobId::of(bytes);
         let mut body = bytes;
         let status = self

@@ -1,12 +1,14 @@
 //! The hub's integration tests, one binary: `backend` (the storage
 //! contract, HTTPS, the sync endpoints over a real socket), `cli` and
 //! `audit` (the audit trail through the binary), `dictionaries` (the
-//! common dictionaries and templates through the API), `search` (search
-//! through the API, scoped and audited).
+//! common dictionaries and templates through the API), `pages` (page
+//! images, renditions and the watermarked PDF of an archived file),
+//! `search` (search through the API, scoped and audited).
 
 mod accounts;
 mod audit;
 mod backend;
 mod cli;
 mod dictionaries;
+mod pages;
 mod search;

@@ -922,7 +922,7 @@ fn encode_png(
 }
 
 /// A 1-bit gray PNG (0 = black) of a 0/255 luma image.
-fn encode_png_bilevel(luma: &GrayImage, dpi: Option<u32>) -> Result<Vec<u8>, DecodeError> {
+pub fn encode_png_bilevel(luma: &GrayImage, dpi: Option<u32>) -> Result<Vec<u8>, DecodeError> {
     let (width, height) = luma.dimensions();
     let stride = width.div_ceil(8) as usize;
     let mut packed = vec![0u8; stride * height as usize];

@@ -1,0 +1,271 @@
+//! Page images (feature `imaging`): decoding a scanned file or a stored
+//! page blob ([`decode`]), and the renditions both the edge node and the
+//! central hub serve of a page: a view a browser can show
+//! ([`browser_view`]) and a small JPEG thumbnail ([`thumbnail_jpeg`]).
+//!
+//! Everything here is CPU work on bytes in memory: call it off the async
+//! runtime.
+use std::borrow::Cow;
+
+use fast_image_resize::images::Image as ResizeImage;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::GrayImage;
+
+pub mod decode;
+
+use decode::{ColourMode, DecodeError, Limits};
+
+/// The widest view [`browser_view`] makes of a grey or colour page (a
+/// 300-dpi A4 page is 2480 px wide; 2000 px still reads well zoomed in).
+pub const VIEW_WIDTH: u32 = 2000;
+
+/// What kind of image a rendition is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendition {
+    Jpeg,
+    Png,
+}
+
+impl Rendition {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Rendition::Jpeg => "image/jpeg",
+            Rendition::Png => "image/png",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Rendition::Jpeg => "jpg",
+            Rendition::Png => "png",
+        }
+    }
+}
+
+/// A page blob a browser cannot show (TIFF) as one it can: a bilevel page
+/// (fax, G4) as a 1-bit PNG at full resolution — sharper and several times
+/// smaller than any JPEG of it — and a grey or colour page as a JPEG at most
+/// `max_width` pixels wide. Decodes the first frame (a page blob has one).
+pub fn browser_view(
+    blob: Vec<u8>,
+    limits: &Limits,
+    max_width: u32,
+) -> Result<(Rendition, Vec<u8>), DecodeError> {
+    let source = decode::open_owned(blob, limits)?;
+    let frame = source.frame(0)?;
+    match frame.colour {
+        ColourMode::Bilevel => Ok((
+            Rendition::Png,
+            decode::encode_png_bilevel(&frame.luma, frame.dpi)?,
+        )),
+        ColourMode::Colour => {
+            // Frames carry luminance only; colour comes from `image`, with
+            // the grey view as the fallback for what it cannot read.
+            if let Some(jpeg) = colour_jpeg(&frame.blob, max_width) {
+                return Ok((Rendition::Jpeg, jpeg));
+            }
+            Ok((Rendition::Jpeg, thumbnail_jpeg(&frame.luma, max_width)))
+        }
+        ColourMode::Gray => Ok((Rendition::Jpeg, thumbnail_jpeg(&frame.luma, max_width))),
+    }
+}
+
+/// A small grey JPEG of a page blob, `width` pixels wide.
+pub fn thumbnail(blob: Vec<u8>, limits: &Limits, width: u32) -> Result<Vec<u8>, DecodeError> {
+    let source = decode::open_owned(blob, limits)?;
+    let frame = source.frame(0)?;
+    Ok(thumbnail_jpeg(&frame.luma, width))
+}
+
+fn colour_jpeg(blob: &[u8], max_width: u32) -> Option<Vec<u8>> {
+    let image = std::panic::catch_unwind(|| image::load_from_memory(blob).ok())
+        .ok()
+        .flatten()?;
+    let image = if image.width() > max_width {
+        image.resize(max_width, u32::MAX, image::imageops::FilterType::Triangle)
+    } else {
+        image
+    };
+    let rgb = image.to_rgb8();
+    let (width, height) = (
+        u16::try_from(rgb.width()).ok()?,
+        u16::try_from(rgb.height()).ok()?,
+    );
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 85)
+        .encode(rgb.as_raw(), width, height, jpeg_encoder::ColorType::Rgb)
+        .ok()?;
+    Some(out)
+}
+
+/// A grey JPEG `width` pixels wide (never wider than the page).
+pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
+    let (src_width, src_height) = page.dimensions();
+    let width = width.min(src_width).max(1);
+    let height =
+        ((u64::from(src_height) * u64::from(width) / u64::from(src_width.max(1))) as u32).max(1);
+    // Halve with a box filter while the page stays at least twice as wide as
+    // the thumbnail (cheap, and a good anti-aliasing filter), then a small
+    // bilinear resize to the exact width.
+    let mut boxed = Cow::Borrowed(page);
+    while boxed.width() >= 2 * width.max(1) {
+        boxed = Cow::Owned(box_reduce(&boxed, 2));
+    }
+    let small = resize(&boxed, width, height).unwrap_or_else(|| {
+        image::imageops::resize(
+            &*boxed,
+            width,
+            height,
+            image::imageops::FilterType::Triangle,
+        )
+    });
+    let mut out = Vec::new();
+    // jpeg-encoder is several times faster than `image`'s encoder. Encoding
+    // an in-memory gray buffer to a Vec cannot fail.
+    let encoder = jpeg_encoder::Encoder::new(&mut out, 80);
+    let _ = encoder.encode(
+        small.as_raw(),
+        small.width() as u16,
+        small.height().min(u32::from(u16::MAX)) as u16,
+        jpeg_encoder::ColorType::Luma,
+    );
+    out
+}
+
+fn resize(page: &GrayImage, width: u32, height: u32) -> Option<GrayImage> {
+    let src = ResizeImage::from_vec_u8(
+        page.width(),
+        page.height(),
+        page.as_raw().clone(),
+        PixelType::U8,
+    )
+    .ok()?;
+    let mut dst = ResizeImage::new(width, height, PixelType::U8);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(&src, &mut dst, &options).ok()?;
+    GrayImage::from_raw(width, height, dst.into_vec())
+}
+
+/// Averages `factor`×`factor` blocks; a partial block at the right or bottom
+/// edge is dropped (at most `factor - 1` pixels of margin).
+pub fn box_reduce(image: &GrayImage, factor: u32) -> GrayImage {
+    if factor <= 1 || image.width() < factor || image.height() < factor {
+        return image.clone();
+    }
+    let width = (image.width() / factor) as usize;
+    let height = (image.height() / factor) as usize;
+    let factor = factor as usize;
+    let src_width = image.width() as usize;
+    let src = image.as_raw();
+    let area = (factor * factor) as u32;
+    let mut out = vec![0u8; width * height];
+    if factor == 2 {
+        // The common case (300 dpi → 150 dpi): two source rows at a time,
+        // branch-free so that it vectorises.
+        for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+            let (top, _) = src[2 * y * src_width..][..2 * width].as_chunks::<2>();
+            let (bottom, _) = src[(2 * y + 1) * src_width..][..2 * width].as_chunks::<2>();
+            // Each pair of pixels read as one little-endian u16 lane: the
+            // low byte is the left pixel, the high byte the right one. Lane
+            // arithmetic on u16 is what LLVM vectorises well here.
+            for ((dst, a), b) in out_row.iter_mut().zip(top).zip(bottom) {
+                let (a, b) = (u16::from_le_bytes(*a), u16::from_le_bytes(*b));
+                let sum = (a & 0xff) + (a >> 8) + (b & 0xff) + (b >> 8);
+                *dst = ((sum + 2) >> 2) as u8;
+            }
+        }
+    } else {
+        let mut sums = vec![0u32; width];
+        for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+            sums.fill(0);
+            for dy in 0..factor {
+                let start = (y * factor + dy) * src_width;
+                let row = &src[start..start + width * factor];
+                for (sum, block) in sums.iter_mut().zip(row.chunks_exact(factor)) {
+                    *sum += block.iter().map(|&v| u32::from(v)).sum::<u32>();
+                }
+            }
+            for (dst, sum) in out_row.iter_mut().zip(&sums) {
+                *dst = ((sum + area / 2) / area) as u8;
+            }
+        }
+    }
+    // The buffer has exactly width × height bytes by construction.
+    GrayImage::from_raw(width as u32, height as u32, out)
+        .unwrap_or_else(|| GrayImage::new(width as u32, height as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use image::{ImageEncoder, Luma};
+
+    fn paper(width: u32, height: u32) -> GrayImage {
+        GrayImage::from_fn(width, height, |x, y| {
+            Luma([225 + ((x * 7 + y * 13) % 11) as u8])
+        })
+    }
+
+    #[test]
+    fn thumbnails_keep_the_aspect_ratio() {
+        let jpeg = thumbnail_jpeg(&paper(1240, 1754), 320);
+        let thumb = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (320, 452));
+        let tiny = thumbnail_jpeg(&paper(100, 50), 320);
+        let tiny = image::load_from_memory(&tiny).unwrap();
+        assert_eq!((tiny.width(), tiny.height()), (100, 50));
+    }
+
+    #[test]
+    fn halves_by_averaging() {
+        let mut full = GrayImage::new(5, 4);
+        full.put_pixel(0, 0, Luma([0]));
+        full.put_pixel(1, 0, Luma([100]));
+        full.put_pixel(0, 1, Luma([200]));
+        full.put_pixel(1, 1, Luma([100]));
+        let reduced = box_reduce(&full, 2);
+        assert_eq!(reduced.dimensions(), (2, 2));
+        assert_eq!(reduced.get_pixel(0, 0).0[0], 100);
+        assert_eq!(reduced.get_pixel(1, 1).0[0], 0);
+    }
+
+    #[test]
+    fn reduces_by_three_and_drops_partial_blocks() {
+        let full = GrayImage::from_fn(7, 4, |x, _| Luma([if x < 3 { 30 } else { 90 }]));
+        let reduced = box_reduce(&full, 3);
+        assert_eq!(reduced.dimensions(), (2, 1));
+        assert_eq!(reduced.as_raw(), &vec![30, 90]);
+    }
+
+    #[test]
+    fn a_g4_page_is_viewed_as_a_full_size_one_bit_png() {
+        let page = GrayImage::from_fn(1700, 2200, |x, y| {
+            Luma([if (x / 9 + y / 13) % 5 == 0 { 0 } else { 255 }])
+        });
+        let tiff = dangan_testkit::containers::tiff_g4(std::slice::from_ref(&page), 200);
+        let (rendition, png) = browser_view(tiff, &Limits::default(), VIEW_WIDTH).unwrap();
+        assert_eq!(rendition, Rendition::Png);
+        let shown = image::load_from_memory(&png).unwrap();
+        assert_eq!((shown.width(), shown.height()), (1700, 2200));
+        assert_eq!(shown.to_luma8(), page);
+    }
+
+    #[test]
+    fn a_colour_tiff_is_viewed_in_colour_within_the_width() {
+        let rgb =
+            image::RgbImage::from_fn(2400, 300, |x, _| image::Rgb([(x % 256) as u8, 40, 200]));
+        let mut tiff = Vec::new();
+        image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut tiff))
+            .write_image(rgb.as_raw(), 2400, 300, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let (rendition, jpeg) = browser_view(tiff, &Limits::default(), VIEW_WIDTH).unwrap();
+        assert_eq!(rendition, Rendition::Jpeg);
+        let shown = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((shown.width(), shown.height()), (2000, 250));
+        let pixel = shown.to_rgb8().get_pixel(1000, 100).0;
+        assert!(pixel[2] > 150 && pixel[1] < 100, "{pixel:?}");
+        let thumb = thumbnail(jpeg.clone(), &Limits::default(), 200).unwrap();
+        assert_eq!(image::load_from_memory(&thumb).unwrap().width(), 200);
+    }
+}

@@ -603,30 +603,30 @@ async fn user_list(
 
 /// An archived business file as a user entitled to it sees it.
 #[derive(Debug, serde::Serialize)]
-struct FileView {
-    id: i64,
-    district: String,
-    batch: String,
-    seq: i64,
-    business_number: Option<String>,
-    business_type: Option<String>,
-    category: Option<String>,
-    retention: Option<String>,
-    date: Option<String>,
-    organisation: String,
-    person_id: Option<String>,
-    person_name: Option<String>,
-    employer_id: Option<String>,
-    pages: Vec<PageView>,
+pub(crate) struct FileView {
+    pub id: i64,
+    pub district: String,
+    pub batch: String,
+    pub seq: i64,
+    pub business_number: Option<String>,
+    pub business_type: Option<String>,
+    pub category: Option<String>,
+    pub retention: Option<String>,
+    pub date: Option<String>,
+    pub organisation: String,
+    pub person_id: Option<String>,
+    pub person_name: Option<String>,
+    pub employer_id: Option<String>,
+    pub pages: Vec<PageView>,
 }
 
 #[derive(Debug, serde::Serialize)]
-struct PageView {
-    seq: i64,
-    blob: String,
-    format: String,
-    width: i64,
-    height: i64,
+pub(crate) struct PageView {
+    pub seq: i64,
+    pub blob: String,
+    pub format: String,
+    pub width: i64,
+    pub height: i64,
 }
 
 fn load_file(conn: &Connection, id: i64) -> Result<Option<FileView>, ApiError> {
@@ -681,43 +681,56 @@ fn load_file(conn: &Connection, id: i64) -> Result<Option<FileView>, ApiError> {
     Ok(Some(file))
 }
 
+/// How a look at a business file is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileLook {
+    /// Opening the file: `file.view` in the audit trail.
+    Audited,
+    /// Paging through a file already opened (the page images record
+    /// `page.view` themselves).
+    Quiet,
+}
+
 /// One archived business file, for a user whose scope (their organisation's
 /// subtree and live grants) holds it. Anything else — out of scope or no
-/// such id — is the same 404, so ids cannot be probed. Every look is audited.
-async fn file_show(
-    State(backend): State<Arc<HubBackend>>,
-    caller: Caller,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let address = peer.0.ip().to_string();
-    let file = backend
+/// such id — is the same 404, so ids cannot be probed. An audited look is
+/// recorded whether it was allowed or not. Shared by `GET
+/// /api/v1/files/{id}` and the web UI's file and viewer pages.
+pub(crate) async fn file_for(
+    backend: &Arc<HubBackend>,
+    user: User,
+    kind: ActorKind,
+    address: String,
+    id: i64,
+    look: FileLook,
+) -> Result<FileView, ApiError> {
+    backend
         .db()
         .run(move |conn| {
-            let kind = caller.kind;
-            let user = caller.user;
             let file = load_file(conn, id)?;
             let visible = match &file {
                 Some(file) => pages::in_scope(conn, &user, &file.organisation, &file.district)?,
                 None => false,
             };
-            let result = if visible {
-                Outcome::Ok
-            } else {
-                Outcome::Denied
-            };
-            Audit {
-                actor: &user.username,
-                kind,
-                address: Some(&address),
-                action: "file.view",
-                target: &id.to_string(),
+            if look == FileLook::Audited || !visible {
+                let result = if visible {
+                    Outcome::Ok
+                } else {
+                    Outcome::Denied
+                };
+                Audit {
+                    actor: &user.username,
+                    kind,
+                    address: Some(&address),
+                    action: "file.view",
+                    target: &id.to_string(),
+                }
+                .record(
+                    conn,
+                    result,
+                    serde_json::json!({ "exists": file.is_some() }),
+                )?;
             }
-            .record(
-                conn,
-                result,
-                serde_json::json!({ "exists": file.is_some() }),
-            )?;
             Ok::<_, ApiError>(file.filter(|_| visible))
         })
         .await?
@@ -727,46 +740,41 @@ async fn file_show(
                 "not_found",
                 format!("no business file {id}"),
             )
-        })?;
-    Ok(axum::Json(file).into_response())
+        })
 }
 
-/// Business files in the caller's scope (their organisation's subtree and
-/// live grants) that match every criterion given: a page of hits, sorted,
-/// with the total up to [`crate::search::TOTAL_CAP`]. Every search is
-/// audited (`search`: the criteria and the number of hits, or why the query
-/// was refused); the audit target is the person id or business number
-/// searched for, so an auditor finds who looked a person up.
-async fn search(
+async fn file_show(
     State(backend): State<Arc<HubBackend>>,
     caller: Caller,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
-    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+    Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let address = peer.0.ip().to_string();
-    let (user, kind) = (caller.user, caller.kind);
-    let query = match query {
-        Ok(Query(query)) => query,
-        Err(rejection) => {
-            let reason = rejection.body_text();
-            let detail = serde_json::json!({ "reason": reason });
-            backend
-                .db()
-                .run(move |conn| {
-                    Audit {
-                        actor: &user.username,
-                        kind,
-                        address: Some(&address),
-                        action: "search",
-                        target: "business_files",
-                    }
-                    .record(conn, Outcome::Failed, detail)
-                })
-                .await?;
-            return Err(ApiError::malformed(reason));
-        }
-    };
-    let page = backend
+    let file = file_for(
+        &backend,
+        caller.user,
+        caller.kind,
+        address,
+        id,
+        FileLook::Audited,
+    )
+    .await?;
+    Ok(axum::Json(file).into_response())
+}
+
+/// Runs a search in `user`'s scope and records it (`search`: the criteria
+/// and the number of hits, or why the query was refused); the audit target
+/// is the person id or business number searched for, so an auditor finds
+/// who looked a person up. The outer error is the hub's, the inner one the
+/// query's fault. Shared by `GET /api/v1/search` and the web search page.
+pub(crate) async fn search_audited(
+    backend: &Arc<HubBackend>,
+    user: User,
+    kind: ActorKind,
+    address: String,
+    query: SearchQuery,
+) -> Result<Result<crate::search::SearchPage, SearchError>, ApiError> {
+    backend
         .db()
         .run(move |conn| {
             let scope = users::Scope::of(conn, &user)?;
@@ -800,9 +808,48 @@ async fn search(
                 target,
             }
             .record(conn, result, detail)?;
-            found.map_err(ApiError::from)
+            match found {
+                Err(SearchError::Store(err)) => Err(ApiError::from(err)),
+                other => Ok(other),
+            }
         })
-        .await?;
+        .await
+}
+
+/// Business files in the caller's scope (their organisation's subtree and
+/// live grants) that match every criterion given: a page of hits, sorted,
+/// with the total up to [`crate::search::TOTAL_CAP`]. Every search is
+/// audited, a malformed query string included.
+async fn search(
+    State(backend): State<Arc<HubBackend>>,
+    caller: Caller,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
+    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let address = peer.0.ip().to_string();
+    let (user, kind) = (caller.user, caller.kind);
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => {
+            let reason = rejection.body_text();
+            let detail = serde_json::json!({ "reason": reason });
+            backend
+                .db()
+                .run(move |conn| {
+                    Audit {
+                        actor: &user.username,
+                        kind,
+                        address: Some(&address),
+                        action: "search",
+                        target: "business_files",
+                    }
+                    .record(conn, Outcome::Failed, detail)
+                })
+                .await?;
+            return Err(ApiError::malformed(reason));
+        }
+    };
+    let page = search_audited(&backend, user, kind, address, query).await??;
     Ok(axum::Json(page).into_response())
 }
 

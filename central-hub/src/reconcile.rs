@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dangan_sync::wire::ReconcileState;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::archive;
@@ -109,6 +109,8 @@ pub struct Reconciliation {
 #[derive(Debug, Clone, Serialize)]
 pub struct DistrictReport {
     pub district: String,
+    /// The district's name in the organisation tree, when it has one.
+    pub name: Option<String>,
     pub nodes: Vec<NodeContact>,
     /// The latest contact of any of its live nodes.
     pub last_contact: Option<String>,
@@ -298,7 +300,15 @@ pub fn reconcile(
             }
             rows.push(row);
         }
+        let name = conn
+            .query_row(
+                "SELECT name FROM orgs WHERE code = ?1",
+                [&district],
+                |row| row.get(0),
+            )
+            .optional()?;
         reports.push(DistrictReport {
+            name,
             district,
             nodes,
             last_contact,

@@ -134,10 +134,11 @@ main("hub", async (run) => {
   // The reviewer can log in but sees no administration.
   const reviewer = await run.newPage();
   await run.step("a reviewer may not open the administration pages", async () => {
-    await login(run, reviewer, "li", "li-password-1");
+    await login(run, reviewer, "li", "li-password-1", "/search");
     const response = await reviewer.goto(run.url("/admin/users"));
     assert.equal(response.status(), 403);
     await reviewer.goto(run.url("/"));
+    assert.match(reviewer.url(), /\/search$/, "a reviewer starts at the search");
     assert.equal(await reviewer.locator('a[href="/admin/users"]').count(), 0);
   });
 });

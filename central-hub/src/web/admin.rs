@@ -106,7 +106,10 @@ fn district_row(l: Lang, district: &DistrictReport) -> Markup {
         .count();
     html! {
         tr.district.stale[district.stale] data-district=(district.district) data-stale=(district.stale) {
-            td { a href=(format!("/reconcile/{}", segment(&district.district))) { (district.district) } }
+            td {
+                a href=(format!("/reconcile/{}", segment(&district.district))) { (district.district) }
+                @if let Some(name) = &district.name { " " span.muted { (name) } }
+            }
             td {
                 (district.last_contact.as_deref().unwrap_or(l.pick("从未", "never")))
                 @if district.stale { " " span.state.s-rework { (l.pick("失联", "stale")) } }
@@ -147,7 +150,7 @@ pub(super) async fn reconcile_district(
     let title = format!("{} · {district}", l.pick("对账", "Reconciliation"));
     let body = html! {
         p.crumbs { a href="/reconcile" { (l.pick("对账", "Reconciliation")) } " › " (district) }
-        h1 { (title) @if found.stale { " " span.state.s-rework { (l.pick("失联", "stale")) } } }
+        h1 { (title) @if let Some(name) = &found.name { " " (name) } @if found.stale { " " span.state.s-rework { (l.pick("失联", "stale")) } } }
         h2 { (l.pick("节点", "Nodes")) }
         table { thead { tr {
             th { (l.pick("节点", "Node")) } th { (l.pick("登记时间", "Enrolled")) }

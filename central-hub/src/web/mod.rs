@@ -13,6 +13,7 @@
 //! `SameSite=Strict`, `Secure` over HTTPS); the CSRF guard in front of the
 //! pages is the API's policy with the login form added.
 mod admin;
+mod archive;
 mod pages;
 
 use std::sync::Arc;
@@ -47,6 +48,9 @@ pub fn router(backend: Arc<HubBackend>, secure_cookies: bool) -> Router {
         .route("/admin/users", get(admin::users))
         .route("/admin/dictionaries", get(admin::dictionaries))
         .route("/audit", get(admin::audit))
+        .route("/search", get(archive::search))
+        .route("/files/{id}", get(archive::file))
+        .route("/files/{id}/pages/{seq}", get(archive::page))
         .route("/static/{file}", get(asset))
         .with_state(backend)
         .layer(axum::Extension(Secure(secure_cookies)))
@@ -269,6 +273,7 @@ fn layout(viewer: &Viewer, title: &str, scripts: &[&str], body: Markup) -> Marku
                 header.top {
                     a.brand href="/" { (l.pick("档案数字化 · 中心", "Dangan · hub")) }
                     nav {
+                        a href="/search" { (l.pick("查询", "Search")) }
                         @if central { a href="/reconcile" { (l.pick("对账", "Reconciliation")) } }
                         @if admin {
                             a href="/admin/orgs" { (l.pick("机构", "Organisations")) }

@@ -225,17 +225,23 @@ pub(super) async fn home(viewer: Viewer) -> Response {
                 "who looked at, downloaded or changed what, and when",
             ),
         )],
-        Role::Reviewer | Role::Clerk | Role::ReadOnly => vec![],
+        // Their work is finding files: they start at the search.
+        Role::Reviewer | Role::Clerk | Role::ReadOnly => return see_other("/search"),
     };
+    let search = (
+        "/search",
+        l.pick("档案查询", "Search the archive"),
+        l.pick(
+            "按姓名、身份证号、业务编号等查找业务件，调阅与下载",
+            "find business files by name, ID number, business number and more; view and download",
+        ),
+    );
+    let links: Vec<_> = std::iter::once(search).chain(links).collect();
     let body = html! {
         h1 { (l.pick("欢迎，", "Welcome, ")) (viewer.user.display_name) }
-        @if links.is_empty() {
-            p.muted { (l.pick("档案查询与调阅即将在此提供。", "Search and retrieval of the archive will be offered here.")) }
-        } @else {
-            ul.start {
-                @for (href, name, what) in &links {
-                    li { a href=(href) { (name) } " — " span.muted { (what) } }
-                }
+        ul.start {
+            @for (href, name, what) in &links {
+                li { a href=(href) { (name) } " — " span.muted { (what) } }
             }
         }
     };

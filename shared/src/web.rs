@@ -9,3 +9,34 @@ pub const APP_CSS: &str = include_str!("../web/app.css");
 /// buttons `#zoom-in`, `#zoom-out`, `#rotate`, `#fit-width`, `#fit-page`,
 /// `#zoom-level`, and links `#prev`/`#next` for ←/→.
 pub const VIEWER_JS: &str = include_str!("../web/viewer.js");
+
+use maud::{Markup, html};
+
+/// The viewer's toolbar above `#stage`: the links to the previous and
+/// next page (`#prev`, `#next`; also ←/→) and the zoom, fit and rotate
+/// buttons [`VIEWER_JS`] drives. Chinese when `zh`, else English.
+pub fn viewer_bar(zh: bool, prev: Option<&str>, next: Option<&str>) -> Markup {
+    let pick = |c: &'static str, e: &'static str| if zh { c } else { e };
+    html! {
+        div.viewer-bar {
+            @if let Some(prev) = prev { a #prev.button href=(prev) { "← " (pick("上一页", "Previous")) } }
+            @if let Some(next) = next { a #next.button href=(next) { (pick("下一页", "Next")) " →" } }
+            button #zoom-in type="button" title="+" { (pick("放大", "Zoom in")) " +" }
+            button #zoom-out type="button" title="-" { (pick("缩小", "Zoom out")) " −" }
+            button #fit-width type="button" title="w" { (pick("适合宽度", "Fit width")) " (W)" }
+            button #fit-page type="button" title="0" { (pick("整页", "Whole page")) " (0)" }
+            button #rotate type="button" title="r" { (pick("旋转", "Rotate")) " ↻ (R)" }
+            span #zoom-level.muted {}
+        }
+    }
+}
+
+/// The viewer's keyboard help.
+pub fn viewer_keys(zh: bool) -> Markup {
+    html! {
+        p.muted {
+            @if zh { "键盘：←/→ 翻页，+/− 缩放，W 适合宽度，0 整页，R 旋转" }
+            @else { "Keys: ←/→ page, +/− zoom, W fit width, 0 whole page, R rotate" }
+        }
+    }
+}

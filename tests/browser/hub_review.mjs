@@ -67,6 +67,10 @@ main("hub-review", async (run) => {
     fileUrl = page.url();
     assert.equal(await page.textContent("#person-name"), "张三丰");
     assert.equal((await page.textContent("#page-count")).trim(), "3");
+    const meta = await page.textContent("dl.file-meta");
+    assert.match(meta, /D01 基本养老金核定/, "the business type by its name");
+    assert.match(meta, /支付类/, "the category by its label");
+    assert.match(meta, /永久/, "the retention by its label");
     assert.equal(await page.locator("#thumbs img").count(), 3);
     for (let i = 1; i <= 3; i += 1) {
       await loadedWidth(page, `#thumbs li:nth-child(${i}) img`);

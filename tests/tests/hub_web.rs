@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
@@ -39,13 +38,18 @@ fn configure(hub: &Hub) -> Result<()> {
 }
 
 fn set_password(hub: &Hub, user: &str, password: &str) -> Result<()> {
+    with_password(hub, &["user", "passwd", user], password)
+}
+
+/// Runs a `dangan-hub` command that reads a password from stdin.
+fn with_password(hub: &Hub, args: &[&str], password: &str) -> Result<()> {
     let mut child = hub
-        .command(&["user", "passwd", user])?
+        .command(args)?
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
     writeln!(child.stdin.take().context("stdin")?, "{password}")?;
-    ensure!(child.wait()?.success(), "user passwd {user} failed");
+    ensure!(child.wait()?.success(), "dangan-hub {args:?} failed");
     Ok(())
 }
 
@@ -87,13 +91,21 @@ fn archive_batch(hub: &Hub, district: &str, batch: &str, files: &[FileSpec]) -> 
     let scratch = tempfile::tempdir()?;
     let mut blobs: Vec<(BlobId, std::path::PathBuf, u64)> = Vec::new();
     let mut manifest_files = Vec::new();
-    let mut seed = 0;
+    // Pages of different batches differ (the hub stores equal bytes once).
+    let mut seed = batch.bytes().map(u64::from).sum::<u64>() * 1000;
+    let mut seq = 0;
     for (index, file) in files.iter().enumerate() {
         let mut pages = Vec::new();
-        for seq in 1..=file.pages {
+        for page in 1..=file.pages {
+            // Pages are numbered through the batch, as an edge numbers them.
             seed += 1;
-            let codes = if seq == 1 {
-                vec![CodeSpec::new(Symbology::Code128, file.number, Place::TopRight)]
+            seq += 1;
+            let codes = if page == 1 {
+                vec![CodeSpec::new(
+                    Symbology::Code128,
+                    file.number,
+                    Place::TopRight,
+                )]
             } else {
                 Vec::new()
             };
@@ -116,14 +128,14 @@ fn archive_batch(hub: &Hub, district: &str, batch: &str, files: &[FileSpec]) -> 
                 separator: false,
                 seq,
                 size: bytes.len() as u64,
-                source: format!("扫描/{}-{seq}.jpg", file.number),
+                source: format!("扫描/{}-{page}.jpg", file.number),
                 width: image.width(),
             });
         }
         manifest_files.push(ManifestFile {
             business_number: Some(file.number.into()),
-            business_type: Some("YL01".into()),
-            category: Some("records".into()),
+            business_type: Some("D01".into()),
+            category: Some("payment".into()),
             date: Some("2026-11-20".into()),
             employer_id: None,
             organisation: district.into(),
@@ -138,7 +150,7 @@ fn archive_batch(hub: &Hub, district: &str, batch: &str, files: &[FileSpec]) -> 
         accepted_at: "2026-11-21T09:00:00Z".into(),
         batch: batch.into(),
         business_files: manifest_files,
-        business_type: Some("YL01".into()),
+        business_type: Some("D01".into()),
         bytes: blobs.iter().map(|(_, _, size)| size).sum(),
         district: district.into(),
         format: dangan_sync::wire::MANIFEST_FORMAT.into(),
@@ -167,7 +179,7 @@ fn archive_batch(hub: &Hub, district: &str, batch: &str, files: &[FileSpec]) -> 
                 manifest_hash: hash,
             })
             .await?;
-        Ok(())
+        anyhow::Ok(())
     })
 }
 
@@ -179,18 +191,41 @@ fn output_of(program: &str, args: &[&str]) -> Result<String> {
 }
 
 #[test]
-fn administrators_work_in_the_browser_and_reconciliation_shows_a_node_going_stale() -> Result<()> {
+fn hub_users_do_their_jobs_in_the_browser() -> Result<()> {
     let root = tempfile::tempdir()?;
     let mut hub = Hub::init(&root.path().join("hub"))?;
     configure(&hub)?;
     set_password(&hub, "admin", ADMIN_PASSWORD)?;
-    // An auditor of the city and a reviewer of 西湖区 (330106).
+    // 西湖区 (330106) in the organisation tree, an auditor of the city and a
+    // reviewer of 西湖区.
+    hub.json(&[
+        "org",
+        "add",
+        "330106",
+        "--name",
+        "西湖区",
+        "--parent",
+        "330100",
+    ])?;
     for (user, role, org, name) in [
         ("zhao", "auditor", "330100", "赵稽核"),
         ("wang", "reviewer", "330106", "王复核"),
     ] {
-        hub.json(&["user", "add", user, "--role", role, "--org", org, "--display-name", name])?;
-        set_password(&hub, user, &format!("{user}-password-1"))?;
+        with_password(
+            &hub,
+            &[
+                "user",
+                "add",
+                user,
+                "--role",
+                role,
+                "--org",
+                org,
+                "--display-name",
+                name,
+            ],
+            &format!("{user}-password-1"),
+        )?;
     }
     hub.start("127.0.0.1:0")?;
     // 西湖区's edge is in contact; the browser watches it go stale.

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use dangan_shared::dictionary::{Dictionary, DictionaryKind};
+use dangan_shared::dictionary::Dictionary;
+use dangan_shared::web::{viewer_bar, viewer_keys};
 use dangan_sync::tls::PeerAddr;
 use maud::{Markup, html};
 
@@ -21,7 +22,9 @@ use crate::audit::ActorKind;
 use crate::backend::HubBackend;
 use crate::dictionaries;
 use crate::orgs;
-use crate::search::{Hit, MAX_PER_PAGE, MIN_NAME_CHARS, SearchError, SearchPage, SearchQuery, Sort};
+use crate::search::{
+    Hit, MAX_PER_PAGE, MIN_NAME_CHARS, SearchError, SearchPage, SearchQuery, Sort,
+};
 use crate::text::Lang;
 
 /// Labels for the codes a business file carries: categories, retention
@@ -185,9 +188,21 @@ pub(super) async fn search(
 fn search_form(l: Lang, labels: &Labels, query: &SearchQuery) -> Markup {
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     let sorts = [
-        (Sort::DateDesc, "date_desc", l.pick("业务日期（新→旧）", "Newest first")),
-        (Sort::DateAsc, "date_asc", l.pick("业务日期（旧→新）", "Oldest first")),
-        (Sort::BusinessNumber, "business_number", l.pick("业务编号", "Business number")),
+        (
+            Sort::DateDesc,
+            "date_desc",
+            l.pick("业务日期（新→旧）", "Newest first"),
+        ),
+        (
+            Sort::DateAsc,
+            "date_asc",
+            l.pick("业务日期（旧→新）", "Oldest first"),
+        ),
+        (
+            Sort::BusinessNumber,
+            "business_number",
+            l.pick("业务编号", "Business number"),
+        ),
     ];
     html! {
         form.filters #search method="get" action="/search" {
@@ -364,8 +379,8 @@ pub(super) async fn file(
             a #download-pdf.button href=(format!("/api/v1/files/{id}/pdf")) download=(format!("{number}.pdf")) {
                 (l.pick("下载 PDF（带水印）", "Download PDF (watermarked)"))
             }
-            @if !file.pages.is_empty() {
-                a #open-viewer.button href=(format!("/files/{id}/pages/1")) { (l.pick("逐页查看", "View the pages")) }
+            @if let Some(first) = file.pages.first() {
+                a #open-viewer.button href=(format!("/files/{id}/pages/{}", first.seq)) { (l.pick("逐页查看", "View the pages")) }
             }
         }
         dl.file-meta {
@@ -384,12 +399,12 @@ pub(super) async fn file(
         }
         h2 { (l.pick("页面", "Pages")) }
         ol.thumbs #thumbs {
-            @for page in &file.pages {
+            @for (index, page) in file.pages.iter().enumerate() {
                 li.thumb {
                     a href=(format!("/files/{id}/pages/{}", page.seq)) {
                         img src=(format!("/api/v1/files/{id}/pages/{}/thumbnail", page.seq)) loading="lazy"
-                            alt=(format!("{} {}", l.pick("第", "page"), page.seq));
-                        br; span { (page.seq) }
+                            alt=(format!("{} {}", l.pick("第", "page"), index + 1));
+                        br; span { (index + 1) }
                     }
                 }
             }
@@ -411,37 +426,38 @@ pub(super) async fn page(
         Err(page) => return page,
     };
     let l = viewer.lang;
-    let Some(current) = file.pages.iter().find(|p| p.seq == seq) else {
+    // Page numbers (`seq`) run through the batch; the viewer counts within
+    // the file.
+    let Some(index) = file.pages.iter().position(|p| p.seq == seq) else {
         return message_page(
             l,
             StatusCode::NOT_FOUND,
-            l.pick("该业务件没有这一页。", "The business file has no such page."),
+            l.pick(
+                "该业务件没有这一页。",
+                "The business file has no such page.",
+            ),
         );
     };
-    let last = file.pages.iter().map(|p| p.seq).max().unwrap_or(seq);
-    let first = file.pages.iter().map(|p| p.seq).min().unwrap_or(seq);
+    let current = &file.pages[index];
+    let neighbour = |at: Option<usize>| {
+        at.and_then(|i| file.pages.get(i))
+            .map(|p| format!("/files/{id}/pages/{}", p.seq))
+    };
+    let prev = neighbour(index.checked_sub(1));
+    let next = neighbour(Some(index + 1));
     let number = file
         .business_number
         .clone()
         .unwrap_or_else(|| l.pick("（无编号）", "(no number)").to_owned());
     let url = format!("/files/{id}");
-    let title = format!("{number} · {} {seq}", l.pick("第", "page"));
+    let title = format!("{number} · {} {}", l.pick("第", "page"), index + 1);
     let body = html! {
         p.crumbs {
             a href="/search" { (l.pick("档案查询", "Search")) } " › "
             a href=(url) { (number) } " › "
-            span #page-position { (l.pick("第 ", "page ")) (seq) (l.pick(" 页", "")) " / " (last) }
+            span #page-position { (l.pick("第 ", "page ")) (index + 1) (l.pick(" 页", "")) " / " (file.pages.len()) }
         }
-        div.viewer-bar {
-            @if seq > first { a #prev.button href=(format!("{url}/pages/{}", seq - 1)) { "← " (l.pick("上一页", "Previous")) } }
-            @if seq < last { a #next.button href=(format!("{url}/pages/{}", seq + 1)) { (l.pick("下一页", "Next")) " →" } }
-            button #zoom-in type="button" title="+" { (l.pick("放大", "Zoom in")) " +" }
-            button #zoom-out type="button" title="-" { (l.pick("缩小", "Zoom out")) " −" }
-            button #fit-width type="button" title="w" { (l.pick("适合宽度", "Fit width")) " (W)" }
-            button #fit-page type="button" title="0" { (l.pick("整页", "Whole page")) " (0)" }
-            button #rotate type="button" title="r" { (l.pick("旋转", "Rotate")) " ↻ (R)" }
-            span #zoom-level.muted {}
-        }
+        (viewer_bar(l == Lang::Zh, prev.as_deref(), next.as_deref()))
         div.viewer-body {
             div #stage.stage {
                 img #page-image src=(format!("/api/v1/files/{id}/pages/{seq}/view")) alt=(title)
@@ -456,7 +472,7 @@ pub(super) async fn page(
                 p {
                     a href=(format!("/api/v1/files/{id}/pages/{seq}")) download { (l.pick("下载原图", "Download the original")) }
                 }
-                p.muted { (l.pick("键盘：←/→ 翻页，+/− 缩放，W 适合宽度，0 整页，R 旋转", "Keys: ←/→ page, +/− zoom, W fit width, 0 whole page, R rotate")) }
+                (viewer_keys(l == Lang::Zh))
             }
         }
     };

@@ -740,16 +740,11 @@ pub(super) async fn page_viewer(
     let title = format!("{name} · {} {page}", l.pick("第", "page"));
     let body = html! {
         p.crumbs { a href="/" { (l.pick("批次", "Batches")) } " › " a href=(url) { (name) } " › " (l.pick("第", "page ")) (page) (l.pick("页", "")) " / " (last) }
-        div.viewer-bar {
-            @if page > 1 { a #prev.button href=(format!("{url}/pages/{}", page - 1)) { "← " (l.pick("上一页", "Previous")) } }
-            @if page < last { a #next.button href=(format!("{url}/pages/{}", page + 1)) { (l.pick("下一页", "Next")) " →" } }
-            button #zoom-in type="button" title="+" { (l.pick("放大", "Zoom in")) " +" }
-            button #zoom-out type="button" title="-" { (l.pick("缩小", "Zoom out")) " −" }
-            button #fit-width type="button" title="w" { (l.pick("适合宽度", "Fit width")) " (W)" }
-            button #fit-page type="button" title="0" { (l.pick("整页", "Whole page")) " (0)" }
-            button #rotate type="button" title="r" { (l.pick("旋转", "Rotate")) " ↻ (R)" }
-            span #zoom-level.muted {}
-        }
+        (dangan_shared::web::viewer_bar(
+            l == Lang::Zh,
+            (page > 1).then(|| format!("{url}/pages/{}", page - 1)).as_deref(),
+            (page < last).then(|| format!("{url}/pages/{}", page + 1)).as_deref(),
+        ))
         div.viewer-body {
             div #stage.stage {
                 img #page-image src=(format!("/api/v1/batches/{}/pages/{page}/view", segment(name))) alt=(title) data-width=(current.width) data-height=(current.height);
@@ -762,7 +757,7 @@ pub(super) async fn page_viewer(
                     dt { (l.pick("色彩", "Colour")) } dd { (current.colour) }
                     dt { (l.pick("条码", "Barcodes")) } dd { @for b in &current.barcodes { div { code { (b) } } } @if current.barcodes.is_empty() { "—" } }
                 }
-                p.muted { (l.pick("键盘：←/→ 翻页，+/− 缩放，W 适合宽度，0 整页，R 旋转", "Keys: ←/→ page, +/− zoom, W fit width, 0 whole page, R rotate")) }
+                (dangan_shared::web::viewer_keys(l == Lang::Zh))
             }
         }
     };

@@ -31,7 +31,9 @@ use serde::Deserialize;
 
 mod accounts;
 mod dictionaries;
+mod live;
 mod pages;
+pub(crate) mod tus;
 
 use crate::audit::{self, ActorKind, NewEntry, Outcome};
 use crate::backend::HubBackend;
@@ -330,17 +332,104 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
         (
             Method::GET,
             "/api/v1/files/{id}/pages/{seq}",
-            get(pages::page_original),
+            pages::archived_page(pages::Asked::Original),
         ),
         (
             Method::GET,
             "/api/v1/files/{id}/pages/{seq}/view",
-            get(pages::page_view),
+            pages::archived_page(pages::Asked::View),
         ),
         (
             Method::GET,
             "/api/v1/files/{id}/pages/{seq}/thumbnail",
-            get(pages::page_thumbnail),
+            pages::archived_page(pages::Asked::Thumbnail),
+        ),
+        (
+            Method::POST,
+            "/api/v1/uploads",
+            axum::routing::post(tus::create).layer(axum::middleware::from_fn(tus::protocol)),
+        ),
+        (
+            Method::OPTIONS,
+            "/api/v1/uploads",
+            axum::routing::options(tus::options).layer(axum::middleware::from_fn(tus::protocol)),
+        ),
+        (
+            Method::HEAD,
+            "/api/v1/uploads/{id}",
+            axum::routing::head(tus::status).layer(axum::middleware::from_fn(tus::protocol)),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/uploads/{id}",
+            axum::routing::patch(tus::append).layer(axum::middleware::from_fn(tus::protocol)),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/uploads/{id}",
+            axum::routing::delete(tus::terminate).layer(axum::middleware::from_fn(tus::protocol)),
+        ),
+        (
+            Method::OPTIONS,
+            "/api/v1/uploads/{id}",
+            axum::routing::options(tus::options).layer(axum::middleware::from_fn(tus::protocol)),
+        ),
+        (Method::GET, "/api/v1/live", get(live::list)),
+        (
+            Method::POST,
+            "/api/v1/closes",
+            axum::routing::post(live::close_month),
+        ),
+        (
+            Method::GET,
+            "/api/v1/closes/{month}",
+            get(live::close_report),
+        ),
+        (Method::GET, "/api/v1/live/{number}", get(live::show)),
+        (
+            Method::PUT,
+            "/api/v1/live/{number}",
+            axum::routing::put(live::register),
+        ),
+        (
+            Method::POST,
+            "/api/v1/live/{number}/submit",
+            live::step_route(crate::live::Step::Submit),
+        ),
+        (
+            Method::POST,
+            "/api/v1/live/{number}/approve",
+            live::step_route(crate::live::Step::Approve),
+        ),
+        (
+            Method::POST,
+            "/api/v1/live/{number}/return",
+            axum::routing::post(live::send_back),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/live/{number}/order",
+            axum::routing::put(live::reorder),
+        ),
+        (
+            Method::GET,
+            "/api/v1/live/{number}/pages/{page}",
+            pages::live_page(pages::Asked::Original),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/live/{number}/pages/{page}",
+            axum::routing::delete(live::remove_page),
+        ),
+        (
+            Method::GET,
+            "/api/v1/live/{number}/pages/{page}/view",
+            pages::live_page(pages::Asked::View),
+        ),
+        (
+            Method::GET,
+            "/api/v1/live/{number}/pages/{page}/thumbnail",
+            pages::live_page(pages::Asked::Thumbnail),
         ),
         (Method::GET, "/api/v1/audit", get(audit_list)),
         (Method::GET, "/api/v1/orgs", get(org_tree)),

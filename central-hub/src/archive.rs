@@ -291,38 +291,77 @@ pub fn commit(
         pages: current.pages,
     };
     let receipt = sign(body)?;
+    insert_batch(
+        &tx,
+        manifest,
+        &offer.manifest_hash,
+        &offer.node_id,
+        &receipt,
+    )?;
+    // Settle this offer and any other (superseded) offer of the batch.
+    let mut settled_paths = Vec::new();
+    {
+        let mut stmt = tx.prepare("SELECT path FROM offers WHERE district = ?1 AND batch = ?2")?;
+        let rows = stmt.query_map(params![offer.district, offer.batch], |row| row.get(0))?;
+        for row in rows {
+            settled_paths.push(row?);
+        }
+    }
+    tx.execute(
+        "DELETE FROM offers WHERE district = ?1 AND batch = ?2",
+        params![offer.district, offer.batch],
+    )?;
+    pause_before_commit_for_tests();
+    tx.commit()?;
+    Ok(CommitOutcome {
+        receipt,
+        archived_now: true,
+        settled_paths,
+    })
+}
+
+/// Writes an archived batch — its row with the signed receipt, its business
+/// files and pages — on `conn` (inside the caller's transaction): for a
+/// commit, and for the monthly close of live uploads. Returns its id.
+pub fn insert_batch(
+    conn: &Connection,
+    manifest: &Manifest,
+    manifest_hash: &str,
+    node_id: &str,
+    receipt: &Receipt,
+) -> Result<i64, CommitError> {
     let receipt_json = dangan_sync::jcs::to_canonical(&receipt)
         .map_err(|err| StoreError::Corrupt(format!("receipt encoding: {err}")))?;
     let receipt_json = String::from_utf8(receipt_json)
         .map_err(|err| StoreError::Corrupt(format!("receipt encoding: {err}")))?;
-    tx.execute(
+    conn.execute(
         "INSERT INTO batches(district, batch, manifest_hash, business_type, accepted_at, node_id,
                              pages, blobs, bytes, committed_at, receipt)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
-            offer.district,
-            offer.batch,
-            offer.manifest_hash,
+            manifest.district,
+            manifest.batch,
+            manifest_hash,
             manifest.business_type,
             manifest.accepted_at,
-            offer.node_id,
-            current.pages,
-            current.blobs,
-            current.bytes,
+            node_id,
+            receipt.body.pages,
+            receipt.body.blobs,
+            receipt.body.bytes,
             receipt.body.committed_at,
             receipt_json
         ],
     )?;
-    let batch_id = tx.last_insert_rowid();
+    let batch_id = conn.last_insert_rowid();
     // Each file's name bigrams (the search index) are written by the
     // business_files triggers (migration 8), in this same transaction.
     {
-        let mut insert_file = tx.prepare(
+        let mut insert_file = conn.prepare(
             "INSERT INTO business_files(batch_id, seq, business_number, business_type, category,
                  retention, date, organisation, person_id, person_name, employer_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        let mut insert_page = tx.prepare(
+        let mut insert_page = conn.prepare(
             "INSERT INTO pages(batch_id, business_file_id, seq, blob, size, format, width, height,
                  dpi, colour, barcodes, separator, blank, source, frame)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
@@ -343,7 +382,7 @@ pub fn commit(
                     file.employer_id
                 ])
                 .map_err(|err| inconsistent(err, "business file", file.seq))?;
-            let file_id = tx.last_insert_rowid();
+            let file_id = conn.last_insert_rowid();
             for page in &file.pages {
                 let barcodes = serde_json::to_string(&page.barcodes)
                     .map_err(|err| StoreError::Corrupt(err.to_string()))?;
@@ -369,26 +408,7 @@ pub fn commit(
             }
         }
     }
-    // Settle this offer and any other (superseded) offer of the batch.
-    let mut settled_paths = Vec::new();
-    {
-        let mut stmt = tx.prepare("SELECT path FROM offers WHERE district = ?1 AND batch = ?2")?;
-        let rows = stmt.query_map(params![offer.district, offer.batch], |row| row.get(0))?;
-        for row in rows {
-            settled_paths.push(row?);
-        }
-    }
-    tx.execute(
-        "DELETE FROM offers WHERE district = ?1 AND batch = ?2",
-        params![offer.district, offer.batch],
-    )?;
-    pause_before_commit_for_tests();
-    tx.commit()?;
-    Ok(CommitOutcome {
-        receipt,
-        archived_now: true,
-        settled_paths,
-    })
+    Ok(batch_id)
 }
 
 /// Crash-test hook: with `DANGAN_HUB_TEST_PAUSE_BEFORE_COMMIT=FILE` in the

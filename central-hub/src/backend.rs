@@ -16,6 +16,7 @@ use dangan_sync::wire::{
     BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
     ErrorCode, Manifest, MissingBlob, OfferResponse, QueueReport, Receipt,
 };
+use rusqlite::OptionalExtension;
 use tokio::io::AsyncRead;
 
 use crate::archive::{self, CommitError, Offer};
@@ -144,6 +145,11 @@ impl HubBackend {
         &self.hub_id
     }
 
+    /// The key receipts are signed with (the monthly close signs its own).
+    pub fn signing_key(&self) -> Arc<HubKey> {
+        Arc::clone(&self.key)
+    }
+
     pub fn hub_key(&self) -> String {
         self.key.public_hex()
     }
@@ -193,6 +199,12 @@ impl HubBackend {
             if removed > 0 {
                 tracing::info!(removed, "expired partial uploads");
             }
+            let conn = this.db.get()?;
+            let expired = crate::api::tus::expire(&conn, &this.data_dir)?;
+            if expired > 0 {
+                tracing::info!(expired, "expired unfinished live uploads");
+            }
+            drop(conn);
             this.tidy_offers(expiry)
         })
         .await
@@ -260,6 +272,68 @@ impl HubBackend {
                 tracing::warn!(%err, from = %from.display(), "cannot file an archived manifest")
             }
         }
+    }
+
+    /// Stores `file`, whose bytes hash to `blob`, as that blob, durably,
+    /// unless the archive holds it already: for page images that arrive
+    /// other than over the sync protocol (street offices' live uploads).
+    /// The file is linked (or copied) into place, so the caller still owns
+    /// it. Returns once the blob counts (its index row is written).
+    pub async fn store_blob_from(
+        &self,
+        file: &Path,
+        blob: BlobId,
+        size: u64,
+    ) -> Result<(), ProtocolError> {
+        let hex = blob.to_hex();
+        let known = self
+            .db
+            .run(move |conn| {
+                conn.query_row("SELECT 1 FROM blobs WHERE id = ?1", [hex], |_| Ok(()))
+                    .optional()
+                    .map_err(StoreError::from)
+            })
+            .await?
+            .is_some();
+        if known {
+            return Ok(());
+        }
+        if self.landing.pending(&blob).is_none() {
+            let Some(_slot) = self.claim_upload(blob) else {
+                return Err(error(
+                    ErrorCode::BlobBusy,
+                    "the same image is being received right now; retry in a moment",
+                ));
+            };
+            let partial = self.blobs.partial_path(&blob);
+            let source = file.to_owned();
+            let target = partial.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = fs::remove_file(&target);
+                if fs::hard_link(&source, &target).is_err() {
+                    fs::copy(&source, &target)?;
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await
+            .map_err(|err| error(ErrorCode::Internal, err.to_string()))?
+            .map_err(|source| {
+                storage_error(BlobError::Io {
+                    action: "link a live page into",
+                    path: partial,
+                    source,
+                })
+            })?;
+            let unsynced = self.blobs.publish(&blob).await.map_err(storage_error)?;
+            self.landing.land(blob, size, unsynced);
+        }
+        self.landing.settle(SETTLE_TIMEOUT).await.map_err(|err| {
+            tracing::warn!(%err, "a live page's blob is not durable in time");
+            error(
+                ErrorCode::StorageUnavailable,
+                "the hub's blob storage is slow to sync; retry later",
+            )
+        })
     }
 
     fn claim_upload(&self, blob: BlobId) -> Option<UploadSlot<'_>> {

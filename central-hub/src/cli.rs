@@ -21,6 +21,7 @@ mod dictionaries;
 
 use crate::audit::{self, ActorKind, NewEntry, Outcome, ProblemKind, VerifyReport};
 use crate::backend::HubBackend;
+use crate::close;
 use crate::http::{self, TlsFiles};
 use crate::hub::{self, HubFolder};
 use crate::nodes::{self, NodeInfo};
@@ -144,6 +145,27 @@ enum Command {
         /// Only this district (6-digit code).
         #[arg(long, value_name = "CODE")]
         district: Option<OrgCode>,
+    },
+    /// The monthly close (月结归档): archive every approved live-uploaded
+    /// business file of MONTH (YYYY-MM, in `[live] time_zone`) into the
+    /// archive proper, exactly once (one batch LIVE-YYYY-MM per district).
+    /// Refuses, listing them, while any of the month's live files is not
+    /// approved, unless --force gives a reason (recorded). Prints the close
+    /// report: counts by organisation and business type, and what was left
+    /// out and why. Running it again archives only what was approved since.
+    CloseMonth {
+        #[arg(value_name = "YYYY-MM")]
+        month: String,
+        /// Only this district's live files.
+        #[arg(long, value_name = "CODE")]
+        district: Option<OrgCode>,
+        /// Close despite unapproved files, for this reason (recorded in the
+        /// report and the audit trail).
+        #[arg(long, value_name = "REASON")]
+        force: Option<String>,
+        /// Also write the report as CSV to this file.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
     },
     /// Issue an additional admin token (printed once) for the first system
     /// administrator, user `admin`, e.g. when the one printed by init was
@@ -645,6 +667,105 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     } else {
                         println!("{} {code}", lang.pick("已删除机构", "removed"));
                     }
+                }
+            }
+        }
+        Command::CloseMonth {
+            month,
+            district,
+            force,
+            csv,
+        } => {
+            let folder = HubFolder::open(&dir)?;
+            let mut conn = folder.db.get()?;
+            let request = close::CloseRequest {
+                month: month.clone(),
+                district: district.as_ref().map(|d| d.as_str().to_owned()),
+                force: force.clone(),
+                actor: "cli".to_owned(),
+            };
+            let hooks = folder.config.webhooks.is_some();
+            let zone = folder.config.live.time_zone.clone();
+            let closed = audited(
+                &mut conn,
+                "live.close",
+                month,
+                |conn| close::close(conn, &folder.key, &folder.hub_id, &zone, &request, hooks),
+                |report| {
+                    serde_json::json!({
+                        "batches": report.batches,
+                        "archived_files": report.archived_files,
+                        "excluded": report.excluded.len(),
+                        "forced": report.forced,
+                    })
+                },
+            );
+            let report = match closed {
+                Ok(report) => report,
+                Err(err) => {
+                    if let Some(close::CloseError::Unapproved { unapproved, .. }) =
+                        err.downcast_ref::<close::CloseError>()
+                    {
+                        if cli.json {
+                            print_json(&serde_json::json!({
+                                "error": err.to_string(),
+                                "unapproved": unapproved,
+                            }))?;
+                        } else {
+                            eprintln!(
+                                "{}",
+                                lang.pick(
+                                    "月结被拒绝：以下业务件尚未通过复核",
+                                    "Close refused: these business files are not approved yet"
+                                )
+                            );
+                            for file in unapproved {
+                                eprintln!(
+                                    "  {}  {}  {}",
+                                    file.business_number, file.organisation, file.reason
+                                );
+                            }
+                        }
+                        return Ok(ExitCode::from(1));
+                    }
+                    return Err(err);
+                }
+            };
+            if let Some(path) = csv {
+                std::fs::write(path, close::report_csv(&report))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} {}: {} {} / {} {}",
+                    lang.pick("月结", "Closed"),
+                    report.month,
+                    report.archived_files,
+                    lang.pick("件归档", "files archived"),
+                    report.archived_pages,
+                    lang.pick("页", "pages"),
+                );
+                for batch in &report.batches {
+                    println!("  {} {batch}", lang.pick("批次", "batch"));
+                }
+                for count in &report.by_organisation {
+                    println!(
+                        "  {} {}: {} / {}",
+                        count.key,
+                        count.name.as_deref().unwrap_or(""),
+                        count.files,
+                        count.pages
+                    );
+                }
+                for file in &report.excluded {
+                    println!(
+                        "  {} {}: {}",
+                        lang.pick("未归档", "left out"),
+                        file.business_number,
+                        file.reason
+                    );
                 }
             }
         }

@@ -46,6 +46,47 @@ struct RawConfig {
     reconcile: RawReconcile,
     users: RawUsers,
     pdf: RawPdf,
+    live: RawLive,
+    webhooks: RawWebhooks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawWebhooks {
+    url: String,
+    secret_file: String,
+    max_attempts: u32,
+}
+
+impl Default for RawWebhooks {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret_file: "webhook.secret".to_owned(),
+            max_attempts: 15,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawLive {
+    time_zone: String,
+    max_page_mib: u64,
+    expire_hours: u64,
+    /// Finer than hours, for tests; overrides `expire_hours`.
+    expire_seconds: Option<u64>,
+}
+
+impl Default for RawLive {
+    fn default() -> Self {
+        Self {
+            time_zone: "Asia/Shanghai".to_owned(),
+            max_page_mib: 100,
+            expire_hours: 24,
+            expire_seconds: None,
+        }
+    }
 }
 
 /// Debian's fonts-wqy-zenhei (文泉驿正黑), which `.ci/run` and the package install.
@@ -235,6 +276,31 @@ pub struct Config {
     pub lockout: crate::users::Lockout,
     /// How business files are written as PDFs.
     pub pdf: PdfConfig,
+    /// Street offices' live uploads (tus).
+    pub live: LiveConfig,
+    /// The business system's webhook, when one is configured.
+    pub webhooks: Option<WebhookConfig>,
+}
+
+/// `[webhooks]`: where live-upload events are POSTed.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The shared HMAC secret (made on first start when missing).
+    pub secret_file: PathBuf,
+    /// Attempts before an event is given up.
+    pub max_attempts: u32,
+}
+
+/// `[live]`: street offices' live uploads over tus.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// The time zone months are closed in (月结).
+    pub time_zone: jiff::tz::TimeZone,
+    /// The largest page image one upload may carry (`Tus-Max-Size`).
+    pub max_page_bytes: u64,
+    /// An unfinished upload untouched for this long expires.
+    pub expire_after: Duration,
 }
 
 /// `[pdf]`: the watermarked PDF downloads.
@@ -249,6 +315,7 @@ pub struct PdfConfig {
 }
 
 const HOUR: u64 = 3600;
+const MIB: u64 = 1024 * 1024;
 
 impl Config {
     /// Reads `hub.toml` from the data folder; a missing file means defaults.
@@ -354,6 +421,22 @@ impl Config {
                 "max_failed_logins and lockout_minutes must be at least 1",
             ));
         }
+        if !(1..=4096).contains(&raw.live.max_page_mib) {
+            return Err(invalid("live.max_page_mib", "must be between 1 and 4096"));
+        }
+        if raw.live.expire_hours == 0 || raw.live.expire_seconds == Some(0) {
+            return Err(invalid("live.expire_hours", "must be at least 1"));
+        }
+        let hook = raw.webhooks.url.trim();
+        if !(hook.is_empty() || hook.starts_with("http://") || hook.starts_with("https://")) {
+            return Err(invalid(
+                "webhooks.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if raw.webhooks.max_attempts == 0 {
+            return Err(invalid("webhooks.max_attempts", "must be at least 1"));
+        }
         if raw.pdf.font.trim().is_empty() {
             return Err(invalid("pdf.font", "is empty"));
         }
@@ -395,6 +478,25 @@ impl Config {
                 font: data_dir.join(&raw.pdf.font),
                 font_index: raw.pdf.font_index,
                 time_zone,
+            },
+            webhooks: (!raw.webhooks.url.trim().is_empty()).then(|| WebhookConfig {
+                url: raw.webhooks.url.trim().to_owned(),
+                secret_file: data_dir.join(&raw.webhooks.secret_file),
+                max_attempts: raw.webhooks.max_attempts,
+            }),
+            live: LiveConfig {
+                time_zone: jiff::tz::TimeZone::get(&raw.live.time_zone).map_err(|_| {
+                    invalid(
+                        "live.time_zone",
+                        "is not a known time zone name (e.g. Asia/Shanghai)",
+                    )
+                })?,
+                max_page_bytes: raw.live.max_page_mib * MIB,
+                expire_after: Duration::from_secs(
+                    raw.live
+                        .expire_seconds
+                        .unwrap_or(raw.live.expire_hours.saturating_mul(HOUR)),
+                ),
             },
         })
     }
@@ -487,6 +589,37 @@ iterations = 2
 # guessed. `dangan-hub user enable NAME` lifts a lock at once.
 max_failed_logins = 5
 lockout_minutes = 15
+
+[live]
+# The time zone of the monthly close (月结归档): a live business file
+# belongs to the month, in this zone, in which it was opened.
+time_zone = "Asia/Shanghai"
+# Street offices upload the pages of a business transaction while the
+# applicant is at the counter (tus resumable uploads, /api/v1/uploads).
+# The largest page image accepted, in MiB: a 600-dpi colour A4 scan is
+# about 30 MiB as PNG. Too low and big scans are refused; too high and one
+# upload can fill the disk.
+max_page_mib = 100
+# An unfinished upload not touched for this many hours expires and its
+# bytes are deleted; the clerk's page then starts that page again. Too short
+# and a clerk who pauses loses progress; too long and abandoned uploads
+# fill the disk.
+expire_hours = 24
+
+[webhooks]
+# The business system's URL for events about street offices' live uploads
+# (live.pages_uploaded, live.accepted, live.archived), POSTed as JSON and
+# signed (X-Dangan-Signature: sha256=HMAC of "TIMESTAMP.BODY"). Empty: no
+# webhook. Events wait in the hub until delivered, so a receiver that is
+# down loses nothing.
+url = ""
+# The shared HMAC secret, in the data folder unless absolute; made (random,
+# readable by the hub's user only) on first start when missing. Give its
+# content to the business system.
+secret_file = "webhook.secret"
+# Attempts (5 s doubling to an hour between them, about a day in all)
+# before an event is given up and logged as failed.
+max_attempts = 15
 
 [pdf]
 # A business file downloads as one PDF (GET /api/v1/files/ID/pdf) with a

@@ -105,8 +105,36 @@ async fn housekeeping(backend: Arc<HubBackend>) {
             tokio::time::sleep(AUDIT_TICK).await;
         }
     };
-    tokio::join!(maintain, checkpoints);
+    let webhooks = async {
+        let Some(config) = backend.config().webhooks.clone() else {
+            return;
+        };
+        let secret = match crate::webhooks::secret(&config.secret_file) {
+            Ok(secret) => secret,
+            Err(err) => {
+                tracing::error!(%err, path = %config.secret_file.display(),
+                    "cannot read or make the webhook secret; no webhook events are sent");
+                return;
+            }
+        };
+        let target = crate::webhooks::Target {
+            url: config.url,
+            secret,
+            max_attempts: config.max_attempts,
+        };
+        let client = reqwest::Client::new();
+        loop {
+            if let Err(err) = crate::webhooks::deliver_due(backend.db(), &client, &target).await {
+                tracing::warn!(%err, "webhook delivery round failed");
+            }
+            tokio::time::sleep(WEBHOOK_TICK).await;
+        }
+    };
+    tokio::join!(maintain, checkpoints, webhooks);
 }
+
+/// How often due webhook events are looked for.
+const WEBHOOK_TICK: Duration = Duration::from_secs(1);
 
 /// How often housekeeping looks whether an audit checkpoint is due.
 const AUDIT_TICK: Duration = Duration::from_secs(60);

@@ -356,6 +356,95 @@ INSERT OR IGNORE INTO name_bigrams(bigram, date, business_file_id, organisation,
 CREATE INDEX business_files_date ON business_files(date);
 CREATE INDEX business_files_org_date ON business_files(organisation, date);
 "#,
+    r#"
+-- 9: street offices' live uploads (事中扫描) into the hub's pre-archive
+-- (前台扫描预归档库), see live.rs, and the tus uploads that bring their
+-- pages, see tus.rs. A live business file belongs to the organisation that
+-- uploaded it (a street office) and is managed by that organisation's
+-- district. Pages are content-addressed blobs like archived pages; their
+-- order is `position`.
+CREATE TABLE live_files (
+    id              INTEGER PRIMARY KEY,
+    business_number TEXT NOT NULL UNIQUE,
+    organisation    TEXT NOT NULL REFERENCES orgs(code),
+    district        TEXT NOT NULL,
+    person_id       TEXT,
+    person_name     TEXT,
+    employer_id     TEXT,
+    business_type   TEXT,
+    date            TEXT,
+    state           TEXT NOT NULL DEFAULT 'open'
+                    CHECK (state IN ('open', 'submitted', 'approved', 'returned', 'archived')),
+    return_reason   TEXT,
+    created_by      TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX live_files_org ON live_files(organisation, state);
+CREATE INDEX live_files_district ON live_files(district, state);
+CREATE TABLE live_pages (
+    id           INTEGER PRIMARY KEY,
+    live_file_id INTEGER NOT NULL REFERENCES live_files(id),
+    position     INTEGER NOT NULL,
+    blob         TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    format       TEXT NOT NULL,
+    width        INTEGER NOT NULL,
+    height       INTEGER NOT NULL,
+    dpi          INTEGER,
+    colour       TEXT NOT NULL,
+    filename     TEXT,
+    uploaded_by  TEXT NOT NULL,
+    uploaded_at  TEXT NOT NULL
+);
+CREATE INDEX live_pages_file ON live_pages(live_file_id, position);
+-- One tus upload (one page image). `received` bytes of `length` are in
+-- uploads/<id>; complete ones point at their page, refused ones say why
+-- (their bytes are kept in uploads/refused/).
+CREATE TABLE uploads (
+    id              TEXT PRIMARY KEY,
+    owner           TEXT NOT NULL,
+    live_file_id    INTEGER NOT NULL REFERENCES live_files(id),
+    length          INTEGER NOT NULL,
+    received        INTEGER NOT NULL DEFAULT 0,
+    metadata        TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL,
+    completed_at    TEXT,
+    page_id         INTEGER REFERENCES live_pages(id),
+    refusal         TEXT
+) WITHOUT ROWID;
+CREATE INDEX uploads_expiry ON uploads(expires_at) WHERE completed_at IS NULL;
+-- Every monthly close (close.rs): who, when, forced why, and its report.
+CREATE TABLE live_closes (
+    id        INTEGER PRIMARY KEY,
+    month     TEXT NOT NULL,
+    district  TEXT,
+    closed_at TEXT NOT NULL,
+    closed_by TEXT NOT NULL,
+    forced    TEXT,
+    report    TEXT NOT NULL
+);
+CREATE INDEX live_closes_month ON live_closes(month, district);
+"#,
+    r#"
+-- 10: events for the business system's webhook (see webhooks.rs), written
+-- in the transaction of the change they report and delivered from here.
+CREATE TABLE webhook_outbox (
+    id              INTEGER PRIMARY KEY,
+    event           TEXT NOT NULL,
+    business_number TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_at         TEXT NOT NULL,
+    delivered_at    TEXT,
+    failed_at       TEXT,
+    last_error      TEXT
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at)
+    WHERE delivered_at IS NULL AND failed_at IS NULL;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]

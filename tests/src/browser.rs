@@ -11,13 +11,15 @@ pub fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
-/// `npm ci` in tests/browser when playwright-core is not installed yet.
+/// `npm ci` in tests/browser when playwright-core or tus-js-client is not
+/// installed yet.
 pub fn ensure_playwright() -> Result<()> {
     let dir = dir();
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .is_file()
-    {
+    let installed = ["playwright-core", "tus-js-client"].iter().all(|package| {
+        dir.join(format!("node_modules/{package}/package.json"))
+            .is_file()
+    });
+    if installed {
         return Ok(());
     }
     let status = Command::new("npm")
@@ -51,14 +53,23 @@ pub fn screenshots(name: &str) -> PathBuf {
 /// scenario's `DANGAN-RESULT` line; fails with its output (and where the
 /// screenshots are) when it did not pass.
 pub fn run(script: &str, base_url: &str, shots: &Path, envs: &[(&str, String)]) -> Result<Value> {
-    ensure_playwright()?;
     let browser = chromium()?;
+    let mut all = vec![
+        ("DANGAN_CHROMIUM", browser),
+        ("DANGAN_SCREENSHOTS", shots.display().to_string()),
+    ];
+    all.extend(envs.iter().map(|(k, v)| (*k, v.clone())));
+    run_node(script, base_url, &all).with_context(|| format!("screenshots in {}", shots.display()))
+}
+
+/// Runs a Node scenario from `tests/browser/` that needs no browser (the
+/// tus client), the same way: its `DANGAN-RESULT` line, or its output.
+pub fn run_node(script: &str, base_url: &str, envs: &[(&str, String)]) -> Result<Value> {
+    ensure_playwright()?;
     let output = Command::new("node")
         .arg(script)
         .current_dir(dir())
         .env("DANGAN_BASE_URL", base_url)
-        .env("DANGAN_CHROMIUM", &browser)
-        .env("DANGAN_SCREENSHOTS", shots)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .context("node is needed for the browser tests")?;
@@ -71,8 +82,7 @@ pub fn run(script: &str, base_url: &str, shots: &Path, envs: &[(&str, String)]) 
         .unwrap_or(Value::Null);
     ensure!(
         output.status.success() && result["ok"] == true,
-        "the browser test {script} failed (screenshots in {}):\n{stderr}\n{stdout}",
-        shots.display()
+        "the Node scenario {script} failed:\n{stderr}\n{stdout}"
     );
     Ok(result)
 }

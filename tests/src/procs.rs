@@ -91,6 +91,24 @@ impl Hub {
     }
 
     /// Runs a CLI command with `--json` and parses its output.
+    /// Runs a command that reads a password from standard input (`user
+    /// add`, `user passwd`) with `password`.
+    pub fn with_password(&self, args: &[&str], password: &str) -> Result<()> {
+        let mut child = self
+            .command(args)?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        std::io::Write::write_all(
+            &mut child.stdin.take().context("stdin")?,
+            format!("{password}\n").as_bytes(),
+        )?;
+        if !child.wait()?.success() {
+            bail!("dangan-hub {args:?} failed");
+        }
+        Ok(())
+    }
+
     pub fn json(&self, args: &[&str]) -> Result<Value> {
         let out = self.command(args)?.arg("--json").output()?;
         json_of(&out, &format!("dangan-hub {args:?}"))

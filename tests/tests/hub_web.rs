@@ -7,8 +7,7 @@
 //! nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use dangan_shared::BlobId;
@@ -38,19 +37,7 @@ fn configure(hub: &Hub) -> Result<()> {
 }
 
 fn set_password(hub: &Hub, user: &str, password: &str) -> Result<()> {
-    with_password(hub, &["user", "passwd", user], password)
-}
-
-/// Runs a `dangan-hub` command that reads a password from stdin.
-fn with_password(hub: &Hub, args: &[&str], password: &str) -> Result<()> {
-    let mut child = hub
-        .command(args)?
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    writeln!(child.stdin.take().context("stdin")?, "{password}")?;
-    ensure!(child.wait()?.success(), "dangan-hub {args:?} failed");
-    Ok(())
+    hub.with_password(&["user", "passwd", user], password)
 }
 
 /// A node of `district` enrols and reports its queue: the hub hears from it.
@@ -211,8 +198,7 @@ fn hub_users_do_their_jobs_in_the_browser() -> Result<()> {
         ("zhao", "auditor", "330100", "赵稽核"),
         ("wang", "reviewer", "330106", "王复核"),
     ] {
-        with_password(
-            &hub,
+        hub.with_password(
             &[
                 "user",
                 "add",

@@ -31,6 +31,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
 use dangan_shared::BlobId;
 use dangan_shared::imaging::Rendition;
 use dangan_sync::tls::PeerAddr;
@@ -76,7 +77,7 @@ impl PageRow {
 
 /// The rendition a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Asked {
+pub(super) enum Asked {
     Original,
     View,
     Thumbnail,
@@ -360,14 +361,116 @@ async fn answer_bytes(
     .await
 }
 
+/// Which page a request names: page `seq` of archived business file `id`,
+/// or page `id` of the live business file with a business number.
+#[derive(Debug, Clone)]
+pub(super) enum PageKey {
+    Archived(i64, i64),
+    Live(String, i64),
+}
+
+/// A looked-at file's organisation and district (if it exists), and the
+/// page asked for (if the file has it).
+type Found = (Option<(String, String)>, Option<PageRow>);
+
+impl PageKey {
+    /// The looked-at file's organisation and district, and the page.
+    fn find(&self, conn: &Connection) -> Result<Found, ApiError> {
+        match self {
+            PageKey::Archived(id, seq) => {
+                let head = file_head(conn, *id)?;
+                let page = match &head {
+                    Some(_) => page_rows(conn, *id, Some(*seq))?.into_iter().next(),
+                    None => None,
+                };
+                Ok((head.map(|(o, d, _)| (o, d)), page))
+            }
+            PageKey::Live(number, page) => {
+                let head: Option<(i64, String, String)> = conn
+                    .query_row(
+                        "SELECT id, organisation, district FROM live_files WHERE business_number = ?1",
+                        [number],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(StoreError::from)?;
+                let Some((file, organisation, district)) = head else {
+                    return Ok((None, None));
+                };
+                let row = conn
+                    .query_row(
+                        "SELECT position, blob, format, size, width, height, dpi FROM live_pages
+                         WHERE live_file_id = ?1 AND id = ?2",
+                        rusqlite::params![file, page],
+                        |row| {
+                            Ok((
+                                row.get::<_, i64>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, String>(2)?,
+                                row.get::<_, u64>(3)?,
+                                row.get::<_, u32>(4)?,
+                                row.get::<_, u32>(5)?,
+                                row.get::<_, Option<u32>>(6)?,
+                            ))
+                        },
+                    )
+                    .optional()
+                    .map_err(StoreError::from)?;
+                let page = match row {
+                    Some((seq, blob, format, size, width, height, dpi)) => Some(PageRow {
+                        seq,
+                        blob: blob.parse::<BlobId>().map_err(|err| {
+                            ApiError::internal(format!("live page {page}: blob id {blob:?}: {err}"))
+                        })?,
+                        format,
+                        size,
+                        width,
+                        height,
+                        dpi,
+                    }),
+                    None => None,
+                };
+                Ok((Some((organisation, district)), page))
+            }
+        }
+    }
+
+    /// The audit entry's action and target.
+    fn audit(&self) -> (&'static str, String) {
+        match self {
+            PageKey::Archived(id, _) => ("page.view", id.to_string()),
+            PageKey::Live(number, _) => ("live.page.view", number.clone()),
+        }
+    }
+
+    fn page_number(&self) -> i64 {
+        match self {
+            PageKey::Archived(_, seq) => *seq,
+            PageKey::Live(_, page) => *page,
+        }
+    }
+
+    fn not_found(&self) -> ApiError {
+        match self {
+            PageKey::Archived(id, seq) => not_found(*id, Some(*seq)),
+            PageKey::Live(number, page) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no page {page} of live business file {number}"),
+            ),
+        }
+    }
+}
+
 /// Looks the page up for the caller: 404 when out of scope or missing,
-/// either way recorded; a delivery of `asked` recorded as `page.view`
-/// unless it is a thumbnail or not a delivery ([`Conditions::delivers`]).
+/// either way recorded; a delivery of `asked` recorded (`page.view`, or
+/// `live.page.view` for a live page) unless it is a thumbnail or not a
+/// delivery ([`Conditions::delivers`]).
 async fn open_page(
     backend: &Arc<HubBackend>,
     caller: Caller,
     address: String,
-    (id, seq): (i64, i64),
+    key: PageKey,
     asked: Asked,
     conditions: Conditions,
 ) -> Result<PageRow, ApiError> {
@@ -375,28 +478,25 @@ async fn open_page(
         .db()
         .run(move |conn| {
             let (user, kind) = (caller.user, caller.kind);
-            let head = file_head(conn, id)?;
-            let page = match &head {
-                Some(_) => page_rows(conn, id, Some(seq))?.into_iter().next(),
-                None => None,
-            };
+            let (head, page) = key.find(conn)?;
             let visible = match &head {
-                Some((organisation, district, _)) => in_scope(conn, &user, organisation, district)?,
+                Some((organisation, district)) => in_scope(conn, &user, organisation, district)?,
                 None => false,
             };
+            let (action, target) = key.audit();
             let audit = Audit {
                 actor: &user.username,
                 kind,
                 address: Some(&address),
-                action: "page.view",
-                target: &id.to_string(),
+                action,
+                target: &target,
             };
             let detail = |exists: bool| {
-                serde_json::json!({ "seq": seq, "rendition": asked.name(), "exists": exists })
+                serde_json::json!({ "seq": key.page_number(), "rendition": asked.name(), "exists": exists })
             };
             let Some(page) = page.filter(|_| visible) else {
                 audit.record(conn, Outcome::Denied, detail(head.is_some()))?;
-                return Err(not_found(id, Some(seq)));
+                return Err(key.not_found());
             };
             let size = if asked == Asked::Original || page.browser_shows_it() {
                 page.size
@@ -412,29 +512,66 @@ async fn open_page(
         .await
 }
 
+/// Answers a page image request: the original, the browser view or the
+/// thumbnail of the page `key` names.
+async fn serve_page(
+    backend: &Arc<HubBackend>,
+    caller: Caller,
+    peer: &PeerAddr,
+    key: PageKey,
+    asked: Asked,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let conditions = Conditions::of(headers);
+    let page = open_page(
+        backend,
+        caller,
+        peer_address(peer),
+        key,
+        asked,
+        conditions.clone(),
+    )
+    .await?;
+    match asked {
+        Asked::Original => stream_blob(backend, &conditions, &page).await,
+        Asked::View if page.browser_shows_it() => stream_blob(backend, &conditions, &page).await,
+        _ => serve_rendition(backend, &conditions, &page, asked).await,
+    }
+}
+
 fn peer_address(peer: &PeerAddr) -> String {
     peer.0.ip().to_string()
 }
 
-/// `GET /api/v1/files/{id}/pages/{seq}`: the page's blob as archived.
-pub(super) async fn page_original(
-    State(backend): State<Arc<HubBackend>>,
-    caller: Caller,
-    ConnectInfo(peer): ConnectInfo<PeerAddr>,
-    Path(key): Path<(i64, i64)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let conditions = Conditions::of(&headers);
-    let page = open_page(
-        &backend,
-        caller,
-        peer_address(&peer),
-        key,
-        Asked::Original,
-        conditions.clone(),
+/// The route of an archived page's image: `GET /api/v1/files/{id}/pages/{seq}`
+/// (the blob as archived), `…/view` (as a browser shows it) or
+/// `…/thumbnail` (a small JPEG), as `asked`.
+pub(super) fn archived_page(asked: Asked) -> MethodRouter<Arc<HubBackend>> {
+    get(
+        move |State(backend): State<Arc<HubBackend>>,
+              caller: Caller,
+              ConnectInfo(peer): ConnectInfo<PeerAddr>,
+              Path((id, seq)): Path<(i64, i64)>,
+              headers: HeaderMap| async move {
+            let key = PageKey::Archived(id, seq);
+            serve_page(&backend, caller, &peer, key, asked, &headers).await
+        },
     )
-    .await?;
-    stream_blob(&backend, &conditions, &page).await
+}
+
+/// The route of a live page's image: `GET /api/v1/live/{number}/pages/{page}`
+/// and its `/view` and `/thumbnail`, as `asked`.
+pub(super) fn live_page(asked: Asked) -> MethodRouter<Arc<HubBackend>> {
+    get(
+        move |State(backend): State<Arc<HubBackend>>,
+              caller: Caller,
+              ConnectInfo(peer): ConnectInfo<PeerAddr>,
+              Path((number, page)): Path<(String, i64)>,
+              headers: HeaderMap| async move {
+            let key = PageKey::Live(number, page);
+            serve_page(&backend, caller, &peer, key, asked, &headers).await
+        },
+    )
 }
 
 /// Streams a blob (or a range of it) from the object store.
@@ -460,51 +597,6 @@ async fn stream_blob(
         },
     )
     .await
-}
-
-/// `GET /api/v1/files/{id}/pages/{seq}/view`: the page as a browser shows it.
-pub(super) async fn page_view(
-    State(backend): State<Arc<HubBackend>>,
-    caller: Caller,
-    ConnectInfo(peer): ConnectInfo<PeerAddr>,
-    Path(key): Path<(i64, i64)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let conditions = Conditions::of(&headers);
-    let page = open_page(
-        &backend,
-        caller,
-        peer_address(&peer),
-        key,
-        Asked::View,
-        conditions.clone(),
-    )
-    .await?;
-    if page.browser_shows_it() {
-        return stream_blob(&backend, &conditions, &page).await;
-    }
-    serve_rendition(&backend, &conditions, &page, Asked::View).await
-}
-
-/// `GET /api/v1/files/{id}/pages/{seq}/thumbnail`: a small JPEG of the page.
-pub(super) async fn page_thumbnail(
-    State(backend): State<Arc<HubBackend>>,
-    caller: Caller,
-    ConnectInfo(peer): ConnectInfo<PeerAddr>,
-    Path(key): Path<(i64, i64)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let conditions = Conditions::of(&headers);
-    let page = open_page(
-        &backend,
-        caller,
-        peer_address(&peer),
-        key,
-        Asked::Thumbnail,
-        conditions.clone(),
-    )
-    .await?;
-    serve_rendition(&backend, &conditions, &page, Asked::Thumbnail).await
 }
 
 async fn serve_rendition(

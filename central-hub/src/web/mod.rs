@@ -14,6 +14,8 @@
 //! pages is the API's policy with the login form added.
 mod admin;
 mod archive;
+mod close;
+mod live;
 mod pages;
 
 use std::sync::Arc;
@@ -51,6 +53,10 @@ pub fn router(backend: Arc<HubBackend>, secure_cookies: bool) -> Router {
         .route("/search", get(archive::search))
         .route("/files/{id}", get(archive::file))
         .route("/files/{id}/pages/{seq}", get(archive::page))
+        .route("/upload", get(live::upload))
+        .route("/review", get(live::queue))
+        .route("/review/{number}", get(live::review))
+        .route("/close", get(close::page))
         .route("/static/{file}", get(asset))
         .with_state(backend)
         .layer(axum::Extension(Secure(secure_cookies)))
@@ -215,6 +221,18 @@ const ASSETS: &[(&str, &str, &str)] = &[
         dangan_shared::web::VIEWER_JS,
     ),
     ("hub.js", "text/javascript", include_str!("assets/hub.js")),
+    (
+        "upload.js",
+        "text/javascript",
+        include_str!("assets/upload.js"),
+    ),
+    // tus-js-client's browser bundle, pinned by central-hub/web/package-lock.json
+    // and copied in by build.rs.
+    (
+        "tus.min.js",
+        "text/javascript",
+        include_str!(concat!(env!("OUT_DIR"), "/tus.min.js")),
+    ),
 ];
 
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
@@ -254,6 +272,8 @@ fn layout(viewer: &Viewer, title: &str, scripts: &[&str], body: Markup) -> Marku
     let admin = viewer.is(&[Role::SystemAdmin]);
     let central = viewer.is(&[Role::SystemAdmin, Role::ArchiveAdmin]);
     let auditor = viewer.is(&[Role::SystemAdmin, Role::Auditor]);
+    let uploads = crate::live::may_upload(viewer.user.role);
+    let reviews = viewer.is(&[Role::Reviewer, Role::ArchiveAdmin, Role::SystemAdmin]);
     html! {
         (DOCTYPE)
         html lang=(match l { Lang::Zh => "zh-CN", Lang::En => "en" }) {
@@ -273,7 +293,10 @@ fn layout(viewer: &Viewer, title: &str, scripts: &[&str], body: Markup) -> Marku
                 header.top {
                     a.brand href="/" { (l.pick("档案数字化 · 中心", "Dangan · hub")) }
                     nav {
+                        @if uploads { a href="/upload" { (l.pick("前台上传", "Upload")) } }
                         a href="/search" { (l.pick("查询", "Search")) }
+                        @if reviews { a href="/review" { (l.pick("复核", "Review")) } }
+                        @if central { a href="/close" { (l.pick("月结", "Monthly close")) } }
                         @if central { a href="/reconcile" { (l.pick("对账", "Reconciliation")) } }
                         @if admin {
                             a href="/admin/orgs" { (l.pick("机构", "Organisations")) }
@@ -347,7 +370,7 @@ fn see_other(to: &str) -> Response {
 }
 
 /// A URL path segment.
-fn segment(text: &str) -> String {
+pub(crate) fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -225,8 +225,10 @@ pub(super) async fn home(viewer: Viewer) -> Response {
                 "who looked at, downloaded or changed what, and when",
             ),
         )],
-        // Their work is finding files: they start at the search.
-        Role::Reviewer | Role::Clerk | Role::ReadOnly => return see_other("/search"),
+        // A clerk's work is uploading during the transaction; reviewers and
+        // read-only users find files: they start at the search.
+        Role::Clerk => return see_other("/upload"),
+        Role::Reviewer | Role::ReadOnly => return see_other("/search"),
     };
     let search = (
         "/search",

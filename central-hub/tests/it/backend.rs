@@ -45,6 +45,23 @@ pub(crate) fn hub() -> Hub {
     }
 }
 
+/// A hub whose hub.toml is edited by `edit` before it opens.
+pub(crate) fn hub_with_config(edit: impl FnOnce(String) -> String) -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let made = hub::init(&data, &hangzhou()).unwrap();
+    let path = data.join(dangan_hub::config::FILE_NAME);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+    let backend = Arc::new(HubBackend::open(&data).unwrap());
+    Hub {
+        _dir: dir,
+        data,
+        backend,
+        admin_token: made.admin_token,
+    }
+}
+
 impl Hub {
     fn code(&self, district: &str, valid: Duration) -> String {
         let mut conn = self.backend.db().get().unwrap();

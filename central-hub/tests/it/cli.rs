@@ -612,3 +612,69 @@ fn init_makes_the_first_system_administrator_who_logs_in_once_given_a_password()
         assert!(trail.contains(action), "{action} not audited:\n{trail}");
     }
 }
+
+#[test]
+fn close_month_refuses_while_files_wait_and_archives_when_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    json(&hub(&["init", "--city", "330100", "--json"], &data));
+    json(&hub(
+        &[
+            "org",
+            "add",
+            "330106",
+            "--name",
+            "西湖区",
+            "--parent",
+            "330100",
+            "--json",
+        ],
+        &data,
+    ));
+    {
+        let folder = dangan_hub::hub::HubFolder::open(&data).unwrap();
+        let conn = folder.db.get().unwrap();
+        for (number, state) in [("CLI-0001", "approved"), ("CLI-0002", "submitted")] {
+            conn.execute(
+                "INSERT INTO live_files(business_number, organisation, district, person_name,
+                     state, created_by, created_at, updated_at)
+                 VALUES (?1, '330106', '330106', '赵六', ?2, 'xi',
+                         '2026-11-03T01:00:00Z', '2026-11-03T01:00:00Z')",
+                rusqlite::params![number, state],
+            )
+            .unwrap();
+        }
+    }
+    let refused = hub(&["close-month", "2026-11"], &data);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("月结被拒绝") && said.contains("CLI-0002"),
+        "{said}"
+    );
+    let csv = dir.path().join("close.csv");
+    let report = json(&hub(
+        &[
+            "close-month",
+            "2026-11",
+            "--force",
+            "CLI-0002 下月处理",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--json",
+        ],
+        &data,
+    ));
+    assert_eq!(report["archived_files"], 1);
+    assert_eq!(report["batches"], serde_json::json!(["LIVE-2026-11"]));
+    assert_eq!(report["excluded"][0]["business_number"], "CLI-0002");
+    let csv = std::fs::read_to_string(csv).unwrap();
+    assert!(
+        csv.contains("excluded,CLI-0002,330106,,,submitted"),
+        "{csv}"
+    );
+    let help = text(&hub(&["close-month", "--help"], &data));
+    for word in ["--force", "--district", "--csv", "YYYY-MM"] {
+        assert!(help.contains(word), "close-month --help lacks {word}");
+    }
+}

@@ -3,7 +3,8 @@
 //! `audit` (the audit trail through the binary), `dictionaries` (the
 //! common dictionaries and templates through the API), `pages` (page
 //! images, renditions and the watermarked PDF of an archived file),
-//! `search` (search through the API, scoped and audited).
+//! `search` (search through the API, scoped and audited), `tus` (street
+//! offices' live uploads over tus, raw HTTP).
 
 mod accounts;
 mod audit;
@@ -12,3 +13,4 @@ mod cli;
 mod dictionaries;
 mod pages;
 mod search;
+mod tus;

@@ -32,7 +32,7 @@ use serde::Deserialize;
 mod accounts;
 mod dictionaries;
 mod live;
-mod pages;
+pub(crate) mod pages;
 pub(crate) mod tus;
 
 use crate::audit::{self, ActorKind, NewEntry, Outcome};
@@ -405,6 +405,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
             Method::POST,
             "/api/v1/live/{number}/return",
             axum::routing::post(live::send_back),
+        ),
+        (
+            Method::POST,
+            "/api/v1/live/{number}/viewer-link",
+            axum::routing::post(live::viewer_link),
         ),
         (
             Method::PUT,

@@ -72,6 +72,7 @@ impl Default for RawWebhooks {
 #[serde(default, deny_unknown_fields)]
 struct RawLive {
     time_zone: String,
+    embed_origins: Vec<String>,
     max_page_mib: u64,
     expire_hours: u64,
     /// Finer than hours, for tests; overrides `expire_hours`.
@@ -82,6 +83,7 @@ impl Default for RawLive {
     fn default() -> Self {
         Self {
             time_zone: "Asia/Shanghai".to_owned(),
+            embed_origins: Vec::new(),
             max_page_mib: 100,
             expire_hours: 24,
             expire_seconds: None,
@@ -297,6 +299,9 @@ pub struct WebhookConfig {
 pub struct LiveConfig {
     /// The time zone months are closed in (月结).
     pub time_zone: jiff::tz::TimeZone,
+    /// Origins (e.g. `https://biz.example`) whose pages may frame a viewer
+    /// link (`frame-ancestors`), besides the hub's own.
+    pub embed_origins: Vec<String>,
     /// The largest page image one upload may carry (`Tus-Max-Size`).
     pub max_page_bytes: u64,
     /// An unfinished upload untouched for this long expires.
@@ -421,6 +426,15 @@ impl Config {
                 "max_failed_logins and lockout_minutes must be at least 1",
             ));
         }
+        if let Some(bad) = raw.live.embed_origins.iter().find(|o| {
+            !(o.starts_with("https://") || o.starts_with("http://"))
+                || o.contains(|c: char| c.is_whitespace() || c == ';' || c == '\'')
+        }) {
+            return Err(invalid(
+                "live.embed_origins",
+                &format!("{bad:?} is not an origin like https://biz.example"),
+            ));
+        }
         if !(1..=4096).contains(&raw.live.max_page_mib) {
             return Err(invalid("live.max_page_mib", "must be between 1 and 4096"));
         }
@@ -485,6 +499,7 @@ impl Config {
                 max_attempts: raw.webhooks.max_attempts,
             }),
             live: LiveConfig {
+                embed_origins: raw.live.embed_origins.clone(),
                 time_zone: jiff::tz::TimeZone::get(&raw.live.time_zone).map_err(|_| {
                     invalid(
                         "live.time_zone",
@@ -594,6 +609,10 @@ lockout_minutes = 15
 # The time zone of the monthly close (月结归档): a live business file
 # belongs to the month, in this zone, in which it was opened.
 time_zone = "Asia/Shanghai"
+# Origins of the business systems whose pages may embed (frame) a viewer
+# link (POST /api/v1/live/NUMBER/viewer-link), e.g. ["https://biz.example"].
+# Empty: only the hub's own pages may frame them.
+embed_origins = []
 # Street offices upload the pages of a business transaction while the
 # applicant is at the counter (tus resumable uploads, /api/v1/uploads).
 # The largest page image accepted, in MiB: a 600-dpi colour A4 scan is

@@ -718,3 +718,60 @@ pub fn reorder(
     )?;
     Ok(Ok(()))
 }
+
+/// The longest a viewer link lives.
+pub const MAX_LINK_MINUTES: u32 = 24 * 60;
+
+/// Makes a short-lived link to the live file `number`'s pages for a
+/// business system to embed (the caller must see the file). Returns the
+/// token (shown once; only its hash is kept) and when it expires.
+pub fn create_viewer_link(
+    conn: &Connection,
+    user: &User,
+    number: &str,
+    minutes: u32,
+) -> Result<(String, String), LiveError> {
+    let Some(file) = visible(conn, user, number)? else {
+        return Err(LiveError::NoSuchFile(number.to_owned()));
+    };
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random)
+        .map_err(|err| LiveError::Store(StoreError::Corrupt(format!("no randomness: {err}"))))?;
+    let token: String = std::iter::once("dgv_".to_owned())
+        .chain(random.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let minutes = minutes.clamp(1, MAX_LINK_MINUTES);
+    let expires_at = store::time_after(std::time::Duration::from_secs(u64::from(minutes) * 60));
+    conn.execute(
+        "INSERT INTO viewer_links(token_hash, business_number, created_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            link_hash(&token),
+            file.business_number,
+            user.username,
+            store::now(),
+            expires_at
+        ],
+    )?;
+    Ok((token, expires_at))
+}
+
+fn link_hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// A viewer link that has not expired: its file's number, who made it and
+/// until when it holds.
+pub fn viewer_link(
+    conn: &Connection,
+    token: &str,
+) -> Result<Option<(String, String, String)>, LiveError> {
+    Ok(conn
+        .query_row(
+            "SELECT business_number, created_by, expires_at FROM viewer_links
+             WHERE token_hash = ?1 AND expires_at > ?2",
+            params![link_hash(token), store::now()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?)
+}

@@ -118,6 +118,25 @@ pub struct DistrictReport {
     pub stale: bool,
     pub counts: Counts,
     pub batches: Vec<BatchReport>,
+    /// The district's street offices' live uploads (its pre-archive), by
+    /// state: handed over to the district to manage.
+    pub live: LiveCounts,
+}
+
+/// Live business files of a district by state.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub open: u64,
+    pub submitted: u64,
+    pub returned: u64,
+    pub approved: u64,
+    pub archived: u64,
+}
+
+impl LiveCounts {
+    pub fn total(&self) -> u64 {
+        self.open + self.submitted + self.returned + self.approved + self.archived
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +207,32 @@ pub fn reconcile(
     let filter = only.unwrap_or("");
     let mut districts: BTreeMap<String, (Vec<NodeContact>, BTreeMap<String, Known>)> =
         BTreeMap::new();
+    let mut live: BTreeMap<String, LiveCounts> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT district, state, count(*) FROM live_files
+             WHERE ?1 = '' OR district = ?1 GROUP BY district, state",
+        )?;
+        let rows = stmt.query_map([filter], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (district, state, count) = row?;
+            districts.entry(district.clone()).or_default();
+            let counts = live.entry(district).or_default();
+            match state.as_str() {
+                "open" => counts.open += count,
+                "submitted" => counts.submitted += count,
+                "returned" => counts.returned += count,
+                "approved" => counts.approved += count,
+                _ => counts.archived += count,
+            }
+        }
+    }
     {
         let mut stmt =
             conn.prepare("SELECT code FROM districts WHERE ?1 = '' OR code = ?1 ORDER BY code")?;
@@ -198,7 +243,8 @@ pub fn reconcile(
     {
         let mut stmt = conn.prepare(
             "SELECT district, id, enrolled_at, last_contact, revoked_at IS NOT NULL FROM nodes
-             WHERE ?1 = '' OR district = ?1 ORDER BY enrolled_at, id",
+             WHERE (?1 = '' OR district = ?1) AND id NOT LIKE '%-live'
+             ORDER BY enrolled_at, id",
         )?;
         let rows = stmt.query_map([filter], |row| {
             Ok((
@@ -287,7 +333,11 @@ pub fn reconcile(
             .filter(|n| !n.revoked)
             .filter_map(|n| n.last_contact.clone())
             .max();
-        let stale = last_contact.as_ref().is_none_or(|at| *at < stale_cutoff);
+        let live_counts = live.remove(&district).unwrap_or_default();
+        // A district known only by its street offices' live uploads has no
+        // edge to lose contact with.
+        let edgeless = nodes.is_empty() && live_counts.total() > 0;
+        let stale = !edgeless && last_contact.as_ref().is_none_or(|at| *at < stale_cutoff);
         let mut counts = Counts::default();
         let mut rows = Vec::with_capacity(batches.len());
         for (batch, known) in batches {
@@ -308,6 +358,7 @@ pub fn reconcile(
             )
             .optional()?;
         reports.push(DistrictReport {
+            live: live_counts,
             name,
             district,
             nodes,

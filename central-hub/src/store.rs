@@ -444,6 +444,15 @@ CREATE TABLE webhook_outbox (
 );
 CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at)
     WHERE delivered_at IS NULL AND failed_at IS NULL;
+-- Short-lived links to a live business file's pages that a business system
+-- embeds (live.rs): only the token's hash is kept.
+CREATE TABLE viewer_links (
+    token_hash      TEXT PRIMARY KEY,
+    business_number TEXT NOT NULL,
+    created_by      TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 

@@ -604,3 +604,52 @@ pub(super) async fn close_report(
     }
     Ok(axum::Json(report).into_response())
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkBody {
+    /// How long the link holds, in minutes (default 15, at most a day).
+    minutes: Option<u32>,
+}
+
+/// `POST /api/v1/live/{number}/viewer-link`: a short-lived link to the
+/// file's pages that a business system can embed (`/view/{token}`).
+pub(super) async fn viewer_link(
+    State(backend): State<Arc<HubBackend>>,
+    caller: Caller,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    Path(number): Path<String>,
+    JsonBody(body): JsonBody<LinkBody>,
+) -> Result<Response, ApiError> {
+    let address = peer.0.ip().to_string();
+    let minutes = body.minutes.unwrap_or(15);
+    let (token, expires_at) = backend
+        .db()
+        .run(move |conn| {
+            let made = live::create_viewer_link(conn, &caller.user, &number, minutes)
+                .map_err(ApiError::from);
+            let (result, detail) = match &made {
+                Ok((_, expires_at)) => {
+                    (Outcome::Ok, serde_json::json!({ "expires_at": expires_at }))
+                }
+                Err(err) => (refusal(err), serde_json::json!({ "reason": err.message })),
+            };
+            record(
+                conn,
+                &caller,
+                &address,
+                "live.viewer_link",
+                &number,
+                result,
+                detail,
+            )?;
+            made
+        })
+        .await?;
+    let url = format!("/view/{token}");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "url": url, "expires_at": expires_at })),
+    )
+        .into_response())
+}

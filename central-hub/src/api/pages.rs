@@ -574,6 +574,60 @@ pub(super) fn live_page(asked: Asked) -> MethodRouter<Arc<HubBackend>> {
     )
 }
 
+/// Answers the browser view of page `page` of the live file a viewer link
+/// opens (`/view/{token}/pages/{page}`), as the link's maker would see it;
+/// recorded as `live.page.view` by `link:MAKER`. An expired or unknown
+/// link is the same 404 as a missing page.
+pub(crate) async fn linked_page(
+    backend: &Arc<HubBackend>,
+    peer: &PeerAddr,
+    token: &str,
+    page: i64,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let lookup = token.to_owned();
+    let link = backend
+        .db()
+        .run(move |conn| {
+            let Some((number, maker, _)) = crate::live::viewer_link(conn, &lookup)? else {
+                return Ok(None);
+            };
+            let organisation: String = conn
+                .query_row(
+                    "SELECT organisation FROM live_files WHERE business_number = ?1",
+                    [&number],
+                    |row| row.get(0),
+                )
+                .map_err(StoreError::from)?;
+            Ok::<_, ApiError>(Some((number, maker, organisation)))
+        })
+        .await?;
+    let Some((number, maker, organisation)) = link else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this viewer link has expired or does not exist",
+        ));
+    };
+    // The link's reader, seeing exactly the file's organisation.
+    let reader = Caller {
+        user: User {
+            id: 0,
+            username: format!("link:{maker}"),
+            display_name: format!("link:{maker}"),
+            role: users::Role::ReadOnly,
+            org: organisation,
+            disabled: false,
+            locked_until: None,
+            created_at: String::new(),
+        },
+        token: String::new(),
+        kind: ActorKind::Token,
+    };
+    let key = PageKey::Live(number, page);
+    serve_page(backend, reader, peer, key, Asked::View, headers).await
+}
+
 /// Streams a blob (or a range of it) from the object store.
 async fn stream_blob(
     backend: &Arc<HubBackend>,

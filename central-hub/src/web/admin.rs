@@ -85,10 +85,11 @@ fn districts_table(l: Lang, report: &Reconciliation) -> Markup {
                 th.num { (l.pick("已归档", "Archived")) }
                 th.num { (l.pick("不一致", "Divergent")) }
                 th { (l.pick("需处理", "Needs attention")) }
+                th { (l.pick("前台上传", "Live uploads")) }
             } }
             tbody {
                 @if report.districts.is_empty() {
-                    tr { td colspan="7" .muted { (l.pick("还没有区县登记节点。", "No district has enrolled a node yet.")) } }
+                    tr { td colspan="8" .muted { (l.pick("还没有区县登记节点。", "No district has enrolled a node yet.")) } }
                 }
                 @for district in &report.districts {
                     (district_row(l, district))
@@ -119,6 +120,15 @@ fn district_row(l: Lang, district: &DistrictReport) -> Markup {
             td.num { (district.counts.archived) }
             td.num.error[district.counts.divergent > 0] { (district.counts.divergent) }
             td { @if attention > 0 { span.warn { (attention) } } @else { span.muted { "—" } } }
+            td.live {
+                @if district.live.total() == 0 { span.muted { "—" } }
+                @else {
+                    @if district.live.submitted > 0 { span.warn { (l.pick("待复核 ", "to review ")) (district.live.submitted) } " " }
+                    @if district.live.open + district.live.returned > 0 { span { (l.pick("上传中 ", "open ")) (district.live.open + district.live.returned) } " " }
+                    @if district.live.approved > 0 { span { (l.pick("待月结 ", "to close ")) (district.live.approved) } " " }
+                    @if district.live.archived > 0 { span.muted { (l.pick("已归档 ", "archived ")) (district.live.archived) } }
+                }
+            }
         }
     }
 }

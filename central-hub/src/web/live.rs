@@ -207,3 +207,91 @@ pub(super) async fn review(
     };
     layout(&viewer, &file.business_number, &[], body).into_response()
 }
+
+/// The headers that let the configured business systems (and the hub
+/// itself) frame a viewer link's pages, and nobody else.
+fn embeddable(backend: &HubBackend, mut response: Response) -> Response {
+    let mut policy = "frame-ancestors 'self'".to_owned();
+    for origin in &backend.config().live.embed_origins {
+        policy.push(' ');
+        policy.push_str(origin);
+    }
+    if let Ok(value) = axum::http::HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// `GET /view/{token}`: a live file's pages, for a business system to
+/// embed, through a short-lived link (`POST /api/v1/live/{number}/viewer-link`);
+/// no login. An expired or unknown link is a 404 page.
+pub(super) async fn linked(
+    State(backend): State<Arc<HubBackend>>,
+    Path(token): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let l = super::request_lang(&headers);
+    let lookup = token.clone();
+    let found = backend
+        .db()
+        .run(move |conn| {
+            let Some((number, _, expires_at)) = live::viewer_link(conn, &lookup)? else {
+                return Ok(None);
+            };
+            Ok::<_, ApiError>(live::get(conn, &number)?.map(|file| (file, expires_at)))
+        })
+        .await;
+    let (file, expires_at) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return super::message_page(
+                l,
+                StatusCode::NOT_FOUND,
+                l.pick(
+                    "链接已过期或不存在。",
+                    "This link has expired or does not exist.",
+                ),
+            );
+        }
+        Err(err) => return err.into_response(),
+    };
+    let total = file.pages.len();
+    let markup = html! {
+        (maud::DOCTYPE)
+        html lang=(match l { Lang::Zh => "zh-CN", Lang::En => "en" }) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (file.business_number) }
+                link rel="stylesheet" href=(super::asset_url("app.css"));
+            }
+            body {
+                main.linked {
+                    h1 { (file.business_number) " " span.muted { (file.person_name.as_deref().unwrap_or("")) } }
+                    p.muted { (l.pick("链接有效期至 ", "Link valid until ")) (expires_at) }
+                    @for (index, page) in file.pages.iter().enumerate() {
+                        figure.linked-page {
+                            img src=(format!("/view/{token}/pages/{}", page.id)) loading="lazy"
+                                alt=(format!("{} / {total}", index + 1));
+                            figcaption.muted { (index + 1) " / " (total) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    embeddable(&backend, markup.into_response())
+}
+
+/// `GET /view/{token}/pages/{page}`: one page image of a viewer link.
+pub(super) async fn linked_image(
+    State(backend): State<Arc<HubBackend>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<dangan_sync::tls::PeerAddr>,
+    Path((token, page)): Path<(String, i64)>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let answer = crate::api::pages::linked_page(&backend, &peer, &token, page, &headers).await;
+    embeddable(&backend, answer.unwrap_or_else(IntoResponse::into_response))
+}

@@ -57,6 +57,8 @@ pub fn router(backend: Arc<HubBackend>, secure_cookies: bool) -> Router {
         .route("/review", get(live::queue))
         .route("/review/{number}", get(live::review))
         .route("/close", get(close::page))
+        .route("/view/{token}", get(live::linked))
+        .route("/view/{token}/pages/{page}", get(live::linked_image))
         .route("/static/{file}", get(asset))
         .with_state(backend)
         .layer(axum::Extension(Secure(secure_cookies)))
@@ -92,10 +94,13 @@ fn csrf_refusal(_path: &str, headers: &HeaderMap, _why: &str) -> Response {
     )
 }
 
-/// Pages are not framed by other sites and say what they are.
+/// Pages are not framed by other sites (unless a page says who may frame
+/// it: a viewer link's) and say what they are.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

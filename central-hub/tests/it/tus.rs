@@ -820,6 +820,114 @@ async fn business_systems_register_clerks_hand_in_and_reviewers_decide() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "approved once");
 
+    // A short-lived link the business system embeds: no login, the pages
+    // only, framed by the hub (and the configured origins) only; expired,
+    // it opens nothing.
+    let (status, link) = shebao
+        .json(
+            Method::POST,
+            &format!("{file}/viewer-link"),
+            Some(serde_json::json!({ "minutes": 10 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let url = format!("{}{}", shebao.base, link["url"].as_str().unwrap());
+    let anonymous = reqwest::Client::new();
+    let page = anonymous.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(policy, "frame-ancestors 'self'");
+    assert!(page.headers().get("x-frame-options").is_none());
+    let html = page.text().await.unwrap();
+    assert_eq!(html.matches("<figure").count(), 3, "{html}");
+    let image_path = html
+        .split("src=\"")
+        .nth(2)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let image = anonymous
+        .get(format!("{}{image_path}", shebao.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.status(), StatusCode::OK, "{image_path}");
+    assert_eq!(image.headers()["content-type"], "image/jpeg");
+    hub.backend
+        .db()
+        .get()
+        .unwrap()
+        .execute(
+            "UPDATE viewer_links SET expires_at = '2000-01-01T00:00:00Z'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        anonymous.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        anonymous
+            .get(format!("{}{image_path}", shebao.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let (status, _) = bin
+        .json(
+            Method::POST,
+            &format!("{file}/viewer-link"),
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "only for files in the caller's scope"
+    );
+    // Another street office's business system reads nothing of 西溪街道's.
+    let other = {
+        let mut conn = hub.backend.db().get().unwrap();
+        users::create_token(
+            &mut conn,
+            "changhe",
+            Role::Clerk,
+            "330108001",
+            None,
+            "admin",
+        )
+        .unwrap()
+        .0
+    };
+    let other = system(&served, other);
+    assert_eq!(
+        other.json(Method::GET, file, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let pages_link = format!("{file}/pages/{}", ids[0]);
+    assert_eq!(
+        other.json(Method::GET, &pages_link, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, listed) = other.json(Method::GET, "/api/v1/live", None).await;
+    assert_eq!(listed["files"], serde_json::json!([]));
+    assert_eq!(
+        other
+            .json(
+                Method::PUT,
+                file,
+                Some(serde_json::json!({ "person_name": "x" }))
+            )
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+
     let steps: Vec<String> = {
         let conn = hub.backend.db().get().unwrap();
         let mut statement = conn
@@ -1165,6 +1273,22 @@ async fn the_monthly_close_archives_approved_files_once_and_refuses_while_any_wa
         .json(Method::GET, "/api/v1/search?business_number=NOV-*", None)
         .await;
     assert_eq!(all["total"], 3, "each archived once: {all}");
+
+    // Handed over to the district: its reconciliation counts them, and the
+    // close's pseudo-node is no edge to lose contact with.
+    let admin = system(&served, hub.admin_token.clone());
+    let (_, reconciled) = admin
+        .json(Method::GET, "/api/v1/reconcile?district=330106", None)
+        .await;
+    let district = &reconciled["districts"][0];
+    assert_eq!(district["district"], "330106", "{reconciled}");
+    assert_eq!(
+        district["live"],
+        serde_json::json!({ "open": 0, "submitted": 0, "returned": 0, "approved": 0, "archived": 3 })
+    );
+    assert_eq!(district["nodes"], serde_json::json!([]));
+    assert_eq!(district["stale"], false);
+    assert_eq!(district["counts"]["archived"], 2, "the two monthly batches");
 
     // The report, also as CSV.
     let csv = guan

@@ -199,7 +199,7 @@ fn main() -> Result<()> {
     );
     println!("load average before: {}", loadavg());
     let first = timed_sync(&edge)?;
-    let mut hub_peak_kib = vm_hwm_kib(hub_pid).context("hub VmHWM")?;
+    let mut hub_peak_kib = procs::vm_hwm_kib(hub_pid).context("hub VmHWM")?;
     let mut walls = vec![secs(first.wall)];
     let mut edge_peak_kib = first.peak_kib;
     report_full(1, &first, &set)?;
@@ -210,7 +210,7 @@ fn main() -> Result<()> {
         run_edge.enrol(&run_hub.url(), &run_hub.enrol_code(DISTRICT)?)?;
         let result = timed_sync(&run_edge)?;
         let pid = run_hub.pid().context("hub pid")?;
-        hub_peak_kib = hub_peak_kib.max(vm_hwm_kib(pid).context("hub VmHWM")?);
+        hub_peak_kib = hub_peak_kib.max(procs::vm_hwm_kib(pid).context("hub VmHWM")?);
         edge_peak_kib = edge_peak_kib.max(result.peak_kib);
         report_full(run, &result, &set)?;
         walls.push(secs(result.wall));
@@ -267,7 +267,7 @@ fn main() -> Result<()> {
             .map_or(Value::Null, |r| r.report["bytes_sent"].clone()),
         noop_peak as f64 / 1024.0
     );
-    let hub_peak_kib = vm_hwm_kib(hub_pid).map_or(hub_peak_kib, |kib| kib.max(hub_peak_kib));
+    let hub_peak_kib = procs::vm_hwm_kib(hub_pid).map_or(hub_peak_kib, |kib| kib.max(hub_peak_kib));
     hub.kill();
 
     // 4. Kill and resume.
@@ -556,19 +556,6 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// VmHWM (peak resident set) of a live process, in KiB.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Polls a process's VmHWM until stopped. VmHWM only grows, so the last
 /// reading before the process exits is its peak, give or take what it
 /// touched in its last 2 ms.
@@ -587,7 +574,7 @@ impl PeakWatch {
             let peak = peak.clone();
             move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(kib) = vm_hwm_kib(pid) {
+                    if let Some(kib) = procs::vm_hwm_kib(pid) {
                         peak.fetch_max(kib, Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(2));

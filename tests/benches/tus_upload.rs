@@ -142,18 +142,6 @@ async fn upload(
     Ok(started.elapsed())
 }
 
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn main() -> Result<()> {
     let Some(args) = parse_args()? else {
         println!(
@@ -165,33 +153,8 @@ fn main() -> Result<()> {
     println!("hub: {}", procs::binary("dangan-hub")?.display());
     let root = tempfile::Builder::new().prefix("tus-bench-").tempdir()?;
     let mut hub = Hub::init(&root.path().join("hub"))?;
-    let config = hub.data.join("hub.toml");
-    let text = std::fs::read_to_string(&config)?
-        .replace("memory_kib = 19456", "memory_kib = 8")
-        .replace("iterations = 2", "iterations = 1");
-    std::fs::write(&config, text)?;
-    hub.json(&[
-        "org",
-        "add",
-        "330106",
-        "--name",
-        "西湖区",
-        "--parent",
-        "330100",
-    ])?;
-    hub.json(&[
-        "org",
-        "add",
-        "330106001",
-        "--name",
-        "西溪街道",
-        "--parent",
-        "330106",
-    ])?;
-    hub.with_password(
-        &["user", "add", "xi", "--role", "clerk", "--org", "330106001"],
-        "xi-password-1",
-    )?;
+    hub.cheap_passwords()?;
+    hub.street_office_clerk("xi", "xi-password-1")?;
     hub.start("127.0.0.1:0")?;
     let pid = hub.pid().context("hub pid")?;
     let base = hub.url();
@@ -233,7 +196,7 @@ fn main() -> Result<()> {
         }
         anyhow::Ok((started.elapsed(), results))
     })?;
-    let peak = vm_hwm_kib(pid).context("hub VmHWM")?;
+    let peak = procs::vm_hwm_kib(pid).context("hub VmHWM")?;
     let mut times: Vec<Duration> = results
         .iter()
         .filter_map(|r| r.as_ref().ok().copied())

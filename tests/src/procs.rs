@@ -91,6 +91,44 @@ impl Hub {
     }
 
     /// Runs a CLI command with `--json` and parses its output.
+    /// Makes new password hashes cheap (Argon2id with 8 KiB, one pass):
+    /// tests and benchmarks log in many times. Before `start`.
+    pub fn cheap_passwords(&self) -> Result<()> {
+        let path = self.data.join("hub.toml");
+        let text = std::fs::read_to_string(&path)?
+            .replace("memory_kib = 19456", "memory_kib = 8")
+            .replace("iterations = 2", "iterations = 1");
+        std::fs::write(&path, text)?;
+        Ok(())
+    }
+
+    /// 西湖区 (330106) with its street office 西溪街道 (330106001) in the
+    /// organisation tree, and a clerk `name` of 西溪街道 with `password`.
+    pub fn street_office_clerk(&self, name: &str, password: &str) -> Result<()> {
+        self.json(&[
+            "org",
+            "add",
+            "330106",
+            "--name",
+            "西湖区",
+            "--parent",
+            "330100",
+        ])?;
+        self.json(&[
+            "org",
+            "add",
+            "330106001",
+            "--name",
+            "西溪街道",
+            "--parent",
+            "330106",
+        ])?;
+        self.with_password(
+            &["user", "add", name, "--role", "clerk", "--org", "330106001"],
+            password,
+        )
+    }
+
     /// Runs a command that reads a password from standard input (`user
     /// add`, `user passwd`) with `password`.
     pub fn with_password(&self, args: &[&str], password: &str) -> Result<()> {
@@ -323,4 +361,17 @@ impl Edge {
             .map(str::to_owned)
             .with_context(|| format!("no batch {batch}"))
     }
+}
+
+/// VmHWM (peak resident set) of a live process, in KiB.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }

@@ -40,37 +40,14 @@ fn noise_png(width: u32, height: u32) -> Vec<u8> {
 /// 西湖区 with its street office 西溪街道 and a clerk `xi` there.
 fn street_office_hub(root: &std::path::Path) -> Result<Hub> {
     let hub = Hub::init(&root.join("hub"))?;
+    hub.cheap_passwords()?;
     let config = hub.data.join("hub.toml");
-    let text = std::fs::read_to_string(&config)?
-        .replace("memory_kib = 19456", "memory_kib = 8")
-        .replace("iterations = 2", "iterations = 1")
-        .replace(
-            "expire_hours = 24",
-            &format!("expire_hours = 24\nexpire_seconds = {EXPIRE_SECONDS}"),
-        );
+    let text = std::fs::read_to_string(&config)?.replace(
+        "expire_hours = 24",
+        &format!("expire_hours = 24\nexpire_seconds = {EXPIRE_SECONDS}"),
+    );
     std::fs::write(&config, text)?;
-    hub.json(&[
-        "org",
-        "add",
-        "330106",
-        "--name",
-        "西湖区",
-        "--parent",
-        "330100",
-    ])?;
-    hub.json(&[
-        "org",
-        "add",
-        "330106001",
-        "--name",
-        "西溪街道",
-        "--parent",
-        "330106",
-    ])?;
-    hub.with_password(
-        &["user", "add", "xi", "--role", "clerk", "--org", "330106001"],
-        "xi-password-1",
-    )?;
+    hub.street_office_clerk("xi", "xi-password-1")?;
     Ok(hub)
 }
 

@@ -32,6 +32,8 @@ use serde::Deserialize;
 mod accounts;
 mod dictionaries;
 mod live;
+mod originals;
+pub(crate) use originals::may_request_loans;
 pub(crate) mod pages;
 pub(crate) mod tus;
 
@@ -329,6 +331,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Arc<HubBackend>>)> {
         (Method::GET, "/api/v1/search", get(search)),
         (Method::GET, "/api/v1/files/{id}", get(file_show)),
         (Method::GET, "/api/v1/files/{id}/pdf", get(pages::file_pdf)),
+        (
+            Method::POST,
+            "/api/v1/files/{id}/loan-requests",
+            axum::routing::post(originals::request_loan),
+        ),
         (
             Method::GET,
             "/api/v1/files/{id}/pages/{seq}",
@@ -712,6 +719,9 @@ pub(crate) struct FileView {
     pub person_name: Option<String>,
     pub employer_id: Option<String>,
     pub pages: Vec<PageView>,
+    /// Where the paper original is, as the district's edge reported it;
+    /// `None` (null) while it is in no volume.
+    pub original: Option<crate::warehouse::Original>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -747,6 +757,7 @@ fn load_file(conn: &Connection, id: i64) -> Result<Option<FileView>, ApiError> {
                     person_name: row.get(11)?,
                     employer_id: row.get(12)?,
                     pages: Vec::new(),
+                    original: None,
                 })
             },
         )
@@ -785,8 +796,8 @@ pub(crate) enum FileLook {
     Quiet,
 }
 
-/// One archived business file, for a user whose scope (their organisation's
-/// subtree and live grants) holds it. Anything else — out of scope or no
+/// One archived business file, with where its paper original is, for a
+/// user whose scope (their organisation's subtree and live grants) holds it. Anything else — out of scope or no
 /// such id — is the same 404, so ids cannot be probed. An audited look is
 /// recorded whether it was allowed or not. Shared by `GET
 /// /api/v1/files/{id}` and the web UI's file and viewer pages.
@@ -798,10 +809,11 @@ pub(crate) async fn file_for(
     id: i64,
     look: FileLook,
 ) -> Result<FileView, ApiError> {
+    let today = crate::warehouse::today(&backend.config().live.time_zone);
     backend
         .db()
         .run(move |conn| {
-            let file = load_file(conn, id)?;
+            let mut file = load_file(conn, id)?;
             let visible = match &file {
                 Some(file) => pages::in_scope(conn, &user, &file.organisation, &file.district)?,
                 None => false,
@@ -823,6 +835,16 @@ pub(crate) async fn file_for(
                     conn,
                     result,
                     serde_json::json!({ "exists": file.is_some() }),
+                )?;
+            }
+            if let Some(file) = file.as_mut().filter(|_| visible) {
+                file.original = crate::warehouse::original(
+                    conn,
+                    &file.district,
+                    &file.batch,
+                    file.seq,
+                    file.id,
+                    &today,
                 )?;
             }
             Ok::<_, ApiError>(file.filter(|_| visible))

@@ -1,4 +1,5 @@
-//! [`HubBackend`]: the hub's storage behind the `/sync/v1` router — who may
+//! [`HubBackend`]: the hub's storage behind the sync router (`/sync/v1` and
+//! `/sync/v2`; the warehouse feeds through [`crate::warehouse`]) — who may
 //! do what, and what to answer — over the index ([`crate::archive`],
 //! [`crate::nodes`]) and the blob storage ([`crate::blobs`]).
 //!
@@ -14,7 +15,8 @@ use dangan_shared::{BlobId, OrgCode};
 use dangan_sync::server::{Backend, NodeIdentity, ProtocolError};
 use dangan_sync::wire::{
     BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
-    ErrorCode, Manifest, MissingBlob, OfferResponse, QueueReport, Receipt,
+    ErrorCode, LoanRequestFeed, Manifest, MissingBlob, OfferResponse, QueueReport, Receipt,
+    WarehouseCursor, WarehouseEvents,
 };
 use rusqlite::OptionalExtension;
 use tokio::io::AsyncRead;
@@ -27,6 +29,7 @@ use crate::landing::Landing;
 use crate::nodes::{self, EnrolError};
 use crate::reconcile::{self, Reconciliation};
 use crate::store::{self, Db, StoreError};
+use crate::warehouse::{self, ApplyError};
 use dangan_sync::HubKey;
 
 static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -955,6 +958,72 @@ impl Backend for HubBackend {
             );
         }
         Ok(feed)
+    }
+
+    async fn warehouse_cursor(
+        &self,
+        node: &NodeIdentity,
+        feed: &str,
+    ) -> Result<WarehouseCursor, ProtocolError> {
+        let (district, id) = (node.district.clone(), feed.to_owned());
+        let cursor = self
+            .db
+            .run(move |conn| warehouse::cursor(conn, &district, &id))
+            .await?;
+        Ok(WarehouseCursor {
+            feed: feed.to_owned(),
+            cursor,
+        })
+    }
+
+    async fn warehouse_events(
+        &self,
+        node: &NodeIdentity,
+        events: WarehouseEvents,
+    ) -> Result<WarehouseCursor, ProtocolError> {
+        // The events are the node's district's, whatever they name.
+        let district = node.district.clone();
+        let feed = events.feed.clone();
+        let sent = events.events.len();
+        let applied = self
+            .db
+            .run(move |conn| warehouse::apply(conn, &district, &events))
+            .await
+            .map_err(|err| match err {
+                ApplyError::Gap {
+                    feed,
+                    cursor,
+                    first,
+                } => ProtocolError::feed_gap(&feed, cursor, first),
+                ApplyError::Store(err) => err.into(),
+            })?;
+        if applied.new_events > 0 {
+            tracing::info!(
+                node = %node.node_id,
+                feed = %feed,
+                sent,
+                new = applied.new_events,
+                cursor = applied.cursor,
+                "warehouse events applied"
+            );
+        }
+        Ok(WarehouseCursor {
+            feed,
+            cursor: applied.cursor,
+        })
+    }
+
+    async fn loan_request_feed(
+        &self,
+        node: &NodeIdentity,
+        after: u64,
+        limit: u32,
+    ) -> Result<LoanRequestFeed, ProtocolError> {
+        let district = node.district.clone();
+        Ok(self
+            .db
+            .run(move |conn| warehouse::loan_request_feed(conn, &district, after, limit))
+            .await?)
     }
 }
 

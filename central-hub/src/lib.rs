@@ -10,7 +10,8 @@
 //! - [`nodes`]: districts, nodes, enrolment codes and admin tokens (hashed).
 //! - [`archive`]: offers, blobs present, committed batches and edge reports in the index.
 //! - [`blobs`]: complete blobs in the object store and partial uploads.
-//! - [`backend`]: [`backend::HubBackend`], the storage behind the `/sync/v1` router.
+//! - [`backend`]: [`backend::HubBackend`], the storage behind the sync router (`/sync/v1` and `/sync/v2`).
+//! - [`warehouse`]: the districts' warehouses of paper originals from the edges' warehouse feeds, where a file's original is, and loan requests.
 //! - [`audit`]: the tamper-evident audit trail: hash-chained entries, signed checkpoints, verification, CSV.
 //! - [`renditions`]: browser views and thumbnails of page blobs, made on demand and kept under `derived/`.
 //! - [`pdf`]: a business file as one PDF, watermarked on every page (krilla, a subset CJK font).
@@ -41,6 +42,7 @@ pub mod search;
 pub mod store;
 pub mod text;
 pub mod users;
+pub mod warehouse;
 pub mod web;
 pub mod webhooks;
 

@@ -7,10 +7,11 @@
 //!
 //! The watermark is Chinese, so the PDF embeds a CJK font: the one set by
 //! `[pdf] font` in `hub.toml` (Debian's fonts-wqy-zenhei by default), as a
-//! subset of the glyphs used. The font file is read once and kept.
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+//! subset of the glyphs used. The font file is read once and kept
+//! ([`dangan_shared::pdf_font`], shared with the edge's label sheets).
+use std::path::Path;
 
+use dangan_shared::pdf_font::{self, FontError, FontSetting};
 use krilla::Document;
 use krilla::color::rgb;
 use krilla::geom::{Point, Size, Transform};
@@ -26,20 +27,20 @@ const A4: (f32, f32) = (595.28, 841.89);
 /// Largest page side a PDF viewer must accept (200 inches).
 const MAX_SIDE: f32 = 14_400.0;
 
+/// Where the hub's PDF font is set.
+pub const FONT_SETTING: FontSetting = FontSetting {
+    section: "pdf",
+    config_file: "hub.toml",
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum PdfError {
-    #[error(
-        "the PDF font {path} cannot be read ({source}): install Debian's fonts-wqy-zenhei, or set [pdf] font in hub.toml to a CJK TrueType/OpenType font"
-    )]
-    FontMissing {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "the PDF font {path} has no usable font at index {index}: check [pdf] font and font_index in hub.toml"
-    )]
-    FontInvalid { path: PathBuf, index: u32 },
+    /// The font file cannot be read (always [`FontError::Missing`]).
+    #[error(transparent)]
+    FontMissing(FontError),
+    /// The font file holds no font at the index (always [`FontError::Invalid`]).
+    #[error(transparent)]
+    FontInvalid(FontError),
     #[error("page {seq}: its image cannot be put in a PDF: {message}")]
     Image { seq: i64, message: String },
     #[error("the PDF cannot be written: {0}")]
@@ -74,30 +75,19 @@ pub struct PdfFile {
     pub watermark: String,
 }
 
-static FONT: Mutex<Option<(PathBuf, u32, Font)>> = Mutex::new(None);
+impl From<FontError> for PdfError {
+    fn from(err: FontError) -> Self {
+        match err {
+            FontError::Missing { .. } => PdfError::FontMissing(err),
+            FontError::Invalid { .. } => PdfError::FontInvalid(err),
+        }
+    }
+}
 
 /// The configured font, read on first use and kept (a failure is not kept,
 /// so installing the font later needs no restart). Blocking I/O.
 pub fn font(path: &Path, index: u32) -> Result<Font, PdfError> {
-    if let Ok(guard) = FONT.lock()
-        && let Some((held_path, held_index, font)) = guard.as_ref()
-        && held_path == path
-        && *held_index == index
-    {
-        return Ok(font.clone());
-    }
-    let data = std::fs::read(path).map_err(|source| PdfError::FontMissing {
-        path: path.to_owned(),
-        source,
-    })?;
-    let font = Font::new(data.into(), index).ok_or_else(|| PdfError::FontInvalid {
-        path: path.to_owned(),
-        index,
-    })?;
-    if let Ok(mut guard) = FONT.lock() {
-        *guard = Some((path.to_owned(), index, font.clone()));
-    }
-    Ok(font)
+    Ok(pdf_font::load(path, index, FONT_SETTING)?)
 }
 
 /// Writes the PDF. CPU work: call it off the async runtime.

@@ -20,7 +20,10 @@
 //! - an administrator's change and its audit entry commit together
 //!   ([`atomically`]);
 //! - `name_bigrams` holds exactly the character bigrams of every business
-//!   file's person name (triggers on `business_files`; see `search.rs`).
+//!   file's person name (triggers on `business_files`; see `search.rs`);
+//! - a warehouse feed's events, the state they fold into and its cursor
+//!   are written in one transaction; `warehouse_events` is append-only
+//!   (see `warehouse.rs`).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -453,6 +456,119 @@ CREATE TABLE viewer_links (
     created_at      TEXT NOT NULL,
     expires_at      TEXT NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- 11: the districts' warehouses (库房) of paper originals, from the edges'
+-- warehouse feeds (sync v2, see warehouse.rs). Each edge feed has a cursor
+-- per district; its events are kept whole (append-only history) and folded
+-- into the current state below, in the transaction that moves the cursor.
+-- Everything is keyed by the district's names (codes, batch names), not
+-- hub ids: events may arrive before the batch they name is archived here.
+CREATE TABLE warehouse_feeds (
+    district   TEXT NOT NULL,
+    feed       TEXT NOT NULL,
+    cursor     INTEGER NOT NULL CHECK (cursor >= 0),
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (district, feed)
+) WITHOUT ROWID;
+CREATE TABLE warehouse_events (
+    district    TEXT NOT NULL,
+    feed        TEXT NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (district, feed, seq)
+) WITHOUT ROWID;
+CREATE TRIGGER warehouse_events_no_update BEFORE UPDATE ON warehouse_events
+BEGIN
+    SELECT RAISE(ABORT, 'warehouse_events is append-only');
+END;
+CREATE TRIGGER warehouse_events_no_delete BEFORE DELETE ON warehouse_events
+BEGIN
+    SELECT RAISE(ABORT, 'warehouse_events is append-only');
+END;
+CREATE TABLE wh_locations (
+    district   TEXT NOT NULL,
+    code       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    parent     TEXT,
+    capacity   INTEGER,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (district, code)
+) WITHOUT ROWID;
+CREATE TABLE wh_volumes (
+    district   TEXT NOT NULL,
+    code       TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    box_code   TEXT,
+    retention  TEXT,
+    date_from  TEXT,
+    date_to    TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (district, code)
+) WITHOUT ROWID;
+CREATE TABLE wh_file_volumes (
+    district        TEXT NOT NULL,
+    batch           TEXT NOT NULL,
+    file_seq        INTEGER NOT NULL,
+    business_number TEXT,
+    volume          TEXT NOT NULL,
+    PRIMARY KEY (district, batch, file_seq)
+) WITHOUT ROWID;
+CREATE TABLE wh_loans (
+    district     TEXT NOT NULL,
+    feed         TEXT NOT NULL,
+    loan         INTEGER NOT NULL,
+    item         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    borrower     TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    due_date     TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    approved_by  TEXT,
+    lent_at      TEXT,
+    returned_at  TEXT,
+    hub_request  INTEGER,
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (district, feed, loan)
+) WITHOUT ROWID;
+CREATE INDEX wh_loans_item ON wh_loans(district, item, state);
+CREATE INDEX wh_loans_state ON wh_loans(state, due_date);
+CREATE INDEX wh_loans_hub_request ON wh_loans(hub_request) WHERE hub_request IS NOT NULL;
+CREATE TABLE wh_checks (
+    district    TEXT NOT NULL,
+    feed        TEXT NOT NULL,
+    "check"     INTEGER NOT NULL,
+    root        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    missing     INTEGER NOT NULL,
+    unexpected  INTEGER NOT NULL,
+    misplaced   INTEGER NOT NULL,
+    resolved    INTEGER NOT NULL,
+    PRIMARY KEY (district, feed, "check")
+) WITHOUT ROWID;
+-- Hub reviewers' requests to borrow an original (a volume), read by the
+-- district's edge from its loan-request feed; the edge's loan that answers
+-- one names it (wh_loans.hub_request).
+CREATE TABLE loan_requests (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    district     TEXT NOT NULL,
+    item         TEXT NOT NULL,
+    borrower     TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    due_date     TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    file_id      INTEGER REFERENCES business_files(id)
+);
+CREATE INDEX loan_requests_district ON loan_requests(district, seq);
+CREATE INDEX loan_requests_file ON loan_requests(file_id);
 "#,
 ];
 

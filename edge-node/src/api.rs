@@ -41,6 +41,8 @@ use crate::sync::queue::AcceptError;
 use crate::template::{self, TemplateError};
 use crate::users::{self, User, UserError};
 use dangan_shared::BlobId;
+pub mod warehouse;
+
 /// A cookie's value from the request headers (shared with the hub).
 pub(crate) use dangan_sync::session::cookie;
 
@@ -358,8 +360,112 @@ impl FromRequestParts<ApiState> for Caller {
 /// The API's routes: method, path (OpenAPI syntax) and handler. The router
 /// is built from this table and the OpenAPI test reads it.
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
+    use warehouse as wh;
     vec![
         (Method::GET, "/api/v1/openapi.json", get(openapi)),
+        (
+            Method::GET,
+            "/api/v1/warehouse/locations",
+            get(wh::location_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/locations",
+            post(wh::location_create),
+        ),
+        (
+            Method::GET,
+            "/api/v1/warehouse/locations/{code}",
+            get(wh::location_show),
+        ),
+        (
+            Method::GET,
+            "/api/v1/warehouse/rooms/{code}/grid",
+            get(wh::room_grid),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/shelvings",
+            post(wh::shelve),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/shelvings/csv",
+            post(wh::shelve_csv),
+        ),
+        (
+            Method::GET,
+            "/api/v1/warehouse/volumes",
+            get(wh::volume_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/volumes",
+            post(wh::volume_create),
+        ),
+        (
+            Method::GET,
+            "/api/v1/warehouse/volumes/{code}",
+            get(wh::volume_show),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/volumes/{code}/box",
+            post(wh::volume_box),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/volumes/{code}/files",
+            post(wh::volume_file_add),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/warehouse/volumes/{code}/files/{batch}/{file}",
+            delete(wh::volume_file_remove),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/labels",
+            post(wh::label_sheet),
+        ),
+        (Method::GET, "/api/v1/warehouse/loans", get(wh::loan_list)),
+        (
+            Method::POST,
+            "/api/v1/warehouse/loans",
+            post(wh::loan_request),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/loans/{id}/steps",
+            post(wh::loan_step),
+        ),
+        (Method::GET, "/api/v1/warehouse/checks", get(wh::check_list)),
+        (
+            Method::POST,
+            "/api/v1/warehouse/checks",
+            post(wh::check_start),
+        ),
+        (
+            Method::GET,
+            "/api/v1/warehouse/checks/{id}",
+            get(wh::check_show),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/checks/{id}/scans",
+            post(wh::check_scan),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/checks/{id}/resolutions",
+            post(wh::check_resolve),
+        ),
+        (
+            Method::POST,
+            "/api/v1/warehouse/checks/{id}/finish",
+            post(wh::check_finish),
+        ),
+        (Method::GET, "/api/v1/warehouse/feed", get(wh::feed_status)),
         (Method::POST, "/api/v1/session", post(login)),
         (Method::GET, "/api/v1/session", get(whoami)),
         (Method::DELETE, "/api/v1/session", delete(logout)),

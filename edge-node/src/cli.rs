@@ -17,6 +17,8 @@ use dangan_shared::text::{pad, pad_left};
 
 use dangan_edge::text::{Lang, code_label, state_label};
 
+mod warehouse;
+
 /// Dangan edge node: the district archive room's offline pre-archive.
 ///
 /// Scans come in from files, directory trees, a hot folder or a SANE
@@ -169,6 +171,13 @@ enum Command {
         /// Only this dictionary: categories, retentions or defects.
         #[arg(value_name = "KIND")]
         kind: Option<dangan_shared::dictionary::DictionaryKind>,
+    },
+    /// The warehouse of paper originals (库房管理): locations, volumes,
+    /// shelving (one box or a CSV), loans, label sheets and the feed to the
+    /// hub. The web UI (`serve`) does the same with a handheld scanner.
+    Warehouse {
+        #[command(subcommand)]
+        command: warehouse::WarehouseCommand,
     },
     /// Business-type templates: list them, show one, or import a new set
     /// (each changed template becomes its next version; batches keep the
@@ -971,6 +980,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+        }
+        Command::Warehouse { command } => {
+            let (node, mut store) = Node::open(&dir)?;
+            warehouse::run(
+                command,
+                &node,
+                store.conn_mut(),
+                &local_admin(),
+                cli.json,
+                lang,
+            )?;
         }
         Command::Index { command } => {
             let (_node, mut store) = Node::open(&dir)?;

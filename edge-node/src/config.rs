@@ -49,6 +49,27 @@ struct RawConfig {
     sync: RawSync,
     cache: RawCache,
     users: crate::users::PasswordCost,
+    labels: LabelSettings,
+}
+
+/// Printing box, volume and location labels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabelSettings {
+    /// A CJK TrueType/OpenType font (collection) the labels' Chinese text
+    /// is set in; a subset is embedded in each PDF.
+    pub font: std::path::PathBuf,
+    /// Which font of a collection (`.ttc`).
+    pub font_index: u32,
+}
+
+impl Default for LabelSettings {
+    fn default() -> Self {
+        Self {
+            font: dangan_shared::pdf_font::DEFAULT_FONT.into(),
+            font_index: dangan_shared::pdf_font::DEFAULT_FONT_INDEX,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +159,7 @@ struct RawSync {
     retry_max_seconds: u64,
     give_up_after_seconds: u64,
     request_timeout_seconds: u64,
+    protocol: u32,
 }
 
 impl Default for RawSync {
@@ -152,6 +174,7 @@ impl Default for RawSync {
             retry_max_seconds: 300,
             give_up_after_seconds: 120,
             request_timeout_seconds: 300,
+            protocol: 2,
         }
     }
 }
@@ -182,6 +205,10 @@ pub struct SyncSettings {
     /// this long (the batches stay queued).
     pub give_up_after: std::time::Duration,
     pub request_timeout: std::time::Duration,
+    /// The sync protocol version spoken to the hub: 2 (batches, the
+    /// dictionary feed and the warehouse feeds) or 1, for a hub not yet
+    /// upgraded (batches and dictionaries only; warehouse events wait).
+    pub protocol: dangan_sync::ProtocolVersion,
 }
 
 /// How barcode values are classified; tried in this order.
@@ -228,6 +255,7 @@ pub struct Config {
     pub cache_budget: u64,
     /// Argon2id cost of new password hashes.
     pub password_cost: crate::users::PasswordCost,
+    pub labels: LabelSettings,
 }
 
 impl Config {
@@ -331,8 +359,14 @@ impl Config {
                 "and sync.request_timeout_seconds must be above 0",
             ));
         }
+        let protocol = match sync.protocol {
+            1 => dangan_sync::ProtocolVersion::V1,
+            2 => dangan_sync::ProtocolVersion::V2,
+            _ => return Err(invalid("sync.protocol", "must be 1 or 2")),
+        };
         let seconds = std::time::Duration::from_secs;
         let sync = SyncSettings {
+            protocol,
             parallel_uploads: sync.parallel_uploads,
             bandwidth_limit: sync.bandwidth_limit_kib.saturating_mul(1024),
             windows,
@@ -383,6 +417,7 @@ impl Config {
             sync,
             cache_budget: raw.cache.budget_mib.saturating_mul(1 << 20),
             password_cost: raw.users,
+            labels: raw.labels,
         })
     }
 }
@@ -500,6 +535,17 @@ retry_max_seconds = 300
 give_up_after_seconds = 120
 # Longest a single request may take (a blob on a slow line included).
 request_timeout_seconds = 300
+# Sync protocol version: 2, or 1 while the hub still runs a release that
+# speaks only version 1 (batches and dictionaries still sync; warehouse
+# events wait here until the hub is upgraded and this is set back to 2).
+protocol = 2
+
+[labels]
+# The CJK font box, volume and shelf labels are printed in (Debian's
+# fonts-wqy-zenhei by default); a subset of it is embedded in each PDF.
+font = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
+# Which font of a collection (.ttc) to use.
+font_index = 0
 
 [cache]
 # Most MiB of page images kept in the local cache; 0 = no limit. Above it,

@@ -22,6 +22,8 @@
 //! - [`eviction`]: keeps the image cache within its budget (archived batches only).
 //! - [`template`]: business-type templates (category, retention, required
 //!   documents and metadata, barcode rules, scan minimums, QC rule), versioned.
+//! - [`labels`]: printable sheets of box, volume and shelf labels (Code 128
+//!   and Chinese text) as PDF.
 //! - [`lifecycle`]: the batch states and who may move a batch between them.
 //! - [`index`]: indexing (著录) from the business system's export.
 //! - [`users`]: operators, inspectors and edge admins; Argon2id passwords.
@@ -46,6 +48,7 @@ pub mod fsck;
 pub mod grouping;
 pub mod index;
 pub mod ingest;
+pub mod labels;
 pub mod lifecycle;
 pub mod node;
 pub mod qc;
@@ -57,6 +60,7 @@ pub mod sync;
 pub mod template;
 pub mod text;
 pub mod users;
+pub mod warehouse;
 pub mod watch;
 
 /// Decoding lives in [`dangan_shared::imaging`], shared with the hub.

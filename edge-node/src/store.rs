@@ -298,6 +298,111 @@ CREATE TABLE feed_cursors (
     updated_at TEXT NOT NULL
 );
 "#,
+    r#"
+-- 8: the warehouse (库房管理, see warehouse.rs): locations from room to box,
+-- volumes in boxes, business files bound into volumes, loans, inventory
+-- checks, and the warehouse feed the hub reads (its random id, how far the
+-- hub has acknowledged it, and the events, which are also the history).
+CREATE TABLE locations (
+    id         INTEGER PRIMARY KEY,
+    code       TEXT NOT NULL UNIQUE,
+    kind       TEXT NOT NULL CHECK (kind IN ('room','cabinet','section','shelf','box')),
+    name       TEXT NOT NULL,
+    parent_id  INTEGER REFERENCES locations(id),
+    capacity   INTEGER CHECK (capacity IS NULL OR capacity > 0),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX locations_parent ON locations(parent_id);
+CREATE TABLE volumes (
+    id         INTEGER PRIMARY KEY,
+    code       TEXT NOT NULL UNIQUE,
+    title      TEXT NOT NULL,
+    box_id     INTEGER REFERENCES locations(id),
+    retention  TEXT,
+    date_from  TEXT,
+    date_to    TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX volumes_box ON volumes(box_id);
+CREATE TABLE volume_files (
+    business_file_id INTEGER PRIMARY KEY REFERENCES business_files(id),
+    volume_id        INTEGER NOT NULL REFERENCES volumes(id),
+    actor            TEXT NOT NULL,
+    at               TEXT NOT NULL
+);
+CREATE INDEX volume_files_volume ON volume_files(volume_id);
+CREATE TABLE loans (
+    id           INTEGER PRIMARY KEY,
+    item         TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('requested','approved','refused','lent','returned')),
+    borrower     TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    due_date     TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    approved_by  TEXT,
+    approved_at  TEXT,
+    lent_by      TEXT,
+    lent_at      TEXT,
+    returned_to  TEXT,
+    returned_at  TEXT,
+    note         TEXT,
+    hub_request  INTEGER UNIQUE
+);
+CREATE INDEX loans_item ON loans(item, state);
+CREATE INDEX loans_open ON loans(state, due_date);
+CREATE TABLE checks (
+    id               INTEGER PRIMARY KEY,
+    root_id          INTEGER NOT NULL REFERENCES locations(id),
+    state            TEXT NOT NULL CHECK (state IN ('open','finished')),
+    started_by       TEXT NOT NULL,
+    started_at       TEXT NOT NULL,
+    finished_by      TEXT,
+    finished_at      TEXT,
+    current_location TEXT,
+    current_box      TEXT
+);
+CREATE TABLE check_expected (
+    check_id INTEGER NOT NULL REFERENCES checks(id),
+    item     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    location TEXT NOT NULL,
+    PRIMARY KEY (check_id, item)
+);
+CREATE TABLE check_scans (
+    id         INTEGER PRIMARY KEY,
+    check_id   INTEGER NOT NULL REFERENCES checks(id),
+    code       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    found      TEXT,
+    scanned_by TEXT NOT NULL,
+    scanned_at TEXT NOT NULL
+);
+CREATE INDEX check_scans_check ON check_scans(check_id, id);
+CREATE TABLE check_resolutions (
+    check_id INTEGER NOT NULL REFERENCES checks(id),
+    item     TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    note     TEXT NOT NULL,
+    actor    TEXT NOT NULL,
+    at       TEXT NOT NULL,
+    PRIMARY KEY (check_id, item)
+);
+CREATE TABLE warehouse_feed (
+    feed  TEXT NOT NULL,
+    acked INTEGER NOT NULL
+);
+INSERT INTO warehouse_feed(feed, acked) VALUES (lower(hex(randomblob(16))), 0);
+CREATE TABLE warehouse_events (
+    seq         INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,8 @@
 //!   defect types) the hub publishes and every edge applies.
 //! - [`imaging`] (feature `imaging`): decoding page images, browser views
 //!   and thumbnails, for the edge node and the hub alike.
+//! - [`pdf_font`] (feature `pdf`): the CJK font PDFs with Chinese text embed,
+//!   read once and kept.
 mod archive;
 mod blob;
 mod org;
@@ -21,6 +23,8 @@ pub mod dictionary;
 #[cfg(feature = "imaging")]
 pub mod imaging;
 pub mod password;
+#[cfg(feature = "pdf")]
+pub mod pdf_font;
 pub mod qc;
 pub mod template;
 pub mod text;

@@ -1,4 +1,6 @@
-//! The edge's half of the protocol: a typed HTTP client for `/sync/v1`.
+//! The edge's half of the protocol: a typed HTTP client for `/sync/v2`
+//! (or, set up with [`ProtocolVersion::V1`], for a hub of the previous
+//! release, which has no warehouse feeds).
 //!
 //! It speaks the protocol and nothing else: which batches to offer, when,
 //! and how often to retry are the edge's policy. [`ClientError::is_retryable`]
@@ -20,11 +22,12 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncSeekExt, BufReader};
 use tokio_util::io::ReaderStream;
 
-use crate::PROTOCOL_PREFIX;
+use crate::ProtocolVersion;
 use crate::manifest::is_hash_hex;
 use crate::wire::{
     BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
-    ErrorBody, ErrorCode, OfferResponse, QueueReport, Receipt, header,
+    ErrorBody, ErrorCode, LoanRequestFeed, OfferResponse, QueueReport, Receipt, WarehouseCursor,
+    WarehouseEvents, header, is_feed_id,
 };
 
 /// Size of the chunks of compressed bodies.
@@ -49,6 +52,11 @@ pub struct ClientOptions {
     /// the blob and the line (the caller's body stream bounds that one).
     pub request_timeout: Duration,
     pub user_agent: String,
+    /// The protocol version to speak: [`ProtocolVersion::V2`] (the
+    /// default) to a hub of this release, [`ProtocolVersion::V1`] to one of
+    /// the previous release (every v1 exchange works; the warehouse feeds
+    /// answer [`ClientError::Unsupported`] without asking).
+    pub protocol: ProtocolVersion,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +67,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(120),
             user_agent: format!("dangan-sync/{}", env!("CARGO_PKG_VERSION")),
+            protocol: ProtocolVersion::default(),
         }
     }
 }
@@ -71,6 +80,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("user_agent", &self.user_agent)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -97,6 +107,13 @@ pub enum ClientError {
     /// The client is set up wrong (base URL, certificate, token).
     #[error("client configuration: {0}")]
     Config(String),
+    /// The protocol version the client speaks has no such exchange (the
+    /// warehouse feeds under v1); nothing was sent.
+    #[error("the hub protocol {version} has no {what}")]
+    Unsupported {
+        version: ProtocolVersion,
+        what: &'static str,
+    },
 }
 
 impl ClientError {
@@ -108,8 +125,22 @@ impl ClientError {
             Self::Hub { status, code, .. } => {
                 *status >= 500 || *status == 429 || *code == Some(ErrorCode::BlobBusy)
             }
-            Self::Decode(_) | Self::Config(_) => false,
+            Self::Decode(_) | Self::Config(_) | Self::Unsupported { .. } => false,
         }
+    }
+
+    /// True for a `404` without the protocol's error body: the hub has no
+    /// such route at all, as a hub of the previous release answers every
+    /// `/sync/v2` path. (A protocol `404 not_found` carries its code.)
+    pub fn is_unknown_route(&self) -> bool {
+        matches!(
+            self,
+            Self::Hub {
+                status: 404,
+                code: None,
+                ..
+            }
+        )
     }
 
     /// The protocol's error code, when the hub sent one.
@@ -134,7 +165,8 @@ pub fn full_jitter_backoff(attempt: u32, base: Duration, cap: Duration) -> Durat
     Duration::from_millis(random % millis.saturating_add(1))
 }
 
-/// A typed client of one hub's `/sync/v1`.
+/// A typed client of one hub's `/sync/v2` (or `/sync/v1`, see
+/// [`ClientOptions::protocol`]).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -142,13 +174,18 @@ pub struct Client {
     base: String,
     authorization: Option<HeaderValue>,
     request_timeout: Duration,
+    protocol: ProtocolVersion,
 }
+
+// The exchanges below name their paths as `/sync/vN/...`: `N` is the
+// client's protocol version (every v1 exchange is the same in v2).
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("base", &self.base)
             .field("authorised", &self.authorization.is_some())
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -192,7 +229,13 @@ impl Client {
             base: url.as_str().trim_end_matches('/').to_owned(),
             authorization,
             request_timeout: options.request_timeout,
+            protocol: options.protocol,
         })
+    }
+
+    /// The protocol version this client speaks.
+    pub fn protocol(&self) -> ProtocolVersion {
+        self.protocol
     }
 
     /// The same client with another credential (after enrolment).
@@ -201,21 +244,21 @@ impl Client {
         Ok(self)
     }
 
-    /// `POST /sync/v1/enrol`: exchanges a one-time code for a credential.
+    /// `POST /sync/vN/enrol`: exchanges a one-time code for a credential.
     pub async fn enrol(&self, request: &EnrolRequest) -> Result<EnrolResponse, ClientError> {
         let builder = self.request(Method::POST, "/enrol", false)?;
         let response = self.send(json_body(builder, request)?).await?;
         decode(response).await
     }
 
-    /// `POST /sync/v1/queue`: reports the edge's queue.
+    /// `POST /sync/vN/queue`: reports the edge's queue.
     pub async fn report_queue(&self, report: &QueueReport) -> Result<(), ClientError> {
         let builder = self.request(Method::POST, "/queue", true)?;
         self.send(json_body(builder, report)?).await?;
         Ok(())
     }
 
-    /// `POST /sync/v1/offers`: offers a manifest, given as its canonical
+    /// `POST /sync/vN/offers`: offers a manifest, given as its canonical
     /// bytes and their hash; sent zstd-compressed.
     pub async fn offer(
         &self,
@@ -236,7 +279,7 @@ impl Client {
         decode(self.send(builder).await?).await
     }
 
-    /// `GET /sync/v1/offers/{hash}/missing`: the next page of missing blobs
+    /// `GET /sync/vN/offers/{hash}/missing`: the next page of missing blobs
     /// of an offer, after `after` (the previous page's `next`).
     pub async fn missing(
         &self,
@@ -256,7 +299,7 @@ impl Client {
         decode(self.send(builder).await?).await
     }
 
-    /// `HEAD /sync/v1/blobs/{id}`: what the hub holds of a blob; `None` when
+    /// `HEAD /sync/vN/blobs/{id}`: what the hub holds of a blob; `None` when
     /// it knows nothing of it.
     pub async fn blob_status(&self, blob: BlobId) -> Result<Option<BlobStatus>, ClientError> {
         let builder = self.request(Method::HEAD, &format!("/blobs/{blob}"), true)?;
@@ -277,7 +320,7 @@ impl Client {
         }
     }
 
-    /// `PATCH /sync/v1/blobs/{id}`: sends a blob of `length` bytes from
+    /// `PATCH /sync/vN/blobs/{id}`: sends a blob of `length` bytes from
     /// `offset`. The caller builds `body` (see [`file_body`]), so it owns
     /// bandwidth limits and byte counts, and says whether it is
     /// zstd-compressed. An error in `body` aborts the request; the hub keeps
@@ -311,14 +354,14 @@ impl Client {
         parse_blob_status(response.headers())
     }
 
-    /// `POST /sync/v1/commit`: archives an offered manifest; the answer is
+    /// `POST /sync/vN/commit`: archives an offered manifest; the answer is
     /// the hub's signed receipt (the same one for a repeated commit).
     pub async fn commit(&self, request: &CommitRequest) -> Result<Receipt, ClientError> {
         let builder = self.request(Method::POST, "/commit", true)?;
         decode(self.send(json_body(builder, request)?).await?).await
     }
 
-    /// `GET /sync/v1/batches`: one page of the node's district's batches at
+    /// `GET /sync/vN/batches`: one page of the node's district's batches at
     /// the hub, after the batch named `after` (the previous page's `next`).
     pub async fn list_batches(&self, after: Option<&str>) -> Result<BatchListing, ClientError> {
         let mut url = self.url("/batches")?;
@@ -329,7 +372,7 @@ impl Client {
         decode(self.send(builder).await?).await
     }
 
-    /// `GET /sync/v1/feeds/dictionaries`: the dictionary and template
+    /// `GET /sync/vN/feeds/dictionaries`: the dictionary and template
     /// versions published after cursor `after`.
     pub async fn dictionary_feed(&self, after: u64) -> Result<DictionaryFeed, ClientError> {
         let mut url = self.url("/feeds/dictionaries")?;
@@ -339,8 +382,61 @@ impl Client {
         decode(self.send(builder).await?).await
     }
 
+    /// `GET /sync/v2/feeds/warehouse?feed=ID`: how far the hub has applied
+    /// this node's warehouse feed `feed` (0 for a feed it never saw).
+    pub async fn warehouse_cursor(&self, feed: &str) -> Result<WarehouseCursor, ClientError> {
+        self.require_warehouse_feeds("warehouse feed")?;
+        if !is_feed_id(feed) {
+            return Err(ClientError::Config(format!(
+                "{feed:?} is not a warehouse feed id"
+            )));
+        }
+        let mut url = self.url("/feeds/warehouse")?;
+        url.query_pairs_mut().append_pair("feed", feed);
+        let builder = self.request_url(Method::GET, url, true)?;
+        decode(self.send(builder).await?).await
+    }
+
+    /// `POST /sync/v2/feeds/warehouse`: sends the next events of a warehouse
+    /// feed (at most [`crate::server::WAREHOUSE_EVENTS_MAX`], `seq`s rising
+    /// by one); the answer is the hub's cursor after applying them. Events
+    /// the hub applied already are skipped there, so sending from a stale
+    /// cursor is harmless; events that leave a gap after the hub's cursor
+    /// are `409 feed_gap` ([`ErrorCode::FeedGap`]): ask
+    /// [`Client::warehouse_cursor`] and send from there.
+    pub async fn push_warehouse(
+        &self,
+        events: &WarehouseEvents,
+    ) -> Result<WarehouseCursor, ClientError> {
+        self.require_warehouse_feeds("warehouse feed")?;
+        let builder = self.request(Method::POST, "/feeds/warehouse", true)?;
+        decode(self.send(json_body(builder, events)?).await?).await
+    }
+
+    /// `GET /sync/v2/feeds/loan-requests`: the hub reviewers' requests to
+    /// borrow originals of this node's district, after cursor `after`.
+    pub async fn loan_requests(&self, after: u64) -> Result<LoanRequestFeed, ClientError> {
+        self.require_warehouse_feeds("loan-request feed")?;
+        let mut url = self.url("/feeds/loan-requests")?;
+        url.query_pairs_mut()
+            .append_pair("after", &after.to_string());
+        let builder = self.request_url(Method::GET, url, true)?;
+        decode(self.send(builder).await?).await
+    }
+
+    fn require_warehouse_feeds(&self, what: &'static str) -> Result<(), ClientError> {
+        if self.protocol.has_warehouse_feeds() {
+            Ok(())
+        } else {
+            Err(ClientError::Unsupported {
+                version: self.protocol,
+                what,
+            })
+        }
+    }
+
     fn url(&self, path: &str) -> Result<Url, ClientError> {
-        let text = format!("{}{PROTOCOL_PREFIX}{path}", self.base);
+        let text = format!("{}{}{path}", self.base, self.protocol.prefix());
         Url::parse(&text).map_err(|error| ClientError::Config(format!("URL {text:?}: {error}")))
     }
 
@@ -575,6 +671,17 @@ mod tests {
         assert!(!hub(422, Some(ErrorCode::BlobHashMismatch)).is_retryable());
         assert!(!hub(401, Some(ErrorCode::Unauthorized)).is_retryable());
         assert!(!ClientError::Decode("x".to_owned()).is_retryable());
+        let unsupported = ClientError::Unsupported {
+            version: ProtocolVersion::V1,
+            what: "warehouse feed",
+        };
+        assert!(!unsupported.is_retryable());
+        assert_eq!(
+            unsupported.to_string(),
+            "the hub protocol v1 has no warehouse feed"
+        );
+        assert!(hub(404, None).is_unknown_route());
+        assert!(!hub(404, Some(ErrorCode::NotFound)).is_unknown_route());
         assert_eq!(
             hub(409, Some(ErrorCode::BlobBusy)).code(),
             Some(ErrorCode::BlobBusy)
@@ -590,6 +697,31 @@ mod tests {
             assert!(full_jitter_backoff(attempt, base, cap) <= ceiling);
         }
         assert_eq!(full_jitter_backoff(3, Duration::ZERO, cap), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_v1_client_has_no_warehouse_feeds_and_sends_nothing() {
+        // Nothing listens at this address: an attempt would be a transport error.
+        let options = ClientOptions {
+            token: Some("dn_x".to_owned()),
+            protocol: ProtocolVersion::V1,
+            ..ClientOptions::default()
+        };
+        let client = Client::new("http://127.0.0.1:9", options).unwrap();
+        assert_eq!(client.protocol(), ProtocolVersion::V1);
+        assert_eq!(client.url("/commit").unwrap().path(), "/sync/v1/commit");
+        let refused = client.warehouse_cursor("feed-1").await.unwrap_err();
+        assert!(
+            matches!(refused, ClientError::Unsupported { .. }),
+            "{refused:?}"
+        );
+        let refused = client.loan_requests(0).await.unwrap_err();
+        assert!(
+            matches!(refused, ClientError::Unsupported { .. }),
+            "{refused:?}"
+        );
+        let v2 = Client::new("http://127.0.0.1:9/base/", ClientOptions::default()).unwrap();
+        assert_eq!(v2.url("/commit").unwrap().path(), "/base/sync/v2/commit");
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! validates every request and answers in the protocol's terms, calling a
 //! [`Backend`] for everything that touches storage. The router has no
 //! storage policy of its own; `dangan-hub` implements the backend.
+//!
+//! The router serves both protocol versions ([`ProtocolVersion`]): every
+//! v1 endpoint under `/sync/v1` and `/sync/v2` alike, and the warehouse and
+//! loan-request feeds under `/sync/v2` only.
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -31,17 +35,30 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio_util::io::StreamReader;
 use tracing::Instrument;
 
+use crate::ProtocolVersion;
 use crate::jcs;
 use crate::manifest::{is_hash_hex, validate_manifest};
 use crate::wire::{
     BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
-    ErrorBody, ErrorCode, Manifest, OfferResponse, QueueReport, Receipt, header,
+    ErrorBody, ErrorCode, LoanRequestFeed, Manifest, OfferResponse, QueueReport, Receipt,
+    WarehouseChange, WarehouseCursor, WarehouseEvents, header, is_feed_id,
 };
 
 /// Most batches one `GET /sync/v1/batches` page lists.
 pub const BATCH_PAGE: u32 = 1000;
 /// The most dictionary feed entries in one answer.
 pub const FEED_PAGE: u32 = 200;
+/// The most warehouse events one `POST /sync/v2/feeds/warehouse` may carry.
+pub const WAREHOUSE_EVENTS_MAX: usize = 1000;
+/// The most loan requests in one answer of the loan-request feed.
+pub const LOAN_REQUEST_PAGE: u32 = 200;
+
+/// What a warehouse location may be (`WarehouseChange::Location`).
+pub const LOCATION_KINDS: [&str; 5] = ["room", "cabinet", "section", "shelf", "box"];
+/// The states of a loan (`WarehouseChange::Loan`).
+pub const LOAN_STATES: [&str; 5] = ["requested", "approved", "refused", "lent", "returned"];
+/// The states of an inventory check (`WarehouseChange::Check`).
+pub const CHECK_STATES: [&str; 2] = ["open", "finished"];
 
 /// Who is calling: resolved from the `Authorization: Bearer` token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +97,19 @@ impl ProtocolError {
             message: format!("the hub holds {offset} bytes of this blob; send from there"),
             offset: Some(offset),
         }
+    }
+
+    /// `409 feed_gap`: the events of `feed` do not follow the hub's
+    /// `cursor` (the first one after it is `first`).
+    pub fn feed_gap(feed: &str, cursor: u64, first: u64) -> Self {
+        Self::new(
+            ErrorCode::FeedGap,
+            format!(
+                "the hub's cursor of warehouse feed {feed} is {cursor}; the events sent start \
+                 at {first} after it, so send from {} on",
+                cursor + 1
+            ),
+        )
     }
 
     pub fn malformed(message: impl Into<String>) -> Self {
@@ -255,25 +285,67 @@ pub trait Backend: Send + Sync + 'static {
         after: Option<String>,
         limit: u32,
     ) -> impl Future<Output = Result<BatchListing, ProtocolError>> + Send;
+
+    /// v2: how far the hub has applied the node's district's warehouse feed
+    /// `feed` (a valid feed id); cursor 0 for a feed never seen.
+    fn warehouse_cursor(
+        &self,
+        node: &NodeIdentity,
+        feed: &str,
+    ) -> impl Future<Output = Result<WarehouseCursor, ProtocolError>> + Send;
+
+    /// v2: applies warehouse events to the node's district (never a district
+    /// named in the body) and answers the new cursor. The router has checked
+    /// the feed id, the count, and that the `seq`s start at 1 or later and
+    /// rise by one. Events at or below the cursor are skipped; the first one
+    /// after it must be cursor + 1 (else [`ProtocolError::feed_gap`]); the
+    /// events and the new cursor are written in one transaction.
+    fn warehouse_events(
+        &self,
+        node: &NodeIdentity,
+        events: WarehouseEvents,
+    ) -> impl Future<Output = Result<WarehouseCursor, ProtocolError>> + Send;
+
+    /// v2: the hub's loan requests for originals of the node's district after
+    /// cursor `after`: at most `limit` in `seq` order.
+    fn loan_request_feed(
+        &self,
+        node: &NodeIdentity,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<LoanRequestFeed, ProtocolError>> + Send;
 }
 
-/// The `/sync/v1` routes over `backend`, at their absolute paths, for the
-/// hub to merge into its app.
+/// The routes of every protocol version over `backend`, at their absolute
+/// paths, for the hub to merge into its app: the v1 endpoints under both
+/// `/sync/v1` and `/sync/v2`, and the v2 feeds under `/sync/v2`.
 pub fn router<B: Backend>(backend: Arc<B>, limits: Limits) -> Router {
     let shared = Arc::new(Shared { backend, limits });
-    Router::new()
-        .route("/sync/v1/enrol", post(enrol::<B>))
-        .route("/sync/v1/queue", post(report_queue::<B>))
-        .route("/sync/v1/offers", post(offer::<B>))
-        .route("/sync/v1/offers/{hash}/missing", get(missing::<B>))
-        .route(
-            "/sync/v1/blobs/{id}",
-            head(blob_head::<B>).patch(blob_patch::<B>),
-        )
-        .route("/sync/v1/commit", post(commit::<B>))
-        .route("/sync/v1/batches", get(list_batches::<B>))
-        .route("/sync/v1/feeds/dictionaries", get(dictionary_feed::<B>))
-        .with_state(shared)
+    let mut router = Router::new();
+    for version in ProtocolVersion::ALL {
+        let at = |path: &str| format!("{}{path}", version.prefix());
+        router = router
+            .route(&at("/enrol"), post(enrol::<B>))
+            .route(&at("/queue"), post(report_queue::<B>))
+            .route(&at("/offers"), post(offer::<B>))
+            .route(&at("/offers/{hash}/missing"), get(missing::<B>))
+            .route(
+                &at("/blobs/{id}"),
+                head(blob_head::<B>).patch(blob_patch::<B>),
+            )
+            .route(&at("/commit"), post(commit::<B>))
+            .route(&at("/batches"), get(list_batches::<B>))
+            .route(&at("/feeds/dictionaries"), get(dictionary_feed::<B>));
+        if version.has_warehouse_feeds() {
+            router = router
+                .route(
+                    &at("/feeds/warehouse"),
+                    get(warehouse_cursor::<B>).post(warehouse_events::<B>),
+                )
+                .route(&at("/feeds/loan-requests"), get(loan_request_feed::<B>));
+        }
+    }
+    router.with_state(shared)
 }
 
 struct Shared<B> {
@@ -574,6 +646,159 @@ async fn dictionary_feed<B: Backend>(
         shared
             .backend
             .dictionary_feed(&node, query.after.unwrap_or(0), limit)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct WarehouseQuery {
+    feed: Option<String>,
+}
+
+fn check_feed_id(feed: &str) -> Result<(), ProtocolError> {
+    if is_feed_id(feed) {
+        Ok(())
+    } else {
+        Err(ProtocolError::malformed(format!(
+            "a warehouse feed id is 1 to {} characters of 0-9, a-z and -, not {feed:?}",
+            crate::wire::FEED_ID_MAX
+        )))
+    }
+}
+
+async fn warehouse_cursor<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    query: Result<Query<WarehouseQuery>, QueryRejection>,
+) -> Result<Json<WarehouseCursor>, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let Query(query) =
+        query.map_err(|rejection| ProtocolError::malformed(rejection.body_text()))?;
+    let feed = query
+        .feed
+        .ok_or_else(|| ProtocolError::malformed("the feed parameter is required"))?;
+    check_feed_id(&feed)?;
+    Ok(Json(shared.backend.warehouse_cursor(&node, &feed).await?))
+}
+
+/// The checks of a warehouse push that need no storage: the feed id, the
+/// count, `seq`s from 1 up rising by exactly one, and the kinds and states
+/// the hub's materialised view understands.
+fn validate_warehouse_events(events: &WarehouseEvents) -> Result<(), ProtocolError> {
+    check_feed_id(&events.feed)?;
+    if events.events.len() > WAREHOUSE_EVENTS_MAX {
+        return Err(ProtocolError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{} warehouse events in one request; send at most {WAREHOUSE_EVENTS_MAX}",
+                events.events.len()
+            ),
+        ));
+    }
+    let mut previous: Option<u64> = None;
+    for event in &events.events {
+        if event.seq == 0 {
+            return Err(ProtocolError::malformed("warehouse event seqs start at 1"));
+        }
+        if let Some(previous) = previous
+            && previous.checked_add(1) != Some(event.seq)
+        {
+            return Err(ProtocolError::malformed(format!(
+                "warehouse event {} follows {previous}: seqs must rise by exactly one",
+                event.seq
+            )));
+        }
+        previous = Some(event.seq);
+        let refuse = |what: &str| {
+            Err(ProtocolError::malformed(format!(
+                "warehouse event {}: {what}",
+                event.seq
+            )))
+        };
+        match &event.change {
+            WarehouseChange::Location {
+                code,
+                location_kind,
+                ..
+            } => {
+                if code.is_empty() {
+                    return refuse("a location needs a code");
+                }
+                if !LOCATION_KINDS.contains(&location_kind.as_str()) {
+                    return refuse(&format!(
+                        "location_kind is one of {LOCATION_KINDS:?}, not {location_kind:?}"
+                    ));
+                }
+            }
+            WarehouseChange::Volume { code, .. } if code.is_empty() => {
+                return refuse("a volume needs a code");
+            }
+            WarehouseChange::FileVolume { batch, .. } if batch.is_empty() => {
+                return refuse("a file's volume needs its batch");
+            }
+            WarehouseChange::Loan { item, state, .. } => {
+                if item.is_empty() {
+                    return refuse("a loan needs an item");
+                }
+                if !LOAN_STATES.contains(&state.as_str()) {
+                    return refuse(&format!(
+                        "a loan's state is one of {LOAN_STATES:?}, not {state:?}"
+                    ));
+                }
+            }
+            WarehouseChange::Check { state, .. } if !CHECK_STATES.contains(&state.as_str()) => {
+                return refuse(&format!(
+                    "a check's state is one of {CHECK_STATES:?}, not {state:?}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn warehouse_events<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<WarehouseCursor>, ProtocolError> {
+    let mut body = RawBody::new(body);
+    let result = async {
+        let node = authenticate(&shared, &headers).await?;
+        let events: WarehouseEvents =
+            read_json(&headers, &mut body, shared.limits.max_json_bytes).await?;
+        validate_warehouse_events(&events)?;
+        let span = tracing::info_span!(
+            "warehouse_events",
+            node = %node.node_id,
+            feed = %events.feed,
+            events = events.events.len(),
+        );
+        let cursor = shared
+            .backend
+            .warehouse_events(&node, events)
+            .instrument(span)
+            .await?;
+        Ok::<_, ProtocolError>(Json(cursor))
+    }
+    .await;
+    body.drain().await;
+    result
+}
+
+async fn loan_request_feed<B: Backend>(
+    State(shared): AppState<B>,
+    headers: HeaderMap,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+) -> Result<Json<LoanRequestFeed>, ProtocolError> {
+    let node = authenticate(&shared, &headers).await?;
+    let Query(query) =
+        query.map_err(|rejection| ProtocolError::malformed(rejection.body_text()))?;
+    let limit = page_limit(query.limit, LOAN_REQUEST_PAGE);
+    Ok(Json(
+        shared
+            .backend
+            .loan_request_feed(&node, query.after.unwrap_or(0), limit)
             .await?,
     ))
 }

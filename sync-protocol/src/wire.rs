@@ -1,4 +1,6 @@
-//! Wire types of `/sync/v1`. Every JSON body of the protocol is one of these.
+//! Wire types of `/sync/v1` and `/sync/v2`. Every JSON body of the protocol
+//! is one of these; v2 adds the warehouse and loan-request feeds' types at
+//! the end (before the header names).
 //!
 //! Manifest and receipt structs declare their fields in sorted key order and
 //! carry no floating-point numbers, so that serde_json's compact output of
@@ -319,6 +321,9 @@ pub enum ErrorCode {
     MissingBlobs,
     /// 409: the district already archived this batch with a different manifest.
     BatchConflict,
+    /// 409: warehouse events that do not follow the hub's cursor of their
+    /// feed (the answer carries the cursor; send from there).
+    FeedGap,
     /// 413: manifest or blob over the hub's limit.
     TooLarge,
     /// 415: unknown `Content-Encoding`, or a blob body whose `Content-Type`
@@ -344,7 +349,11 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
-            Self::OffsetMismatch | Self::BlobBusy | Self::MissingBlobs | Self::BatchConflict => 409,
+            Self::OffsetMismatch
+            | Self::BlobBusy
+            | Self::MissingBlobs
+            | Self::BatchConflict
+            | Self::FeedGap => 409,
             Self::TooLarge => 413,
             Self::UnsupportedEncoding => 415,
             Self::InvalidManifest | Self::BlobHashMismatch => 422,
@@ -364,6 +373,7 @@ impl ErrorCode {
             Self::BlobBusy => "blob_busy",
             Self::MissingBlobs => "missing_blobs",
             Self::BatchConflict => "batch_conflict",
+            Self::FeedGap => "feed_gap",
             Self::TooLarge => "too_large",
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::InvalidManifest => "invalid_manifest",
@@ -378,6 +388,165 @@ impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `GET /sync/v2/feeds/warehouse?feed=ID` and the answer to every
+/// `POST /sync/v2/feeds/warehouse`: how far the hub has applied one edge
+/// feed. The edge sends the events after `cursor` next.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WarehouseCursor {
+    /// The feed's id (the edge database's random feed id).
+    pub feed: String,
+    /// The `seq` of the last event the hub applied; 0 when none.
+    pub cursor: u64,
+}
+
+/// `POST /sync/v2/feeds/warehouse`: the next events of the edge's warehouse
+/// feed, in `seq` order without gaps. Events at or below the hub's cursor
+/// are skipped (sending again is harmless); a gap after it is refused with
+/// `feed_gap` and the hub's cursor.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct WarehouseEvents {
+    /// The feed's id: random, made once per edge database, so a rebuilt
+    /// edge's feed (which counts from 1 again) is never mistaken for the
+    /// one the hub has applied.
+    pub feed: String,
+    pub events: Vec<WarehouseEvent>,
+}
+
+/// One change in an edge's warehouse (库房): applying it twice changes
+/// nothing, and applying a feed's events in order gives the edge's state.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct WarehouseEvent {
+    /// Position in the edge's feed, from 1, strictly increasing by one.
+    pub seq: u64,
+    /// When the change happened at the edge (RFC 3339, UTC).
+    pub recorded_at: String,
+    /// The edge user who made it.
+    pub actor: String,
+    #[serde(flatten)]
+    pub change: WarehouseChange,
+}
+
+/// What changed. Each kind carries the whole new state of one record, keyed
+/// by its code or id within the district.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WarehouseChange {
+    /// A location (room 库房, cabinet 列, section 节, shelf 层 or box 盒) was
+    /// created, renamed, or moved: a box shelved elsewhere is this event
+    /// with its new `parent`.
+    Location {
+        code: String,
+        /// `room`, `cabinet`, `section`, `shelf` or `box`.
+        location_kind: String,
+        name: String,
+        /// The code of the enclosing location; `None` for a room and for a
+        /// box not on a shelf.
+        parent: Option<String>,
+        /// The most boxes a shelf or volumes a box may hold.
+        capacity: Option<u32>,
+    },
+    /// A volume (案卷) was created or changed, or moved to another box.
+    Volume {
+        code: String,
+        title: String,
+        /// The box that holds it; `None` when it is in no box yet.
+        box_code: Option<String>,
+        /// `permanent` or a number of years such as `30y`.
+        retention: Option<String>,
+        /// The earliest and latest business date of its files (YYYY-MM-DD).
+        date_from: Option<String>,
+        date_to: Option<String>,
+    },
+    /// A business file of an accepted batch was bound into a volume, or
+    /// taken out of one (`volume` `None`).
+    FileVolume {
+        batch: String,
+        /// The file's `seq` in the batch's manifest.
+        file_seq: u32,
+        business_number: Option<String>,
+        volume: Option<String>,
+    },
+    /// A loan (借阅) of a volume or a box was requested, approved, refused,
+    /// lent or returned.
+    Loan {
+        /// The edge's loan number.
+        loan: u64,
+        /// The code of the volume or box lent.
+        item: String,
+        /// `requested`, `approved`, `refused`, `lent` or `returned`.
+        state: String,
+        borrower: String,
+        purpose: String,
+        /// The date it is due back (YYYY-MM-DD).
+        due_date: String,
+        requested_by: String,
+        approved_by: Option<String>,
+        lent_at: Option<String>,
+        returned_at: Option<String>,
+        /// The hub's loan request this loan came from, if a hub reviewer
+        /// asked for it.
+        hub_request: Option<u64>,
+    },
+    /// An inventory check (盘点) was started, scanned, finished or had a
+    /// discrepancy resolved.
+    Check {
+        /// The edge's check number.
+        check: u64,
+        /// The code of the location whose subtree is checked.
+        root: String,
+        /// `open` or `finished`.
+        state: String,
+        started_at: String,
+        finished_at: Option<String>,
+        missing: u32,
+        unexpected: u32,
+        misplaced: u32,
+        /// How many discrepancies have been resolved.
+        resolved: u32,
+    },
+}
+
+/// One page of `GET /sync/v2/feeds/loan-requests?after=SEQ&limit=N`: loans
+/// of the node's district's originals that hub reviewers asked for after
+/// `SEQ`, in order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LoanRequestFeed {
+    pub entries: Vec<LoanRequest>,
+    /// The cursor to ask from next.
+    pub next: u64,
+    /// Whether more entries follow.
+    pub more: bool,
+}
+
+/// A hub reviewer's request to borrow a paper original.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LoanRequest {
+    /// Position in the hub's request feed; also the request's number.
+    pub seq: u64,
+    /// The code of the volume or box asked for.
+    pub item: String,
+    /// Who will hold it: the reviewer's display name and organisation.
+    pub borrower: String,
+    pub purpose: String,
+    /// YYYY-MM-DD.
+    pub due_date: String,
+    /// The reviewer's hub user name.
+    pub requested_by: String,
+    pub requested_at: String,
+}
+
+/// The most characters of a warehouse feed id.
+pub const FEED_ID_MAX: usize = 64;
+
+/// Whether `feed` is a warehouse feed id: 1 to [`FEED_ID_MAX`] characters
+/// of `0-9`, `a-z` and `-` (a UUID in lowercase is one).
+pub fn is_feed_id(feed: &str) -> bool {
+    (1..=FEED_ID_MAX).contains(&feed.len())
+        && feed
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || byte.is_ascii_lowercase() || byte == b'-')
 }
 
 /// Header names of the protocol (lowercase, as HTTP/2 sends them; HTTP
@@ -401,6 +570,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn feed_ids() {
+        assert!(is_feed_id("3f2c9a1e-7b4d-4c2a-9e1f-0a1b2c3d4e5f"));
+        assert!(is_feed_id("a"));
+        assert!(is_feed_id(&"a".repeat(FEED_ID_MAX)));
+        for bad in ["", "A", "a_b", "a b", "库房", &"a".repeat(FEED_ID_MAX + 1)] {
+            assert!(!is_feed_id(bad), "{bad:?}");
+        }
+    }
+
+    /// The shape of every warehouse change on the wire: the kind beside the
+    /// event's own members.
+    #[test]
+    fn warehouse_events_are_flat_objects_with_a_kind() {
+        let event = WarehouseEvent {
+            seq: 7,
+            recorded_at: "2026-11-26T08:00:00Z".to_owned(),
+            actor: "wang".to_owned(),
+            change: WarehouseChange::FileVolume {
+                batch: "310104-2026-0001".to_owned(),
+                file_seq: 3,
+                business_number: Some("YL2026000003".to_owned()),
+                volume: None,
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "seq": 7, "recorded_at": "2026-11-26T08:00:00Z", "actor": "wang",
+                "kind": "file_volume", "batch": "310104-2026-0001", "file_seq": 3,
+                "business_number": "YL2026000003", "volume": null
+            })
+        );
+        let back: WarehouseEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
     fn error_codes_name_themselves_as_serde_does() {
         let all = [
             ErrorCode::Malformed,
@@ -411,6 +618,7 @@ mod tests {
             ErrorCode::BlobBusy,
             ErrorCode::MissingBlobs,
             ErrorCode::BatchConflict,
+            ErrorCode::FeedGap,
             ErrorCode::TooLarge,
             ErrorCode::UnsupportedEncoding,
             ErrorCode::InvalidManifest,

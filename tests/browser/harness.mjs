@@ -32,6 +32,7 @@ export class Run {
     this.shots = process.env.DANGAN_SCREENSHOTS || join(process.cwd(), "screenshots", name);
     mkdirSync(this.shots, { recursive: true });
     this.timings = {};
+    this.values = {};
     this.steps = [];
     this.pages = [];
   }
@@ -90,9 +91,14 @@ export class Run {
     this.timings[name] = values;
   }
 
+  // A value the Rust side checks afterwards (an id made in the browser).
+  value(name, value) {
+    this.values[name] = value;
+  }
+
   async close(ok) {
     await this.browser?.close();
-    process.stdout.write(`DANGAN-RESULT ${JSON.stringify({ run: this.name, ok, steps: this.steps, timings: this.timings, screenshots: this.shots })}\n`);
+    process.stdout.write(`DANGAN-RESULT ${JSON.stringify({ run: this.name, ok, steps: this.steps, timings: this.timings, values: this.values, screenshots: this.shots })}\n`);
   }
 }
 

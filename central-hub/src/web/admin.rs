@@ -1,5 +1,6 @@
-//! The administrators' and auditors' pages: reconciliation, organisations,
-//! users and grants, dictionaries, the audit trail.
+//! The administrators' and auditors' pages: reconciliation, paper originals
+//! out on loan, organisations, users and grants, dictionaries, the audit
+//! trail.
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -60,6 +61,63 @@ pub(super) async fn reconcile(
         p.muted #reconcile-updated {}
     };
     layout(&viewer, l.pick("对账", "Reconciliation"), &[], body).into_response()
+}
+
+/// `GET /originals`: every paper original lent out in the districts'
+/// warehouses (as their edges report), overdue loans first.
+pub(super) async fn originals(State(backend): State<Arc<HubBackend>>, viewer: Viewer) -> Response {
+    if !central(&viewer) {
+        return viewer.forbidden();
+    }
+    let today = crate::warehouse::today(&backend.config().live.time_zone);
+    let on = today.clone();
+    let loans = backend
+        .db()
+        .run(move |conn| crate::warehouse::loans_out(conn, &on).map_err(ApiError::from))
+        .await;
+    let loans = match loans {
+        Ok(loans) => loans,
+        Err(err) => return viewer.fail(err),
+    };
+    let l = viewer.lang;
+    let overdue = loans.iter().filter(|loan| loan.overdue).count();
+    let body = html! {
+        h1 { (l.pick("借出的纸质原件", "Paper originals on loan")) }
+        p.muted #originals-summary {
+            (l.pick("共 ", "")) (loans.len()) (l.pick(" 件借出，其中 ", " on loan, "))
+            (overdue) (l.pick(" 件已逾期（截至 ", " overdue (as of ")) (today) (l.pick("）。", ")."))
+        }
+        @if loans.is_empty() {
+            p #no-loans { (l.pick("目前没有借出的原件。", "Nothing is on loan.")) }
+        } @else {
+            table #loans-out {
+                thead { tr {
+                    th { (l.pick("区县", "District")) }
+                    th { (l.pick("卷/盒", "Volume or box")) }
+                    th { (l.pick("借阅人", "Borrower")) }
+                    th { (l.pick("用途", "Purpose")) }
+                    th { (l.pick("借出时间", "Lent")) }
+                    th { (l.pick("应还日期", "Due")) }
+                } }
+                tbody {
+                    @for loan in &loans {
+                        tr.overdue[loan.overdue] data-district=(loan.district) {
+                            td { (loan.district) }
+                            td { (loan.item) @if let Some(title) = &loan.title { " " span.muted { (title) } } }
+                            td { (loan.borrower) }
+                            td { (loan.purpose) }
+                            td { (loan.lent_at.as_deref().unwrap_or("—")) }
+                            td {
+                                @if loan.overdue { strong.error { (loan.due_date) " " (l.pick("已逾期", "overdue")) } }
+                                @else { (loan.due_date) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(&viewer, l.pick("借出原件", "Originals on loan"), &[], body).into_response()
 }
 
 /// A threshold in the largest whole unit: "24 小时", "90 seconds".

@@ -26,6 +26,7 @@ use crate::search::{
     Hit, MAX_PER_PAGE, MIN_NAME_CHARS, SearchError, SearchPage, SearchQuery, Sort,
 };
 use crate::text::Lang;
+use crate::warehouse::{Original, Place};
 
 /// Labels for the codes a business file carries: categories, retention
 /// periods and business types, in the viewer's language.
@@ -395,7 +396,7 @@ pub(super) async fn file(
             dt { (l.pick("批次", "Batch")) } dd { (file.batch) " · " (l.pick("第 ", "file ")) (file.seq) (l.pick(" 件", "")) " · " (file.district) }
             dt { (l.pick("页数", "Pages")) } dd #page-count { (file.pages.len()) }
             dt { (l.pick("纸质原件", "Paper original")) }
-            dd.muted { (l.pick("库房位置尚未登记（库房管理功能上线后在此显示）。", "No warehouse location recorded yet (shown here once warehouse management is in use).")) }
+            dd #original { (original(&viewer, id, file.original.as_ref())) }
         }
         h2 { (l.pick("页面", "Pages")) }
         ol.thumbs #thumbs {
@@ -411,6 +412,83 @@ pub(super) async fn file(
         }
     };
     layout(&viewer, &number, &[], body).into_response()
+}
+
+/// A place of the warehouse as the path shows it: a room by name and code,
+/// a box by its code, everything between by name.
+fn place_text(l: Lang, place: &Place) -> String {
+    match place.kind.as_str() {
+        "room" => format!("{} ({})", place.name, place.code),
+        "box" => format!("{} {}", l.pick("盒", "box"), place.code),
+        _ => place.name.clone(),
+    }
+}
+
+/// Where the paper original is (room › … › box › volume), whether it is
+/// out, the hub's open requests, and the form to ask for it.
+fn original(viewer: &Viewer, id: i64, original: Option<&Original>) -> Markup {
+    let l = viewer.lang;
+    let Some(original) = original else {
+        return html! {
+            span.muted { (l.pick("库房尚未登记该业务件的纸质原件。", "The district has not recorded this file's paper original yet.")) }
+        };
+    };
+    let mut place: Vec<String> = original.path.iter().map(|p| place_text(l, p)).collect();
+    if original.path.is_empty()
+        && let Some(code) = &original.box_code
+    {
+        place.push(format!("{} {code}", l.pick("盒", "box")));
+    }
+    place.push(format!("{} {}", l.pick("卷", "volume"), original.volume));
+    let may_request = crate::api::may_request_loans(viewer.user.role);
+    html! {
+        div #original-place {
+            (place.join(" › "))
+            @if let Some(title) = &original.volume_title { " " span.muted { "（" (title) "）" } }
+        }
+        div #original-loan {
+            @match &original.loan {
+                None => span.in-store { (l.pick("在库", "In the warehouse")) },
+                Some(loan) if loan.overdue => strong.error.overdue {
+                    (l.pick("已逾期：", "Overdue: ")) (l.pick("借阅人 ", "borrowed by ")) (loan.borrower)
+                    (l.pick("，应还日期 ", ", due ")) (loan.due_date)
+                },
+                Some(loan) if loan.state == "lent" => span.lent {
+                    (l.pick("借出中：", "On loan: ")) (l.pick("借阅人 ", "borrowed by ")) (loan.borrower)
+                    (l.pick("，应还日期 ", ", due ")) (loan.due_date)
+                },
+                Some(loan) if loan.state == "approved" => span.approved {
+                    (l.pick("已批准待出库：", "Approved, not yet handed out: ")) (loan.borrower)
+                    (l.pick("，应还日期 ", ", due ")) (loan.due_date)
+                },
+                Some(loan) => span.requested {
+                    (l.pick("已申请待批：", "Requested, awaiting approval: ")) (loan.borrower)
+                    (l.pick("，应还日期 ", ", due ")) (loan.due_date)
+                },
+            }
+        }
+        @if !original.requests.is_empty() {
+            ul #original-requests {
+                @for request in &original.requests {
+                    li.requested {
+                        (l.pick("已申请待批（中心第 ", "Requested at the hub (no. ")) (request.seq) (l.pick(" 号）：", "): "))
+                        (request.borrower) (l.pick("，用途 ", ", for ")) (request.purpose)
+                        (l.pick("，应还日期 ", ", due ")) (request.due_date)
+                    }
+                }
+            }
+        }
+        @if may_request {
+            form.api #loan-request data-method="POST" data-url=(format!("/api/v1/files/{id}/loan-requests")) {
+                label { (l.pick("借阅用途", "Purpose")) " "
+                    input name="purpose" required maxlength="200" placeholder=(l.pick("如：待遇复核", "e.g. benefit review")); }
+                label { (l.pick("应还日期", "Due back")) " "
+                    input name="due_date" type="date" required; }
+                button type="submit" { (l.pick("申请借阅原件", "Request the original")) }
+                span.form-status {}
+            }
+        }
+    }
 }
 
 /// `GET /files/{id}/pages/{seq}`: one page large, with zoom, rotation and

@@ -46,6 +46,7 @@ pub fn router(backend: Arc<HubBackend>, secure_cookies: bool) -> Router {
         .route("/lang", post(pages::set_lang))
         .route("/reconcile", get(admin::reconcile))
         .route("/reconcile/{district}", get(admin::reconcile_district))
+        .route("/originals", get(admin::originals))
         .route("/admin/orgs", get(admin::orgs))
         .route("/admin/users", get(admin::users))
         .route("/admin/dictionaries", get(admin::dictionaries))
@@ -303,6 +304,7 @@ fn layout(viewer: &Viewer, title: &str, scripts: &[&str], body: Markup) -> Marku
                         @if reviews { a href="/review" { (l.pick("复核", "Review")) } }
                         @if central { a href="/close" { (l.pick("月结", "Monthly close")) } }
                         @if central { a href="/reconcile" { (l.pick("对账", "Reconciliation")) } }
+                        @if central { a href="/originals" { (l.pick("借出原件", "Originals on loan")) } }
                         @if admin {
                             a href="/admin/orgs" { (l.pick("机构", "Organisations")) }
                             a href="/admin/users" { (l.pick("用户与授权", "Users and grants")) }

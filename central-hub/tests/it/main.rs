@@ -4,7 +4,8 @@
 //! common dictionaries and templates through the API), `pages` (page
 //! images, renditions and the watermarked PDF of an archived file),
 //! `search` (search through the API, scoped and audited), `tus` (street
-//! offices' live uploads over tus, raw HTTP).
+//! offices' live uploads over tus, raw HTTP), `warehouse` (the sync v2
+//! warehouse and loan-request feeds, a file's original, v1 edges).
 
 mod accounts;
 mod audit;
@@ -14,3 +15,4 @@ mod dictionaries;
 mod pages;
 mod search;
 mod tus;
+mod warehouse;

@@ -116,6 +116,16 @@ pub struct SyncReport {
     /// copy stays in force; the next pass tries again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dictionary_error: Option<String>,
+    /// Warehouse events (shelving, loans, checks) the hub applied in this pass.
+    pub warehouse_events_sent: u64,
+    /// Warehouse events the hub has not applied yet (after the pass).
+    pub warehouse_events_pending: u64,
+    /// Loan requests of hub reviewers received in this pass.
+    pub loan_requests_received: u64,
+    /// Why the warehouse feeds could not be exchanged (they stay queued;
+    /// the next pass tries again), or that the hub speaks protocol 1 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warehouse_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +158,7 @@ pub fn client_for(node: &Node, enrolment: &Enrolment) -> Result<Client, SyncErro
             connect_timeout: Duration::from_secs(10),
             request_timeout: settings.request_timeout,
             user_agent: format!("dangan-edge/{}", env!("CARGO_PKG_VERSION")),
+            protocol: settings.protocol,
         },
     )
     .map_err(SyncError::Client)
@@ -198,6 +209,7 @@ pub async fn enrol(
             connect_timeout: Duration::from_secs(10),
             request_timeout: node.config.sync.request_timeout,
             user_agent: format!("dangan-edge/{}", env!("CARGO_PKG_VERSION")),
+            protocol: node.config.sync.protocol,
         },
     )
     .map_err(SyncError::Client)?;
@@ -281,12 +293,14 @@ pub async fn run_pass(
                 debug!(error = %err, "queue report outside the sync window failed");
             } else {
                 pass.pull_dictionaries(store, &mut report).await;
+                pass.sync_warehouse(store, &mut report).await;
             }
             report.outside_window = true;
             return Ok(());
         }
         pass.report_queue(store).await?;
         pass.pull_dictionaries(store, &mut report).await;
+        pass.sync_warehouse(store, &mut report).await;
         let queue = lock(store).sync_queue()?;
         let now_text = crate::store::now();
         let mut pass = pass;
@@ -345,6 +359,9 @@ pub async fn run_pass(
     .await?;
     let store = lock(store);
     report.batches_queued = pending(&store.sync_queue()?).count() as u64;
+    if let Ok((last, acked)) = crate::warehouse::feed_state(store.conn()) {
+        report.warehouse_events_pending = last.saturating_sub(acked);
+    }
     if node.config.cache_budget > 0 {
         // Eviction needs the write lock (no ingest reusing a blob meanwhile);
         // if an ingest holds it, the next pass evicts.
@@ -449,6 +466,115 @@ impl Pass<'_> {
             }
             if !feed.more || feed.entries.is_empty() {
                 return;
+            }
+        }
+    }
+
+    /// Sends the warehouse events the hub has not applied, from the cursor
+    /// the hub reports, and reads its reviewers' loan requests from ours.
+    /// A failure leaves both feeds where they were (every step is
+    /// idempotent) and is reported, not fatal: batches still sync.
+    async fn sync_warehouse(&self, store: &std::sync::Mutex<Store>, report: &mut SyncReport) {
+        if self.client.protocol() == dangan_sync::ProtocolVersion::V1 {
+            report.warehouse_error = Some(
+                "sync.protocol is 1: warehouse events wait until the hub speaks protocol 2".into(),
+            );
+            return;
+        }
+        if let Err(err) = self.push_warehouse(store, report).await {
+            warn!(error = %err, "cannot send the warehouse feed");
+            report.warehouse_error = Some(err);
+            return;
+        }
+        if let Err(err) = self.pull_loan_requests(store, report).await {
+            warn!(error = %err, "cannot read the hub's loan requests");
+            report.warehouse_error = Some(err);
+        }
+    }
+
+    async fn push_warehouse(
+        &self,
+        store: &std::sync::Mutex<Store>,
+        report: &mut SyncReport,
+    ) -> Result<(), String> {
+        const PAGE: u32 = 500;
+        let text = |err: &dyn std::fmt::Display| err.to_string();
+        let mut gaps = 0;
+        loop {
+            let feed = crate::warehouse::feed_id(lock(store).conn()).map_err(|e| text(&e))?;
+            let hub = self
+                .retrying("warehouse cursor", || self.client.warehouse_cursor(&feed))
+                .await
+                .map_err(|e| text(&e))?;
+            let (last, _) =
+                crate::warehouse::feed_state(lock(store).conn()).map_err(|e| text(&e))?;
+            if hub.cursor > last {
+                // The hub has applied more of this feed than this database
+                // holds (restored from an older backup): start a new feed
+                // and send everything, so nothing new is taken for a repeat.
+                warn!(
+                    hub = hub.cursor,
+                    edge = last,
+                    "warehouse feed behind the hub; starting a new feed"
+                );
+                crate::warehouse::renew_feed(lock(store).conn()).map_err(|e| text(&e))?;
+                continue;
+            }
+            let mut cursor = hub.cursor;
+            crate::warehouse::set_acked(lock(store).conn(), cursor).map_err(|e| text(&e))?;
+            loop {
+                let events = crate::warehouse::events_after(lock(store).conn(), cursor, PAGE)
+                    .map_err(|e| text(&e))?;
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let body = dangan_sync::wire::WarehouseEvents {
+                    feed: feed.clone(),
+                    events,
+                };
+                match self
+                    .retrying("warehouse events", || self.client.push_warehouse(&body))
+                    .await
+                {
+                    Ok(answer) => {
+                        report.warehouse_events_sent += answer.cursor.saturating_sub(cursor);
+                        cursor = answer.cursor;
+                        crate::warehouse::set_acked(lock(store).conn(), cursor)
+                            .map_err(|e| text(&e))?;
+                    }
+                    Err(err) if err.code() == Some(ErrorCode::FeedGap) && gaps < 3 => {
+                        gaps += 1;
+                        break; // ask the hub where it stands again
+                    }
+                    Err(err) => return Err(text(&err)),
+                }
+            }
+        }
+    }
+
+    async fn pull_loan_requests(
+        &self,
+        store: &std::sync::Mutex<Store>,
+        report: &mut SyncReport,
+    ) -> Result<(), String> {
+        let today = crate::warehouse::today(&self.node.config.sync.time_zone);
+        loop {
+            let after = crate::warehouse::loan_request_cursor(lock(store).conn())
+                .map_err(|e| e.to_string())?;
+            let feed = self
+                .retrying("loan requests", || self.client.loan_requests(after))
+                .await
+                .map_err(|e| e.to_string())?;
+            let added = crate::warehouse::apply_loan_requests(
+                lock(store).conn_mut(),
+                &feed.entries,
+                feed.next,
+                &today,
+            )
+            .map_err(|e| e.to_string())?;
+            report.loan_requests_received += added as u64;
+            if !feed.more || feed.entries.is_empty() {
+                return Ok(());
             }
         }
     }

@@ -18,6 +18,7 @@
 //! CSRF token (header `X-CSRF-Token` or form field `csrf`), and a request
 //! whose `Origin` is another site is refused.
 mod pages;
+mod warehouse;
 mod work;
 
 use axum::Router;
@@ -60,6 +61,15 @@ pub fn app(state: ApiState) -> Router {
             "/batches/{batch}/exceptions/{exception}/resolve",
             post(work::exception_resolve),
         )
+        .route("/warehouse", get(warehouse::overview))
+        .route("/warehouse/rooms/{code}", get(warehouse::room))
+        .route("/warehouse/locations/{code}", get(warehouse::location))
+        .route("/warehouse/volumes/{code}", get(warehouse::volume))
+        .route("/warehouse/shelve", get(warehouse::shelve))
+        .route("/warehouse/loans", get(warehouse::loans))
+        .route("/warehouse/checks", get(warehouse::checks))
+        .route("/warehouse/checks/{id}", get(warehouse::check))
+        .route("/warehouse/labels", get(warehouse::labels))
         .route("/static/{file}", get(asset))
         .with_state(state.clone());
     api::router(state)
@@ -242,6 +252,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript", include_str!("assets/app.js")),
     ("qc.js", "text/javascript", include_str!("assets/qc.js")),
     (
+        "warehouse.js",
+        "text/javascript",
+        include_str!("assets/warehouse.js"),
+    ),
+    (
         "viewer.js",
         "text/javascript",
         dangan_shared::web::VIEWER_JS,
@@ -297,6 +312,7 @@ fn layout(viewer: &Viewer, title: &str, scripts: &[&str], body: Markup) -> Marku
                     nav {
                         a href="/" { (l.pick("批次", "Batches")) }
                         a href="/sync" { (l.pick("同步状态", "Sync status")) }
+                        a href="/warehouse" { (l.pick("库房", "Warehouse")) }
                     }
                     form.search action="/search" method="get" {
                         input type="search" name="q" placeholder=(l.pick("业务流水号 / 身份证号 / 姓名", "Business no. / person id / name"));

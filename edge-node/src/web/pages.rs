@@ -273,14 +273,22 @@ pub(super) async fn batch_list(
     Query(query): Query<ListQuery>,
 ) -> Response {
     let loaded = state
-        .db(|_, store| {
+        .db(|node, store| {
             let batches = store.batches()?;
             let sync = sync_infos(store)?;
             let templates = template::list(store.conn())?;
-            Ok((batches, sync, templates))
+            let today = crate::warehouse::today(&node.config.sync.time_zone);
+            let overdue = crate::warehouse::loans(
+                store.conn(),
+                crate::warehouse::LoanFilter::Overdue,
+                None,
+                &today,
+            )
+            .map_err(|err| crate::api::warehouse::error(err, Lang::En))?;
+            Ok((batches, sync, templates, overdue))
         })
         .await;
-    let (mut batches, sync, templates) = match loaded {
+    let (mut batches, sync, templates, overdue) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => return viewer.fail(err),
     };
@@ -320,6 +328,7 @@ pub(super) async fn batch_list(
     let l = viewer.lang;
     let title = l.pick("批次", "Batches");
     let body = html! {
+        (super::warehouse::reminders(l, &overdue))
         h1 { (title) " " small #batch-total.muted { (total) } }
         nav.tabs {
             a.current[filter.is_none()] href="/" { (l.pick("全部", "All")) " " (total) }
@@ -853,12 +862,15 @@ struct Hit {
     business_type: Option<String>,
     business_date: Option<String>,
     pages: i64,
+    id: i64,
+    /// The paper original: its volume, place and loan.
+    original: Option<crate::warehouse::Original>,
 }
 
 /// The most hits one search shows.
 const SEARCH_LIMIT: i64 = 200;
 
-fn search_files(store: &Store, query: &str) -> Result<Vec<Hit>, ApiError> {
+fn search_files(store: &Store, query: &str, today: &str) -> Result<Vec<Hit>, ApiError> {
     // Exact matches on the indexed numbers first, then names containing
     // the text (the edge holds a district's unarchived work: a scan of
     // business_files is milliseconds).
@@ -872,7 +884,7 @@ fn search_files(store: &Store, query: &str) -> Result<Vec<Hit>, ApiError> {
     let mut statement = store.conn().prepare_cached(
         "SELECT b.name, b.state, f.seq, f.business_number, f.person_id, f.person_name,
                 f.business_type, f.business_date,
-                (SELECT count(*) FROM pages p WHERE p.business_file_id = f.id)
+                (SELECT count(*) FROM pages p WHERE p.business_file_id = f.id), f.id
          FROM business_files f JOIN batches b ON b.id = f.batch_id
          WHERE f.business_number = ?1 OR upper(f.person_id) = upper(?1)
             OR f.person_name LIKE ?2 ESCAPE '\\' OR f.business_number LIKE ?2 ESCAPE '\\'
@@ -891,9 +903,16 @@ fn search_files(store: &Store, query: &str) -> Result<Vec<Hit>, ApiError> {
             business_type: row.get(6)?,
             business_date: row.get(7)?,
             pages: row.get(8)?,
+            id: row.get(9)?,
+            original: None,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut hits: Vec<Hit> = rows.collect::<Result<_, _>>()?;
+    for hit in &mut hits {
+        hit.original = crate::warehouse::original_of_file(store.conn(), hit.id, today)
+            .map_err(|err| crate::api::warehouse::error(err, Lang::En))?;
+    }
+    Ok(hits)
 }
 
 pub(super) async fn search(
@@ -906,7 +925,14 @@ pub(super) async fn search(
     let hits = if text.is_empty() {
         Vec::new()
     } else {
-        match state.db(move |_, store| search_files(store, &lookup)).await {
+        let search = move |node: &crate::node::Node, store: &mut Store| {
+            search_files(
+                store,
+                &lookup,
+                &crate::warehouse::today(&node.config.sync.time_zone),
+            )
+        };
+        match state.db(search).await {
             Ok(hits) => hits,
             Err(err) => return viewer.fail(err),
         }
@@ -922,7 +948,7 @@ pub(super) async fn search(
         @if !text.is_empty() {
             p #search-count { (hits.len()) " " (l.pick("个业务件", "business files")) @if hits.len() as i64 == SEARCH_LIMIT { " " (l.pick("（仅显示前 200 个）", "(first 200 shown)")) } }
             table.hits {
-                thead { tr { th { (l.pick("批次", "Batch")) } th { (l.pick("业务件", "File")) } th { (l.pick("业务流水号", "Business no.")) } th { (l.pick("身份证号", "Person id")) } th { (l.pick("姓名", "Name")) } th { (l.pick("业务类型", "Type")) } th { (l.pick("业务日期", "Date")) } th.num { (l.pick("页数", "Pages")) } } }
+                thead { tr { th { (l.pick("批次", "Batch")) } th { (l.pick("业务件", "File")) } th { (l.pick("业务流水号", "Business no.")) } th { (l.pick("身份证号", "Person id")) } th { (l.pick("姓名", "Name")) } th { (l.pick("业务类型", "Type")) } th { (l.pick("业务日期", "Date")) } th.num { (l.pick("页数", "Pages")) } th { (l.pick("纸质原件", "Paper original")) } } }
                 tbody {
                     @for h in &hits {
                         tr {
@@ -934,6 +960,16 @@ pub(super) async fn search(
                             td { (h.business_type.as_deref().unwrap_or("—")) }
                             td { (h.business_date.as_deref().unwrap_or("—")) }
                             td.num { (h.pages) }
+                            td.original {
+                                @match &h.original {
+                                    None => span.muted { (l.pick("未组卷", "not in a volume")) },
+                                    Some(o) => {
+                                        a href=(format!("/warehouse/volumes/{}", super::segment(&o.volume.code))) { (o.volume.code) }
+                                        " · " (o.path.last().map(|b| b.code.as_str()).unwrap_or("—")) " · "
+                                        (super::warehouse::loan_markup(l, o.loan.as_ref()))
+                                    }
+                                }
+                            }
                         }
                     }
                 }

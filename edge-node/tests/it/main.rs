@@ -13,6 +13,7 @@ mod api;
 mod crash;
 mod ingest;
 mod rescan;
+mod warehouse;
 mod watch;
 mod web;
 mod workflow;

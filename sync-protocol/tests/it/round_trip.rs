@@ -15,11 +15,14 @@ use dangan_sync::client::{Client, ClientError, ClientOptions, file_body};
 use dangan_sync::server::{Backend, Limits, NodeIdentity, ProtocolError, router};
 use dangan_sync::wire::{
     BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EdgeBatchState, EnrolRequest,
-    EnrolResponse, ErrorBody, ErrorCode, FeedEntry, FeedItem, ListedBatch, MANIFEST_FORMAT,
-    Manifest, ManifestBarcode, ManifestFile, ManifestPage, MissingBlob, OfferResponse, QueueReport,
-    QueuedBatch, RECEIPT_FORMAT, Receipt, ReceiptBody, ReconcileState,
+    EnrolResponse, ErrorBody, ErrorCode, FeedEntry, FeedItem, ListedBatch, LoanRequest,
+    LoanRequestFeed, MANIFEST_FORMAT, Manifest, ManifestBarcode, ManifestFile, ManifestPage,
+    MissingBlob, OfferResponse, QueueReport, QueuedBatch, RECEIPT_FORMAT, Receipt, ReceiptBody,
+    ReconcileState, WarehouseChange, WarehouseCursor, WarehouseEvent, WarehouseEvents,
 };
-use dangan_sync::{HubKey, manifest_hash, random_token, sign_receipt, token_hash, verify_receipt};
+use dangan_sync::{
+    HubKey, ProtocolVersion, manifest_hash, random_token, sign_receipt, token_hash, verify_receipt,
+};
 use futures_util::{StreamExt, stream};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -49,6 +52,10 @@ struct State {
     archived: BTreeMap<(String, String), (String, String)>,
     /// Published dictionary and template versions, in `seq` order.
     feed: Vec<FeedEntry>,
+    /// (district, feed) → the warehouse events applied, in `seq` order.
+    warehouse: HashMap<(String, String), Vec<WarehouseEvent>>,
+    /// Hub reviewers' loan requests and their districts, in `seq` order.
+    loan_requests: Vec<(String, LoanRequest)>,
 }
 
 /// Releases a blob's upload slot however the write ends, a dropped future included.
@@ -397,6 +404,74 @@ impl Backend for MemoryBackend {
         entries.truncate(limit as usize);
         let next = entries.last().map_or(after, |entry| entry.seq);
         Ok(DictionaryFeed {
+            entries,
+            next,
+            more,
+        })
+    }
+
+    async fn warehouse_cursor(
+        &self,
+        node: &NodeIdentity,
+        feed: &str,
+    ) -> Result<WarehouseCursor, ProtocolError> {
+        let state = self.lock();
+        let applied = state
+            .warehouse
+            .get(&(node.district.clone(), feed.to_owned()))
+            .map_or(0, Vec::len);
+        Ok(WarehouseCursor {
+            feed: feed.to_owned(),
+            cursor: applied as u64,
+        })
+    }
+
+    async fn warehouse_events(
+        &self,
+        node: &NodeIdentity,
+        events: WarehouseEvents,
+    ) -> Result<WarehouseCursor, ProtocolError> {
+        let mut state = self.lock();
+        let applied = state
+            .warehouse
+            .entry((node.district.clone(), events.feed.clone()))
+            .or_default();
+        let cursor = applied.len() as u64;
+        let fresh: Vec<WarehouseEvent> = events
+            .events
+            .into_iter()
+            .filter(|event| event.seq > cursor)
+            .collect();
+        if let Some(first) = fresh.first()
+            && first.seq != cursor + 1
+        {
+            return Err(ProtocolError::feed_gap(&events.feed, cursor, first.seq));
+        }
+        applied.extend(fresh);
+        Ok(WarehouseCursor {
+            feed: events.feed,
+            cursor: applied.len() as u64,
+        })
+    }
+
+    async fn loan_request_feed(
+        &self,
+        node: &NodeIdentity,
+        after: u64,
+        limit: u32,
+    ) -> Result<LoanRequestFeed, ProtocolError> {
+        let state = self.lock();
+        let mut entries: Vec<LoanRequest> = state
+            .loan_requests
+            .iter()
+            .filter(|(district, request)| *district == node.district && request.seq > after)
+            .map(|(_, request)| request.clone())
+            .take(limit as usize + 1)
+            .collect();
+        let more = entries.len() > limit as usize;
+        entries.truncate(limit as usize);
+        let next = entries.last().map_or(after, |request| request.seq);
+        Ok(LoanRequestFeed {
             entries,
             next,
             more,
@@ -1253,4 +1328,295 @@ async fn a_manifest_of_100000_pages() {
         pages += 1;
     }
     assert_eq!((seen, pages), (100_000, 10));
+}
+
+// ------------------------------------------------------ protocol versions
+
+/// An edge of the previous release speaks `/sync/v1`: enrolment, queue
+/// report, offer, upload, commit and the receipt all work as before, and
+/// its client refuses the v2 feeds without asking.
+#[tokio::test]
+async fn a_v1_client_syncs_a_batch_as_before() {
+    let hub = start_hub(Limits::default()).await;
+    let code = format!("code-{}", random_token("").unwrap());
+    hub.backend.add_code(&code, DISTRICT);
+    let v1 = ClientOptions {
+        protocol: ProtocolVersion::V1,
+        ..options(None)
+    };
+    let anonymous = Client::new(&hub.url, v1).unwrap();
+    let enrolment = anonymous
+        .enrol(&EnrolRequest {
+            code,
+            district: DISTRICT.to_owned(),
+        })
+        .await
+        .unwrap();
+    let client = anonymous.with_token(&enrolment.token).unwrap();
+    assert_eq!(client.protocol(), ProtocolVersion::V1);
+    client
+        .report_queue(&QueueReport { batches: vec![] })
+        .await
+        .unwrap();
+    let blobs = vec![content(41, 5000, false), content(42, 70_000, true)];
+    let manifest = manifest_of(DISTRICT, "V1-1", &blobs);
+    let (canonical, hash) = manifest_hash(&manifest).unwrap();
+    let offer = client.offer(canonical, &hash).await.unwrap();
+    assert_eq!(offer.missing_total, 2);
+    let dir = tempfile::tempdir().unwrap();
+    for wanted in &offer.missing {
+        let bytes = blobs.iter().find(|b| BlobId::of(b) == wanted.blob).unwrap();
+        let path = write_blob(dir.path(), bytes);
+        let status = client
+            .upload_blob(
+                wanted.blob,
+                0,
+                wanted.size,
+                true,
+                file_body(&path, 0, true).await.unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(status.complete);
+    }
+    let receipt = client
+        .commit(&CommitRequest {
+            batch: "V1-1".to_owned(),
+            manifest_hash: hash.clone(),
+        })
+        .await
+        .unwrap();
+    verify_receipt(&receipt, &enrolment.hub_key, &hash).unwrap();
+    let listing = client.list_batches(None).await.unwrap();
+    assert_eq!(listing.batches.len(), 1);
+    client.dictionary_feed(0).await.unwrap();
+    // The v2 feeds are not part of v1: refused before anything is sent.
+    for refused in [
+        client.warehouse_cursor("feed-a").await.map(|_| ()),
+        client.loan_requests(0).await.map(|_| ()),
+        client
+            .push_warehouse(&WarehouseEvents {
+                feed: "feed-a".to_owned(),
+                events: vec![],
+            })
+            .await
+            .map(|_| ()),
+    ] {
+        assert!(
+            matches!(
+                refused,
+                Err(ClientError::Unsupported {
+                    version: ProtocolVersion::V1,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+    }
+    // And the hub has no warehouse route under /sync/v1.
+    let raw = reqwest::Client::new()
+        .get(format!("{}/sync/v1/feeds/warehouse?feed=feed-a", hub.url))
+        .bearer_auth(&enrolment.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 404);
+}
+
+fn location(seq: u64, code: &str, kind: &str, parent: Option<&str>) -> WarehouseEvent {
+    WarehouseEvent {
+        seq,
+        recorded_at: "2026-11-26T08:00:00Z".to_owned(),
+        actor: "库管员王五".to_owned(),
+        change: WarehouseChange::Location {
+            code: code.to_owned(),
+            location_kind: kind.to_owned(),
+            name: format!("{code} 名称"),
+            parent: parent.map(str::to_owned),
+            capacity: None,
+        },
+    }
+}
+
+fn events(feed: &str, seqs: std::ops::RangeInclusive<u64>) -> WarehouseEvents {
+    WarehouseEvents {
+        feed: feed.to_owned(),
+        events: seqs
+            .map(|seq| location(seq, &format!("K{seq:02}"), "room", None))
+            .collect(),
+    }
+}
+
+/// The warehouse feed: a cursor from 0, resends skipped, a gap after the
+/// cursor refused with the cursor named, and the router's checks of a body
+/// (the feed id, the count, seqs rising by one, kinds) before the backend.
+#[tokio::test]
+async fn the_warehouse_feed_applies_in_order_and_refuses_what_is_wrong() {
+    let hub = start_hub(Limits::default()).await;
+    let (client, _) = enrolled(&hub, DISTRICT).await;
+    let (other, _) = enrolled(&hub, "310105").await;
+    let feed = "0f3c2d1e-aaaa-4bbb-8ccc-123456789abc";
+    assert_eq!(
+        client.warehouse_cursor(feed).await.unwrap(),
+        WarehouseCursor {
+            feed: feed.to_owned(),
+            cursor: 0
+        }
+    );
+    assert_eq!(
+        client
+            .push_warehouse(&events(feed, 1..=3))
+            .await
+            .unwrap()
+            .cursor,
+        3
+    );
+    // A resend overlapping the cursor applies only what is new.
+    assert_eq!(
+        client
+            .push_warehouse(&events(feed, 2..=5))
+            .await
+            .unwrap()
+            .cursor,
+        5
+    );
+    assert_eq!(
+        client
+            .push_warehouse(&events(feed, 1..=5))
+            .await
+            .unwrap()
+            .cursor,
+        5
+    );
+    assert_eq!(
+        hub.backend.lock().warehouse[&(DISTRICT.to_owned(), feed.to_owned())].len(),
+        5
+    );
+    // An empty push just reports the cursor.
+    assert_eq!(
+        client
+            .push_warehouse(&WarehouseEvents {
+                feed: feed.to_owned(),
+                events: vec![],
+            })
+            .await
+            .unwrap()
+            .cursor,
+        5
+    );
+    // Another district's feed of the same id is its own.
+    assert_eq!(other.warehouse_cursor(feed).await.unwrap().cursor, 0);
+
+    // A gap after the cursor: 409 feed_gap naming the cursor.
+    let (status, code, message) = hub_error(client.push_warehouse(&events(feed, 7..=8)).await);
+    assert_eq!((status, code), (409, Some(ErrorCode::FeedGap)));
+    assert!(message.contains("cursor of warehouse feed"), "{message}");
+    assert!(message.contains(" 5"), "{message}");
+    assert_eq!(client.warehouse_cursor(feed).await.unwrap().cursor, 5);
+
+    // A gap inside the body, a seq 0, a repeated seq: 400 malformed.
+    let mut gapped = events(feed, 6..=9);
+    gapped.events.remove(2);
+    let mut zero = events(feed, 0..=2);
+    zero.events.truncate(2);
+    let mut repeated = events(feed, 6..=7);
+    repeated.events[1].seq = 6;
+    let mut unknown_kind = events(feed, 6..=6);
+    unknown_kind.events[0] = location(6, "X", "drawer", None);
+    for bad in [gapped, zero, repeated, unknown_kind] {
+        let (status, code, _) = hub_error(client.push_warehouse(&bad).await);
+        assert_eq!((status, code), (400, Some(ErrorCode::Malformed)));
+    }
+    // More than 1000 events: 413 too_large.
+    let (status, code, _) = hub_error(client.push_warehouse(&events(feed, 6..=1006)).await);
+    assert_eq!((status, code), (413, Some(ErrorCode::TooLarge)));
+    assert_eq!(
+        client
+            .push_warehouse(&events(feed, 6..=1005))
+            .await
+            .unwrap()
+            .cursor,
+        1005
+    );
+
+    // A bad feed id: 400, from the router (the client checks its own GETs,
+    // so ask over raw HTTP there).
+    for feed in ["", "Feed", "feed_1", &"f".repeat(65)] {
+        let (status, code, _) = hub_error(client.push_warehouse(&events(feed, 1..=1)).await);
+        assert_eq!(
+            (status, code),
+            (400, Some(ErrorCode::Malformed)),
+            "{feed:?}"
+        );
+    }
+    assert!(matches!(
+        client.warehouse_cursor("Feed").await,
+        Err(ClientError::Config(_))
+    ));
+    let (_, raw_node) = enrolled(&hub, DISTRICT).await;
+    let token = raw_node.token;
+    for query in ["feed=Feed", "feed=", ""] {
+        let raw = reqwest::Client::new()
+            .get(format!("{}/sync/v2/feeds/warehouse?{query}", hub.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.status().as_u16(), 400, "{query}");
+        let body: ErrorBody = raw.json().await.unwrap();
+        assert_eq!(body.error, ErrorCode::Malformed);
+    }
+    // Unauthenticated: 401.
+    let raw = reqwest::Client::new()
+        .get(format!("{}/sync/v2/feeds/warehouse?feed=a", hub.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 401);
+}
+
+/// The loan-request feed reads the node's own district from a cursor, in
+/// pages.
+#[tokio::test]
+async fn the_loan_request_feed_is_per_district_and_paged() {
+    let hub = start_hub(Limits::default()).await;
+    let (client, _) = enrolled(&hub, DISTRICT).await;
+    let (other, _) = enrolled(&hub, "310105").await;
+    {
+        let mut state = hub.backend.lock();
+        for seq in 1..=250_u64 {
+            let district = if seq % 5 == 0 { "310105" } else { DISTRICT };
+            state.loan_requests.push((
+                district.to_owned(),
+                LoanRequest {
+                    seq,
+                    item: format!("VOL-{seq:04}"),
+                    borrower: "复核员张三（西湖区社保中心）".to_owned(),
+                    purpose: "待遇复核".to_owned(),
+                    due_date: "2026-12-31".to_owned(),
+                    requested_by: "zhang".to_owned(),
+                    requested_at: "2026-11-26T08:00:00Z".to_owned(),
+                },
+            ));
+        }
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = client.loan_requests(after).await.unwrap();
+        assert!(page.entries.len() <= 200);
+        seen.extend(page.entries.iter().map(|entry| entry.seq));
+        after = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(seen.iter().all(|seq| seq % 5 != 0));
+    assert_eq!(after, 249);
+    let again = client.loan_requests(after).await.unwrap();
+    assert!(again.entries.is_empty() && !again.more && again.next == after);
+    let theirs = other.loan_requests(0).await.unwrap();
+    assert_eq!(theirs.entries.len(), 50);
+    assert!(theirs.entries.iter().all(|entry| entry.seq % 5 == 0));
 }

@@ -10,7 +10,8 @@ const dangan = (() => {
   // Calls the JSON API with the session cookie and the CSRF token; resolves
   // to the parsed body, rejects with the API's error message.
   async function api(method, url, body, contentType) {
-    const headers = { "X-CSRF-Token": meta("csrf-token") };
+    // Errors come back in the page's language where the API offers both.
+    const headers = { "X-CSRF-Token": meta("csrf-token"), "Accept-Language": lang };
     let payload = body;
     if (body !== undefined && !(body instanceof Blob) && !(body instanceof ArrayBuffer)) {
       headers["Content-Type"] = "application/json";

@@ -330,7 +330,7 @@ pub fn close(
                 date: file
                     .date
                     .clone()
-                    .or_else(|| Some(file.created_at[..10].to_owned())),
+                    .or_else(|| Some(local_date(&file.created_at, time_zone))),
                 employer_id: file.employer_id.clone(),
                 organisation: file.organisation.clone(),
                 pages: manifest_pages,
@@ -566,9 +566,32 @@ pub fn preview(
     })
 }
 
+/// The date (YYYY-MM-DD) of an RFC 3339 instant in the hub's time zone: the
+/// business date of a live file that was given none is the day it was
+/// opened there, as the close's month is (a file opened at 00:30 in
+/// Shanghai belongs to that day, not to the UTC day before).
+fn local_date(instant: &str, zone: &jiff::tz::TimeZone) -> String {
+    instant
+        .parse::<jiff::Timestamp>()
+        .map(|at| at.to_zoned(zone.clone()).date().to_string())
+        .unwrap_or_else(|_| instant.chars().take(10).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_without_a_date_takes_the_day_it_was_opened_in_the_time_zone() {
+        let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        // 00:30 on 1 December in Shanghai is still 30 November in UTC.
+        assert_eq!(local_date("2026-11-30T16:30:00Z", &shanghai), "2026-12-01");
+        assert_eq!(local_date("2026-11-30T15:30:00Z", &shanghai), "2026-11-30");
+        assert_eq!(
+            local_date("2026-11-30T16:30:00Z", &jiff::tz::TimeZone::UTC),
+            "2026-11-30"
+        );
+    }
 
     #[test]
     fn months_are_cut_in_the_time_zone() {

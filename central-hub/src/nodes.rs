@@ -197,10 +197,12 @@ pub fn touch(conn: &Connection, node_id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The enrolled edge nodes (not the monthly close's pseudo-node
+/// `DISTRICT-live`, which has no credential and no edge behind it).
 pub fn list_nodes(conn: &Connection) -> Result<Vec<NodeInfo>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, district, enrolled_at, last_contact, revoked_at FROM nodes
-         ORDER BY district, enrolled_at, id",
+         WHERE id NOT LIKE '%-live' ORDER BY district, enrolled_at, id",
     )?;
     let rows = stmt.query_map([], |row| {
         let revoked_at: Option<String> = row.get(4)?;

@@ -75,7 +75,19 @@ main("hub-review", async (run) => {
     for (let i = 1; i <= 3; i += 1) {
       await loadedWidth(page, `#thumbs li:nth-child(${i}) img`);
     }
+    // Where the paper original is, as 滨江区's edge reported it, and in store.
+    const place = await page.textContent("#original-place");
+    assert.match(place, /一号库房 \(K01\) › 第1列 › 第1层 › 盒 BOX-0001 › 卷 VOL-0001/);
+    assert.match(await page.textContent("#original-loan"), /在库/);
     await run.screenshot(page, "file");
+  });
+
+  await run.step("the reviewer asks for the paper original", async () => {
+    await page.fill('#loan-request input[name="purpose"]', "待遇复核调阅原件");
+    await page.fill('#loan-request input[name="due_date"]', "2099-01-31");
+    await Promise.all([page.waitForNavigation(), page.click('#loan-request button[type="submit"]')]);
+    assert.match(await page.textContent("#original-requests"), /待遇复核调阅原件/);
+    assert.match(await page.textContent("#original-requests"), /2099-01-31/);
   });
 
   await run.step("the viewer pages through with the keyboard, zooms and rotates", async () => {

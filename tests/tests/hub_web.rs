@@ -12,7 +12,10 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 use dangan_shared::BlobId;
 use dangan_sync::client::{Client, ClientOptions, file_body};
-use dangan_sync::wire::{CommitRequest, EnrolRequest, Manifest, ManifestFile, ManifestPage};
+use dangan_sync::wire::{
+    CommitRequest, EnrolRequest, Manifest, ManifestFile, ManifestPage, WarehouseChange,
+    WarehouseEvent, WarehouseEvents,
+};
 use dangan_testkit::pages::{CodeSpec, PageSpec, Place, Symbology, encode_jpeg, render_page};
 use dangan_testkit::procs::Hub;
 use serde_json::{Value, json};
@@ -71,7 +74,13 @@ struct FileSpec {
 /// HTTP with the sync client: enrol with a fresh code, offer the manifest,
 /// upload the missing blobs, commit. Pages are rendered A4 scans (150 dpi
 /// JPEG) with the business number as a Code 128 barcode.
-fn archive_batch(hub: &Hub, district: &str, batch: &str, files: &[FileSpec]) -> Result<()> {
+fn archive_batch(
+    hub: &Hub,
+    district: &str,
+    batch: &str,
+    files: &[FileSpec],
+    warehouse: &[WarehouseChange],
+) -> Result<()> {
     let code = hub.enrol_code(district)?;
     let scratch = tempfile::tempdir()?;
     let mut blobs: Vec<(BlobId, std::path::PathBuf, u64)> = Vec::new();
@@ -164,8 +173,62 @@ fn archive_batch(hub: &Hub, district: &str, batch: &str, files: &[FileSpec]) -> 
                 manifest_hash: hash,
             })
             .await?;
+        // Then the district's warehouse feed, as the edge sends it after.
+        if !warehouse.is_empty() {
+            let events = warehouse
+                .iter()
+                .enumerate()
+                .map(|(i, change)| WarehouseEvent {
+                    seq: i as u64 + 1,
+                    recorded_at: "2026-11-22T08:00:00Z".into(),
+                    actor: "archivist".into(),
+                    change: change.clone(),
+                })
+                .collect();
+            let cursor = client
+                .push_warehouse(&WarehouseEvents {
+                    feed: format!("feed-{district}"),
+                    events,
+                })
+                .await?;
+            ensure!(cursor.cursor == warehouse.len() as u64, "{cursor:?}");
+        }
         anyhow::Ok(())
     })
+}
+
+/// A district's warehouse as its edge reports it: room K01 › cabinet L01 ›
+/// shelf S1 › box BOX-0001 holding volume VOL-0001, into which business
+/// file `file_seq` of `batch` is bound.
+fn shelved_volume(batch: &str, file_seq: u32) -> Vec<WarehouseChange> {
+    let location =
+        |code: &str, kind: &str, name: &str, parent: Option<&str>| WarehouseChange::Location {
+            code: code.into(),
+            location_kind: kind.into(),
+            name: name.into(),
+            parent: parent.map(str::to_owned),
+            capacity: None,
+        };
+    vec![
+        location("K01", "room", "一号库房", None),
+        location("K01-L01", "cabinet", "第1列", Some("K01")),
+        location("K01-L01-S1", "shelf", "第1层", Some("K01-L01")),
+        location("BOX-0001", "box", "2026 养老 第1盒", Some("K01-L01-S1")),
+        WarehouseChange::Volume {
+            code: "VOL-0001".into(),
+            title: "2026年 待遇核定 第1卷".into(),
+            box_code: Some("BOX-0001".into()),
+            retention: Some("permanent".into()),
+            date_from: None,
+            date_to: None,
+        },
+        WarehouseChange::FileVolume {
+            batch: batch.into(),
+            file_seq,
+            business_number: None,
+            volume: Some("VOL-0001".into()),
+        },
+    ]
 }
 
 /// Runs a command-line tool and returns what it printed.
@@ -247,6 +310,7 @@ fn hub_users_do_their_jobs_in_the_browser() -> Result<()> {
                 pages: 1,
             },
         ],
+        &shelved_volume("330108-20261121-01", 1),
     )?;
     archive_batch(
         &hub,
@@ -258,6 +322,7 @@ fn hub_users_do_their_jobs_in_the_browser() -> Result<()> {
             person_id: "330106197001010012",
             pages: 2,
         }],
+        &[],
     )?;
     let review = dangan_testkit::browser::run(
         "hub_review.mjs",
@@ -294,7 +359,13 @@ fn hub_users_do_their_jobs_in_the_browser() -> Result<()> {
         .iter()
         .filter_map(|e| e["action"].as_str())
         .collect();
-    for action in ["search", "file.view", "page.view", "file.download"] {
+    for action in [
+        "search",
+        "file.view",
+        "page.view",
+        "file.download",
+        "original.request",
+    ] {
         ensure!(done.contains(&action), "{action} missing from {done:?}");
     }
 

@@ -965,3 +965,183 @@ fn dictionary_versions_reach_an_edge_through_sync_and_an_offline_edge_keeps_its_
 fn dangan_shared_seed() -> String {
     include_str!("../../shared/seed/templates.toml").to_owned()
 }
+
+/// `dangan-edge warehouse …` with `--json`.
+fn warehouse(edge: &Edge, args: &[&str]) -> Result<Value> {
+    let mut all = vec!["warehouse"];
+    all.extend_from_slice(args);
+    edge.json(&all)
+}
+
+/// The hub's warehouse feed history of a district: each event's seq and kind.
+fn hub_events(hub: &Hub, district: &str) -> Result<Vec<(i64, String)>> {
+    let db = rusqlite::Connection::open(hub.data.join("hub.db"))?;
+    let mut stmt = db.prepare(
+        "SELECT seq, kind FROM warehouse_events WHERE district = ?1 ORDER BY received_at, seq",
+    )?;
+    let rows = stmt
+        .query_map([district], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The hub's view of a business file (`GET /api/v1/files/{id}`) as its
+/// administrator.
+fn hub_file(hub: &Hub, id: i64) -> Result<Value> {
+    Ok(reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/files/{id}", hub.url()))
+        .bearer_auth(&hub.admin_token)
+        .send()?
+        .error_for_status()?
+        .json()?)
+}
+
+#[test]
+fn warehouse_events_reach_the_hub_in_order_and_a_previous_version_edge_still_syncs_batches()
+-> Result<()> {
+    let mut setup = hub()?;
+    // Quick to give up on a hub that is down; first an edge still speaking
+    // protocol version 1.
+    let config = "[sync]\nretry_base_seconds = 1\nretry_max_seconds = 1\ngive_up_after_seconds = 2\nrequest_timeout_seconds = 5\n";
+    let v1 = format!("{config}protocol = 1\n");
+    let edge = setup.edge("edge", DISTRICT, &v1)?;
+    let pages = setup.pages("in1", 4, 7, 20)?;
+    edge.ingest_and_accept("B-1", &pages)?;
+    // The archive room shelves a box and binds the batch's first file into
+    // a volume in it.
+    for (kind, code, name, parent) in [
+        ("room", "K01", "一号库房", None),
+        ("cabinet", "K01-L01", "第1列", Some("K01")),
+        ("shelf", "K01-L01-S1", "第1层", Some("K01-L01")),
+        ("shelf", "K01-L01-S2", "第2层", Some("K01-L01")),
+        ("box", "BOX-0001", "2026 养老 1", None),
+    ] {
+        let mut args = vec!["location", "--kind", kind, "--code", code, "--name", name];
+        if let Some(parent) = parent {
+            args.extend(["--parent", parent]);
+        }
+        warehouse(&edge, &args)?;
+    }
+    warehouse(&edge, &["shelve", "BOX-0001", "K01-L01-S1"])?;
+    warehouse(
+        &edge,
+        &[
+            "volume",
+            "--code",
+            "VOL-0001",
+            "--title",
+            "2026年 待遇核定 第1卷",
+            "--box",
+            "BOX-0001",
+        ],
+    )?;
+    warehouse(&edge, &["file", "B-1", "1", "VOL-0001"])?;
+    let events_at_edge = 8;
+
+    // Version 1: the batch is archived; the warehouse events wait, and the
+    // report says why.
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    assert_eq!(
+        report["warehouse_events_pending"], events_at_edge,
+        "{report}"
+    );
+    assert!(
+        report["warehouse_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("protocol is 1")),
+        "{report}"
+    );
+    assert_eq!(edge.batch_state("B-1")?, "archived");
+    assert_eq!(
+        reconciled(&setup.hub, DISTRICT, "B-1")?["state"],
+        "archived"
+    );
+    assert!(hub_events(&setup.hub, DISTRICT)?.is_empty());
+    let file_id = hub_count(
+        &setup.hub,
+        "SELECT f.id FROM business_files f JOIN batches b ON b.id = f.batch_id
+         WHERE b.batch = 'B-1' AND f.seq = 1",
+    )?;
+    assert!(hub_file(&setup.hub, file_id)?["original"].is_null());
+
+    // Upgraded to version 2: every event reaches the hub, in order, once,
+    // and the hub shows where the file's original is.
+    std::fs::write(edge.data.join("edge.toml"), config)?;
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["warehouse_events_sent"], events_at_edge, "{report}");
+    assert_eq!(report["warehouse_events_pending"], 0, "{report}");
+    let seqs: Vec<i64> = hub_events(&setup.hub, DISTRICT)?
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(seqs, (1..=events_at_edge).collect::<Vec<_>>());
+    let original = hub_file(&setup.hub, file_id)?["original"].clone();
+    assert_eq!(original["volume"], "VOL-0001", "{original}");
+    let path: Vec<&str> = original["path"]
+        .as_array()
+        .context("path")?
+        .iter()
+        .filter_map(|p| p["code"].as_str())
+        .collect();
+    assert_eq!(path, ["K01", "K01-L01", "K01-L01-S1", "BOX-0001"]);
+    assert!(original["loan"].is_null(), "{original}");
+
+    // A hub reviewer asks for the original; the edge receives the request
+    // on its next sync, the archive admin approves and lends it, and the
+    // hub sees it on loan.
+    let due = "2099-01-31";
+    reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/api/v1/files/{file_id}/loan-requests",
+            setup.hub.url()
+        ))
+        .bearer_auth(&setup.hub.admin_token)
+        .json(&serde_json::json!({ "purpose": "待遇复核", "due_date": due }))
+        .send()?
+        .error_for_status()?;
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["loan_requests_received"], 1, "{report}");
+    let loans = warehouse(&edge, &["loans"])?;
+    assert_eq!(loans[0]["item"], "VOL-0001", "{loans}");
+    assert!(loans[0]["hub_request"].as_u64().is_some(), "{loans}");
+    let id = loans[0]["id"].to_string();
+    warehouse(&edge, &["loan", &id, "approve"])?;
+    warehouse(&edge, &["loan", &id, "lend"])?;
+
+    // The hub is down while the edge syncs: nothing is lost, the three loan
+    // events (requested, approved, lent) wait.
+    setup.hub.kill();
+    let (ok, report) = edge.try_json(&["sync"])?;
+    assert!(!ok, "a sync with the hub down fails: {report}");
+    let feed = warehouse(&edge, &["feed"])?;
+    assert_eq!(
+        feed["events"]
+            .as_u64()
+            .zip(feed["acked"].as_u64())
+            .map(|(e, a)| e - a),
+        Some(3),
+        "{feed}"
+    );
+    setup.hub.restart()?;
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["warehouse_events_sent"], 3, "{report}");
+    // A crash after the hub applied events but before the edge recorded it
+    // (the edge's acknowledgement lost): the next sync asks the hub where it
+    // stands and sends nothing twice.
+    rusqlite::Connection::open(edge.data.join("edge.db"))?
+        .execute("UPDATE warehouse_feed SET acked = 0", [])?;
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["warehouse_events_sent"], 0, "{report}");
+    assert_eq!(report["warehouse_events_pending"], 0, "{report}");
+    let seqs: Vec<i64> = hub_events(&setup.hub, DISTRICT)?
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, expected, "every event once, in order");
+    let loan = hub_file(&setup.hub, file_id)?["original"]["loan"].clone();
+    assert_eq!(loan["state"], "lent", "{loan}");
+    assert_eq!(loan["overdue"], false, "{loan}");
+    Ok(())
+}

@@ -673,6 +673,17 @@ fn close_month_refuses_while_files_wait_and_archives_when_forced() {
         csv.contains("excluded,CLI-0002,330106,,,submitted"),
         "{csv}"
     );
+    // The close's batch is signed by a pseudo-node, which is not an edge:
+    // the node list does not show it.
+    let nodes = json(&hub(&["node", "list", "--json"], &data));
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| !n["id"].as_str().unwrap().ends_with("-live")),
+        "{nodes}"
+    );
     let help = text(&hub(&["close-month", "--help"], &data));
     for word in ["--force", "--district", "--csv", "YYYY-MM"] {
         assert!(help.contains(word), "close-month --help lacks {word}");

@@ -66,6 +66,31 @@ pub enum WarehouseCommand {
     ShelveCsv { file: PathBuf },
     /// List locations (depth first) with what they hold.
     Locations,
+    /// Ask to borrow a volume or a box (借阅申请).
+    Borrow {
+        /// The volume's or box's code.
+        item: String,
+        /// Who will hold it.
+        #[arg(long)]
+        borrower: String,
+        /// What for.
+        #[arg(long)]
+        purpose: String,
+        /// When it is due back (YYYY-MM-DD).
+        #[arg(long)]
+        due: String,
+    },
+    /// Take a loan a step on: approve, refuse (with --note), lend, return.
+    Loan {
+        /// The loan's number.
+        id: i64,
+        /// approve, refuse, lend or return.
+        #[arg(value_parser = ["approve", "refuse", "lend", "return"])]
+        step: String,
+        /// Why (required to refuse).
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// List loans: open ones by default.
     Loans {
         /// Only loans past their due date.
@@ -194,6 +219,41 @@ pub fn run(
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
+            })?;
+        }
+        WarehouseCommand::Borrow {
+            item,
+            borrower,
+            purpose,
+            due,
+        } => {
+            let new = wh::NewLoan {
+                item: item.clone(),
+                borrower: borrower.clone(),
+                purpose: purpose.clone(),
+                due_date: due.clone(),
+            };
+            let loan = wh::request_loan(conn, &new, actor, &today).map_err(fail)?;
+            print(json, &loan, || {
+                format!("{} {}", lang.pick("借阅申请", "loan"), loan.id)
+            })?;
+        }
+        WarehouseCommand::Loan { id, step, note } => {
+            let step = match step.as_str() {
+                "approve" => wh::LoanStep::Approve,
+                "refuse" => wh::LoanStep::Refuse,
+                "lend" => wh::LoanStep::Lend,
+                _ => wh::LoanStep::Return,
+            };
+            let loan =
+                wh::loan_step(conn, *id, step, note.as_deref(), actor, &today).map_err(fail)?;
+            print(json, &loan, || {
+                format!(
+                    "{} {}: {}",
+                    lang.pick("借阅", "loan"),
+                    loan.id,
+                    wh::loan_state_label(lang, &loan.state)
+                )
             })?;
         }
         WarehouseCommand::Loans { overdue, all } => {

@@ -6,6 +6,8 @@
 //! - `ingest`, `crash`, `watch`, `rescan`, `workflow`: the CLI's ingest,
 //!   kill -9 recovery, hot folder and scanner, rework and the archive
 //!   room's workflow.
+//! - `warehouse`: locations, shelving, volumes, labels and loans over the
+//!   API, and the keyboard-wedge screens in Chromium (warehouse.mjs).
 
 mod common;
 

@@ -3,7 +3,8 @@
 // focused input; page.keyboard.type + Enter is exactly that. Started by
 // edge-node/tests/it/warehouse.rs, which sets up room K01 (shelves
 // K01-L01-S1 of capacity 2, K01-L01-S2, K01-L01-J1-S3), boxes BOX-0001,
-// BOX-0002 (not shelved) and BOX-0003 (on S3), and passes:
+// BOX-0002 (not shelved) and BOX-0003 (on S3), volume VOL-0001 in no box,
+// and passes:
 //   DANGAN_BASE_URL, DANGAN_SCREENSHOTS (see harness.mjs)
 //   DANGAN_OPERATOR   "user:password"
 import assert from "node:assert/strict";
@@ -30,12 +31,12 @@ main("warehouse", async (run) => {
     await Promise.all([op.waitForURL(/\/warehouse\/shelve$/), op.click('nav.subnav a[href="/warehouse/shelve"]')]);
     // The scan input has the focus: the scanner can type straight away.
     assert.equal(await op.evaluate(() => document.activeElement.id), "scan");
-    assert.match(await op.textContent("#prompt"), /请扫描盒标签/);
+    assert.match(await op.textContent("#prompt"), /请扫描盒标签或卷标签/);
   });
 
   await run.step("a shelf label first is refused with a message, and nothing changes", async () => {
     await scan(op, "K01-L01-S1");
-    await op.waitForFunction(() => document.querySelector("#scan-status").textContent.includes("不是盒标签"));
+    await op.waitForFunction(() => document.querySelector("#scan-status").textContent.includes("不是盒标签或卷标签"));
     assert.ok(await op.$eval("#scan-status", (el) => el.classList.contains("error")));
   });
 
@@ -45,7 +46,7 @@ main("warehouse", async (run) => {
       await op.waitForFunction(() => document.querySelector("#prompt").textContent.includes("层位"));
       await scan(op, "K01-L01-S1");
       await op.waitForFunction((count) => document.querySelectorAll("#shelved li").length === count, n + 1);
-      assert.match(await op.textContent("#scan-status"), new RegExp(`${box.toUpperCase()} 已上架到 K01-L01-S1`));
+      assert.match(await op.textContent("#scan-status"), new RegExp(`${box.toUpperCase()} 已放入 K01-L01-S1`));
     }
     await run.screenshot(op, "shelving");
   });
@@ -57,6 +58,14 @@ main("warehouse", async (run) => {
     await op.waitForFunction(() => document.querySelector("#scan-status").classList.contains("error"));
     assert.match(await op.textContent("#scan-status"), /已满/);
     assert.equal(await op.locator("#shelved li").count(), 2);
+  });
+
+  await run.step("volume label then box label: the volume goes into the box", async () => {
+    await scan(op, "VOL-0001");
+    await op.waitForFunction(() => document.querySelector("#prompt").textContent.includes("请扫描盒标签"));
+    await scan(op, "BOX-0001");
+    await op.waitForFunction(() => document.querySelector("#shelved li").dataset.item === "VOL-0001");
+    assert.match(await op.textContent("#scan-status"), /VOL-0001 已放入 BOX-0001/);
   });
 
   await run.step("the room grid shows the shelf full", async () => {
@@ -74,9 +83,9 @@ main("warehouse", async (run) => {
     const check = Number(op.url().split("/").pop());
     run.value("check", check);
     assert.equal(await op.evaluate(() => document.activeElement.id), "scan");
-    // On S1 only BOX-0001 is found; BOX-0002 turns up on S2, with an
-    // unknown box; BOX-0003 (on S3) is not found at all.
-    for (const code of ["K01-L01-S1", "BOX-0001", "K01-L01-S2", "BOX-0002"]) {
+    // On S1 only BOX-0001 (with VOL-0001 in it) is found; BOX-0002 turns up
+    // on S2, with an unknown box; BOX-0003 (on S3) is not found at all.
+    for (const code of ["K01-L01-S1", "BOX-0001", "VOL-0001", "K01-L01-S2", "BOX-0002"]) {
       await scan(op, code);
     }
     await op.waitForFunction(() => document.querySelector("#scan-status").textContent.includes("实在"));
@@ -86,8 +95,8 @@ main("warehouse", async (run) => {
     await op.reload();
     const kinds = await op.$$eval("#discrepancies tbody tr", (rows) => rows.map((r) => `${r.dataset.kind}:${r.dataset.item}`).sort());
     assert.deepEqual(kinds, ["misplaced:BOX-0002", "missing:BOX-0003", "unexpected:BOX-4242"]);
-    assert.equal((await op.textContent("#expected")).trim(), "3");
-    assert.equal((await op.textContent("#found")).trim(), "1");
+    assert.equal((await op.textContent("#expected")).trim(), "4");
+    assert.equal((await op.textContent("#found")).trim(), "2");
     await run.screenshot(op, "inventory-check");
   });
 });

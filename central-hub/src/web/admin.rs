@@ -63,17 +63,30 @@ pub(super) async fn reconcile(
     layout(&viewer, l.pick("对账", "Reconciliation"), &[], body).into_response()
 }
 
-/// `GET /originals`: every paper original lent out in the districts'
-/// warehouses (as their edges report), overdue loans first.
+/// `GET /originals`: the paper originals lent out in the districts'
+/// warehouses (as their edges report) that the viewer's scope holds (a
+/// district's archive admin sees their district, the city's every
+/// district), overdue loans first.
 pub(super) async fn originals(State(backend): State<Arc<HubBackend>>, viewer: Viewer) -> Response {
     if !central(&viewer) {
         return viewer.forbidden();
     }
     let today = crate::warehouse::today(&backend.config().live.time_zone);
     let on = today.clone();
+    let user = viewer.user.clone();
     let loans = backend
         .db()
-        .run(move |conn| crate::warehouse::loans_out(conn, &on).map_err(ApiError::from))
+        .run(move |conn| {
+            let scope = crate::users::Scope::of(conn, &user).map_err(ApiError::from)?;
+            let mut loans = crate::warehouse::loans_out(conn, &on).map_err(ApiError::from)?;
+            let mut kept = Vec::with_capacity(loans.len());
+            for loan in loans.drain(..) {
+                if scope.allows(conn, &loan.district).map_err(ApiError::from)? {
+                    kept.push(loan);
+                }
+            }
+            Ok(kept)
+        })
         .await;
     let loans = match loans {
         Ok(loans) => loans,

@@ -414,6 +414,22 @@ async fn events_show_where_an_original_is_and_whether_it_is_out() {
         "{listed}"
     );
     assert_eq!(list(reviewer.clone()).await.0, 403);
+    // The archive admin of another district does not see 330106's loans.
+    {
+        let conn = hub.backend.db().get().unwrap();
+        dangan_hub::orgs::ensure_district_org(&conn, "330108").unwrap();
+    }
+    let other = user(
+        &hub,
+        &served,
+        "qian",
+        dangan_hub::users::Role::ArchiveAdmin,
+        "330108",
+    )
+    .await;
+    let (status, listed) = list(other).await;
+    assert_eq!(status, 200);
+    assert!(!listed.contains("VOL-0001"), "{listed}");
 
     // Returned; then the box is lent, due in a week: the loan of the box is
     // the volume's, and not overdue.

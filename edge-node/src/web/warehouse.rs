@@ -372,12 +372,12 @@ pub(super) async fn shelve(viewer: Viewer) -> Response {
     let body = html! {
         h1 { (title) }
         (nav(l))
-        p { (l.pick("用扫码枪先扫盒标签，再扫层位标签（扫码枪以键盘方式输入编号并回车）；也可手工输入后回车。",
-                    "Scan the box label, then the shelf label (a handheld types the code and Enter); typing a code and Enter works too.")) }
+        p { (l.pick("上架：先扫盒标签，再扫层位标签；装盒：先扫卷标签，再扫盒标签。扫码枪以键盘方式输入编号并回车，也可手工输入后回车。",
+                    "Shelving: scan the box label, then the shelf label. Boxing: scan the volume label, then the box label. A handheld types the code and Enter; typing a code and Enter works too.")) }
         form #wedge autocomplete="off" {
             input #scan name="scan" autofocus size="32" placeholder=(l.pick("扫描或输入编号后回车", "scan or type a code, then Enter"));
         }
-        p #prompt.prompt { (l.pick("请扫描盒标签", "Scan a box label")) }
+        p #prompt.prompt { (l.pick("请扫描盒标签或卷标签", "Scan a box or volume label")) }
         p #scan-status.status {}
         ol #shelved.log {}
         h2 { (l.pick("批量上架（CSV）", "Bulk shelving (CSV)")) }

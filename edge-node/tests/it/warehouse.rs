@@ -317,7 +317,13 @@ fn the_keyboard_wedge_shelves_and_counts_boxes_in_a_real_browser() {
             json!({ "code": code, "kind": "box", "name": code }),
         );
     }
-    // BOX-0003 is on S3; the browser shelves BOX-0001 and BOX-0002.
+    wang.ok(
+        Method::POST,
+        "/api/v1/warehouse/volumes",
+        json!({ "code": "VOL-0001", "title": "2019年度 第1卷" }),
+    );
+    // BOX-0003 is on S3; the browser shelves BOX-0001 and BOX-0002 and puts
+    // VOL-0001 into BOX-0001.
     wang.ok(
         Method::POST,
         "/api/v1/warehouse/shelvings",

@@ -32,46 +32,59 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
-  // Keyboard-wedge shelving: a box label, then a shelf label.
+  // Keyboard-wedge shelving: a box label, then a shelf label (the box is
+  // shelved); or a volume label, then a box label (the volume is boxed).
   const wedge = document.getElementById("wedge");
   if (wedge) {
     const input = document.getElementById("scan");
     const log = document.getElementById("shelved");
-    let box = null;
+    let held = null;
     const prompt = (text) => { document.getElementById("prompt").textContent = text; };
+    const logged = (text, item, place) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      li.dataset.item = item;
+      li.dataset.place = place;
+      log.prepend(li);
+    };
     wedge.addEventListener("submit", async (event) => {
       event.preventDefault();
       const code = norm(input.value);
       input.value = "";
       input.focus();
       if (!code) return;
-      if (!box) {
-        if (!code.startsWith("BOX-")) {
-          say("scan-status", t(`${code} 不是盒标签，请先扫描盒标签`, `${code} is not a box label: scan a box first`), true);
-          return;
+      if (!held) {
+        if (code.startsWith("BOX-")) {
+          held = code;
+          say("scan-status", t(`已扫描盒 ${held}`, `Box ${held} scanned`));
+          prompt(t("请扫描层位标签", "Now scan the shelf label"));
+        } else if (code.startsWith("VOL-")) {
+          held = code;
+          say("scan-status", t(`已扫描案卷 ${held}`, `Volume ${held} scanned`));
+          prompt(t("请扫描盒标签", "Now scan the box label"));
+        } else {
+          say("scan-status", t(`${code} 不是盒标签或卷标签，请先扫描盒或卷`, `${code} is not a box or volume label: scan a box or volume first`), true);
         }
-        box = code;
-        say("scan-status", t(`已扫描盒 ${box}`, `Box ${box} scanned`));
-        prompt(t("请扫描层位标签", "Now scan the shelf label"));
         return;
       }
-      const shelf = code;
+      const item = held;
+      held = null;
+      prompt(t("请扫描盒标签或卷标签", "Scan a box or volume label"));
       try {
-        const result = await api("POST", "/api/v1/warehouse/shelvings", { box, shelf });
-        const text = result.moved
-          ? t(`${box} 已上架到 ${shelf}`, `${box} shelved on ${shelf}`)
-          : t(`${box} 已在 ${shelf}，无变化`, `${box} was already on ${shelf}`);
+        let moved;
+        if (item.startsWith("VOL-")) {
+          moved = (await api("POST", `/api/v1/warehouse/volumes/${encodeURIComponent(item)}/box`, { box: code })).moved;
+        } else {
+          moved = (await api("POST", "/api/v1/warehouse/shelvings", { box: item, shelf: code })).moved;
+        }
+        const text = moved
+          ? t(`${item} 已放入 ${code}`, `${item} put in ${code}`)
+          : t(`${item} 已在 ${code}，无变化`, `${item} was already in ${code}`);
         say("scan-status", text);
-        const li = document.createElement("li");
-        li.textContent = text;
-        li.dataset.box = box;
-        li.dataset.shelf = shelf;
-        log.prepend(li);
+        logged(text, item, code);
       } catch (err) {
         say("scan-status", err.message, true);
       }
-      box = null;
-      prompt(t("请扫描盒标签", "Scan a box label"));
     });
     const upload = document.getElementById("csv-upload");
     upload.addEventListener("click", async () => {

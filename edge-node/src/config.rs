@@ -206,8 +206,9 @@ pub struct SyncSettings {
     pub give_up_after: std::time::Duration,
     pub request_timeout: std::time::Duration,
     /// The sync protocol version spoken to the hub: 2 (batches, the
-    /// dictionary feed and the warehouse feeds) or 1, for a hub not yet
-    /// upgraded (batches and dictionaries only; warehouse events wait).
+    /// dictionary feed and the warehouse feeds; a hub that knows only 1 is
+    /// then spoken to in 1 for the pass) or 1, pinned (batches and
+    /// dictionaries only; warehouse events wait).
     pub protocol: dangan_sync::ProtocolVersion,
 }
 
@@ -535,9 +536,10 @@ retry_max_seconds = 300
 give_up_after_seconds = 120
 # Longest a single request may take (a blob on a slow line included).
 request_timeout_seconds = 300
-# Sync protocol version: 2, or 1 while the hub still runs a release that
-# speaks only version 1 (batches and dictionaries still sync; warehouse
-# events wait here until the hub is upgraded and this is set back to 2).
+# Sync protocol version: 2, or 1 to pin the previous version. A hub of the
+# previous release (version 1 only) is detected and spoken to in version 1
+# anyway: batches and dictionaries still sync, and warehouse events wait
+# here until the hub is upgraded.
 protocol = 2
 
 [labels]

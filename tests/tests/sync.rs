@@ -1145,3 +1145,98 @@ fn warehouse_events_reach_the_hub_in_order_and_a_previous_version_edge_still_syn
     assert_eq!(loan["overdue"], false, "{loan}");
     Ok(())
 }
+
+/// A hub of the previous release in front of this one: every `/sync/v2`
+/// path is a bare 404 (as an old hub's router answers), everything else is
+/// forwarded as it is.
+async fn old_hub(upstream: String) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let client = client.clone();
+        let upstream = upstream.clone();
+        async move {
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            if path.starts_with("/sync/v2") {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            let (parts, body) = request.into_parts();
+            let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            let mut forward = client.request(parts.method, format!("{upstream}{path}"));
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    forward = forward.header(name, value);
+                }
+            }
+            match forward.body(body).send().await {
+                Ok(answer) => {
+                    let mut response = Response::builder().status(answer.status());
+                    for (name, value) in answer.headers() {
+                        response = response.header(name, value);
+                    }
+                    let bytes = answer.bytes().await.unwrap_or_default();
+                    response
+                        .body(Body::from(bytes))
+                        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+                }
+                Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, task))
+}
+
+#[test]
+fn an_edge_of_this_release_syncs_batches_with_a_hub_of_the_previous_one() -> Result<()> {
+    let setup = hub()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (old, task) = runtime.block_on(old_hub(setup.hub.url()))?;
+    // Enrolled through the old hub's address (enrolment is a v1 exchange).
+    let edge = Edge::init(&setup.root.path().join("edge"), DISTRICT, FAST_RETRIES)?;
+    edge.enrol(&old, &setup.hub.enrol_code(DISTRICT)?)?;
+    let pages = setup.pages("in1", 3, 11, 20)?;
+    edge.ingest_and_accept("B-1", &pages)?;
+    warehouse(
+        &edge,
+        &[
+            "location",
+            "--kind",
+            "room",
+            "--code",
+            "K01",
+            "--name",
+            "一号库房",
+        ],
+    )?;
+    // Protocol 2 is configured; the old hub's 404 makes the pass speak 1.
+    let report = edge.json(&["sync"])?;
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    assert_eq!(report["warehouse_events_pending"], 1, "{report}");
+    assert!(
+        report["warehouse_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("protocol 1 only")),
+        "{report}"
+    );
+    assert_eq!(edge.batch_state("B-1")?, "archived");
+    assert_eq!(
+        reconciled(&setup.hub, DISTRICT, "B-1")?["state"],
+        "archived"
+    );
+    task.abort();
+    Ok(())
+}

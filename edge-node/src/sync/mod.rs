@@ -147,8 +147,17 @@ struct Pass<'a> {
     progress: Option<indicatif::ProgressBar>,
 }
 
-/// Builds the protocol client from the node's enrolment.
+/// Builds the protocol client from the node's enrolment, speaking the
+/// configured protocol version.
 pub fn client_for(node: &Node, enrolment: &Enrolment) -> Result<Client, SyncError> {
+    client_speaking(node, enrolment, node.config.sync.protocol)
+}
+
+fn client_speaking(
+    node: &Node,
+    enrolment: &Enrolment,
+    protocol: dangan_sync::ProtocolVersion,
+) -> Result<Client, SyncError> {
     let settings = &node.config.sync;
     Client::new(
         &enrolment.hub_url,
@@ -158,7 +167,7 @@ pub fn client_for(node: &Node, enrolment: &Enrolment) -> Result<Client, SyncErro
             connect_timeout: Duration::from_secs(10),
             request_timeout: settings.request_timeout,
             user_agent: format!("dangan-edge/{}", env!("CARGO_PKG_VERSION")),
-            protocol: settings.protocol,
+            protocol,
         },
     )
     .map_err(SyncError::Client)
@@ -201,35 +210,45 @@ pub async fn enrol(
             })
         })
         .transpose()?;
-    let client = Client::new(
-        hub_url,
-        ClientOptions {
-            token: None,
-            ca_cert_pem,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: node.config.sync.request_timeout,
-            user_agent: format!("dangan-edge/{}", env!("CARGO_PKG_VERSION")),
-            protocol: node.config.sync.protocol,
-        },
-    )
-    .map_err(SyncError::Client)?;
+    let client_for = |protocol| {
+        Client::new(
+            hub_url,
+            ClientOptions {
+                token: None,
+                ca_cert_pem: ca_cert_pem.clone(),
+                connect_timeout: Duration::from_secs(10),
+                request_timeout: node.config.sync.request_timeout,
+                user_agent: format!("dangan-edge/{}", env!("CARGO_PKG_VERSION")),
+                protocol,
+            },
+        )
+        .map_err(SyncError::Client)
+    };
     let district = store.district()?.to_string();
-    let response = client
-        .enrol(&dangan_sync::wire::EnrolRequest {
-            code: code.trim().to_owned(),
-            district: district.clone(),
-        })
-        .await
-        .map_err(|err| {
-            if err.is_retryable() {
-                SyncError::Unreachable {
-                    url: hub_url.to_owned(),
-                    source: err,
-                }
-            } else {
-                SyncError::EnrolmentRefused(err)
+    let request = dangan_sync::wire::EnrolRequest {
+        code: code.trim().to_owned(),
+        district: district.clone(),
+    };
+    let protocol = node.config.sync.protocol;
+    let mut answer = client_for(protocol)?.enrol(&request).await;
+    // A hub of the previous release knows only /sync/v1 (a bare 404).
+    if protocol != dangan_sync::ProtocolVersion::V1
+        && answer.as_ref().is_err_and(ClientError::is_unknown_route)
+    {
+        answer = client_for(dangan_sync::ProtocolVersion::V1)?
+            .enrol(&request)
+            .await;
+    }
+    let response = answer.map_err(|err| {
+        if err.is_retryable() {
+            SyncError::Unreachable {
+                url: hub_url.to_owned(),
+                source: err,
             }
-        })?;
+        } else {
+            SyncError::EnrolmentRefused(err)
+        }
+    })?;
     if response.district != district {
         return Err(SyncError::WrongDistrict {
             hub: response.district,
@@ -272,7 +291,7 @@ pub async fn run_pass(
         Err(err) => return Err(err.into()),
     };
     let client = client_for(node, &enrolment)?;
-    let pass = Pass {
+    let mut pass = Pass {
         node,
         client,
         throttle: (settings.bandwidth_limit > 0)
@@ -289,7 +308,7 @@ pub async fn run_pass(
             // Outside the windows no image moves, but the hub still hears
             // what is queued here (a few hundred bytes) so that its
             // reconciliation is current; an unreachable hub is no error.
-            if let Err(err) = pass.report_queue(store).await {
+            if let Err(err) = pass.first_contact(store).await {
                 debug!(error = %err, "queue report outside the sync window failed");
             } else {
                 pass.pull_dictionaries(store, &mut report).await;
@@ -298,7 +317,7 @@ pub async fn run_pass(
             report.outside_window = true;
             return Ok(());
         }
-        pass.report_queue(store).await?;
+        pass.first_contact(store).await?;
         pass.pull_dictionaries(store, &mut report).await;
         pass.sync_warehouse(store, &mut report).await;
         let queue = lock(store).sync_queue()?;
@@ -477,7 +496,13 @@ impl Pass<'_> {
     async fn sync_warehouse(&self, store: &std::sync::Mutex<Store>, report: &mut SyncReport) {
         if self.client.protocol() == dangan_sync::ProtocolVersion::V1 {
             report.warehouse_error = Some(
-                "sync.protocol is 1: warehouse events wait until the hub speaks protocol 2".into(),
+                if self.node.config.sync.protocol == dangan_sync::ProtocolVersion::V1 {
+                    "sync.protocol is 1: warehouse events wait until the hub speaks protocol 2"
+                        .into()
+                } else {
+                    "the hub speaks sync protocol 1 only: warehouse events wait until it is upgraded"
+                    .into()
+                },
             );
             return;
         }
@@ -576,6 +601,25 @@ impl Pass<'_> {
             if !feed.more || feed.entries.is_empty() {
                 return Ok(());
             }
+        }
+    }
+
+    /// The pass's first request, the queue report. A hub of the previous
+    /// release answers every `/sync/v2` path with a bare 404: the pass then
+    /// speaks version 1 (batches and dictionaries sync; the warehouse
+    /// events wait for an upgraded hub).
+    async fn first_contact(&mut self, store: &std::sync::Mutex<Store>) -> Result<(), SyncError> {
+        match self.report_queue(store).await {
+            Err(SyncError::Unreachable { source, .. })
+                if source.is_unknown_route()
+                    && self.client.protocol() != dangan_sync::ProtocolVersion::V1 =>
+            {
+                warn!("the hub does not speak sync protocol 2; this pass uses protocol 1");
+                self.client =
+                    client_speaking(self.node, &self.enrolment, dangan_sync::ProtocolVersion::V1)?;
+                self.report_queue(store).await
+            }
+            other => other,
         }
     }
 

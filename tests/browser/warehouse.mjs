@@ -28,6 +28,11 @@ main("warehouse", async (run) => {
     await Promise.all([op.waitForURL(run.url("/")), op.press('input[name="password"]', "Enter")]);
     await Promise.all([op.waitForURL(/\/warehouse$/), op.click('header a[href="/warehouse"]')]);
     assert.equal((await op.textContent("h1")).trim(), "库房管理");
+    // The tree down to the shelves, and boxes not on a shelf yet; boxes on
+    // shelves are on their shelf's page.
+    assert.equal(await op.locator('#locations tr[data-code="K01-L01-S1"]').count(), 1);
+    assert.equal(await op.locator('#locations tr[data-code="BOX-0001"]').count(), 1);
+    assert.equal(await op.locator('#locations tr[data-code="BOX-0003"]').count(), 0);
     await Promise.all([op.waitForURL(/\/warehouse\/shelve$/), op.click('nav.subnav a[href="/warehouse/shelve"]')]);
     // The scan input has the focus: the scanner can type straight away.
     assert.equal(await op.evaluate(() => document.activeElement.id), "scan");

@@ -122,21 +122,23 @@ pub(super) async fn overview(State(state): State<ApiState>, viewer: Viewer) -> R
     };
     let admin = viewer.user.role == Role::Admin;
     let title = l.pick("库房管理", "Warehouse");
-    let depth = |loc: &wh::Location| -> usize {
-        let mut depth = 0;
-        let mut parent = loc.parent.clone();
-        while let Some(code) = parent {
-            depth += 1;
-            parent = all
-                .iter()
-                .find(|x| x.code == code)
-                .and_then(|x| x.parent.clone());
-            if depth > 5 {
-                break;
-            }
-        }
-        depth
-    };
+    // Depth in the tree, for the indentation (parents come before their
+    // children in `all`). Boxes on shelves are not listed here (a district
+    // has thousands): a shelf's page lists them; unshelved boxes are.
+    let mut depths: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for loc in &all {
+        let depth = loc
+            .parent
+            .as_deref()
+            .and_then(|p| depths.get(p))
+            .map_or(0, |d| d + 1);
+        depths.insert(&loc.code, depth);
+    }
+    let depth = |loc: &wh::Location| depths.get(loc.code.as_str()).copied().unwrap_or(0);
+    let listed: Vec<&wh::Location> = all
+        .iter()
+        .filter(|loc| loc.kind != "box" || loc.parent.is_none())
+        .collect();
     let body = html! {
         h1 { (title) }
         (nav(l))
@@ -155,7 +157,7 @@ pub(super) async fn overview(State(state): State<ApiState>, viewer: Viewer) -> R
                 th.num { (l.pick("占用/容量", "Held/capacity")) }
             } }
             tbody {
-                @for loc in &all {
+                @for loc in &listed {
                     tr data-code=(loc.code) {
                         td style=(format!("padding-left:{}em", depth(loc) as f32 * 1.2 + 0.3)) { (location_link(&loc.code)) }
                         td { (kind_label(l, &loc.kind)) }

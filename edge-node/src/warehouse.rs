@@ -184,10 +184,16 @@ impl WarehouseError {
     }
 }
 
-fn forbidden_zh(what: &str) -> &'static str {
+/// What a refused caller may not do, in Chinese (the English text is the
+/// `what` the checks name, here and in the API).
+pub(crate) fn forbidden_zh(what: &str) -> &'static str {
     match what {
         "approve or refuse loans" => "审批借阅",
         "lend or take back originals" => "办理出借或归还",
+        "set up warehouse locations" => "设置库房位置",
+        "shelve boxes" => "上架",
+        "manage volumes" => "管理案卷",
+        "run inventory checks" => "盘点",
         _ => "执行此操作",
     }
 }
@@ -1826,6 +1832,79 @@ fn check_event_with(
     })
 }
 
+// ------------------------------------------------------------------- labels
+
+fn retention_text(lang: Lang, retention: Option<&str>) -> Option<String> {
+    let retention = retention?;
+    Some(match retention {
+        "permanent" => lang
+            .pick("保管期限：永久", "Retention: permanent")
+            .to_owned(),
+        other => match other.strip_suffix('y') {
+            Some(years) => match lang {
+                Lang::Zh => format!("保管期限：{years}年"),
+                Lang::En => format!("Retention: {years} years"),
+            },
+            None => other.to_owned(),
+        },
+    })
+}
+
+/// The label of one code: a volume's title, retention and date range; a
+/// box's name and the range of its volumes; a location's kind and name.
+pub fn label_for(conn: &Connection, code: &str) -> Result<crate::labels::Label, WarehouseError> {
+    let lang = Lang::Zh;
+    let range = |from: Option<String>, to: Option<String>| match (from, to) {
+        (Some(from), Some(to)) if from == to => Some(from),
+        (Some(from), Some(to)) => Some(format!("{from} 至 {to}")),
+        _ => None,
+    };
+    if let Some(volume) = volume(conn, code)? {
+        let mut lines = Vec::new();
+        lines.extend(retention_text(lang, volume.retention.as_deref()));
+        lines.extend(range(volume.date_from, volume.date_to));
+        return Ok(crate::labels::Label {
+            code: volume.code,
+            title: volume.title,
+            lines,
+        });
+    }
+    let location = location(conn, code)?.ok_or_else(|| WarehouseError::Unknown(code.into()))?;
+    let mut lines = Vec::new();
+    if location.kind == "box" {
+        let volumes = volumes(conn, Some(code))?;
+        let from = volumes.iter().filter_map(|v| v.date_from.clone()).min();
+        let to = volumes.iter().filter_map(|v| v.date_to.clone()).max();
+        let longest = volumes
+            .iter()
+            .filter_map(|v| v.retention.as_deref())
+            .max_by_key(|r| {
+                if *r == "permanent" {
+                    u32::MAX
+                } else {
+                    r.trim_end_matches('y').parse().unwrap_or(0)
+                }
+            });
+        lines.extend(retention_text(lang, longest));
+        lines.extend(range(from, to));
+        if lines.is_empty() {
+            lines.push(format!("盒 · {} 卷", volumes.len()));
+        }
+    } else {
+        let path: Vec<String> = path(conn, code)?.into_iter().map(|l| l.name).collect();
+        lines.push(format!(
+            "{} · {}",
+            kind_label(lang, &location.kind),
+            path.join(" › ")
+        ));
+    }
+    Ok(crate::labels::Label {
+        code: location.code,
+        title: location.name,
+        lines,
+    })
+}
+
 // --------------------------------------------------------------------- feed
 
 /// This database's warehouse feed id (made once, at migration).
@@ -1839,11 +1918,22 @@ pub fn events_after(
     after: u64,
     limit: u32,
 ) -> Result<Vec<WarehouseEvent>, WarehouseError> {
-    let mut stmt = conn.prepare(
+    read_events(
+        conn,
         "SELECT seq, body, actor, recorded_at FROM warehouse_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
+        params![after as i64, limit],
+    )
+}
+
+/// The events a query selects (seq, body, actor, recorded_at), decoded.
+fn read_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<WarehouseEvent>, WarehouseError> {
+    let mut stmt = conn.prepare(sql)?;
     let rows = stmt
-        .query_map(params![after as i64, limit], |row| {
+        .query_map(params, |row| {
             Ok((
                 row.get::<_, i64>(0)? as u64,
                 row.get::<_, String>(1)?,
@@ -1894,16 +1984,11 @@ pub fn set_acked(conn: &Connection, cursor: u64) -> Result<(), WarehouseError> {
 /// Every event about one item (location, volume or loan), oldest first:
 /// the item's history.
 pub fn history(conn: &Connection, code: &str) -> Result<Vec<WarehouseEvent>, WarehouseError> {
-    let pattern = format!("%\"{code}\"%");
-    let seqs: Vec<u64> = conn
-        .prepare("SELECT seq FROM warehouse_events WHERE body LIKE ?1 ORDER BY seq")?
-        .query_map([pattern], |row| row.get::<_, i64>(0).map(|v| v as u64))?
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::new();
-    for seq in seqs {
-        out.extend(events_after(conn, seq - 1, 1)?);
-    }
-    Ok(out)
+    read_events(
+        conn,
+        "SELECT seq, body, actor, recorded_at FROM warehouse_events WHERE body LIKE ?1 ORDER BY seq",
+        [format!("%\"{code}\"%")],
+    )
 }
 
 /// Today's date in `zone` (YYYY-MM-DD), against which due dates are read.

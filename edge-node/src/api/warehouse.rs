@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState, Body, Caller};
-use crate::labels::{self, Label, Layout};
+use crate::labels::{self, Layout};
 use crate::lifecycle::Role;
 use crate::node::Node;
 use crate::text::Lang;
@@ -64,21 +64,15 @@ fn today(node: &Node) -> String {
 fn require(caller: &Caller, roles: &[Role], what: &str, lang: Lang) -> Result<(), ApiError> {
     caller.require(roles, what).map_err(|err| {
         if lang == Lang::Zh {
-            ApiError::forbidden(format!("{} 无权{}", caller.user.username, what_zh(what)))
+            ApiError::forbidden(format!(
+                "{} 无权{}",
+                caller.user.username,
+                wh::forbidden_zh(what)
+            ))
         } else {
             err
         }
     })
-}
-
-fn what_zh(what: &str) -> &'static str {
-    match what {
-        "set up warehouse locations" => "设置库房位置",
-        "shelve boxes" => "上架",
-        "manage volumes" => "管理案卷",
-        "run inventory checks" => "盘点",
-        _ => "执行此操作",
-    }
 }
 
 /// Runs warehouse work on the database with errors in `lang`.
@@ -429,77 +423,6 @@ pub struct LabelRequest {
     pub start: usize,
 }
 
-fn retention_text(lang: Lang, retention: Option<&str>) -> Option<String> {
-    let retention = retention?;
-    Some(match retention {
-        "permanent" => lang
-            .pick("保管期限：永久", "Retention: permanent")
-            .to_owned(),
-        other => match other.strip_suffix('y') {
-            Some(years) => match lang {
-                Lang::Zh => format!("保管期限：{years}年"),
-                Lang::En => format!("Retention: {years} years"),
-            },
-            None => other.to_owned(),
-        },
-    })
-}
-
-/// The label of one code: a volume's title, retention and date range; a
-/// box's name and the range of its volumes; a location's kind and name.
-pub fn label_for(conn: &Connection, code: &str) -> Result<Label, WarehouseError> {
-    let lang = Lang::Zh;
-    let range = |from: Option<String>, to: Option<String>| match (from, to) {
-        (Some(from), Some(to)) if from == to => Some(from),
-        (Some(from), Some(to)) => Some(format!("{from} 至 {to}")),
-        _ => None,
-    };
-    if let Some(volume) = wh::volume(conn, code)? {
-        let mut lines = Vec::new();
-        lines.extend(retention_text(lang, volume.retention.as_deref()));
-        lines.extend(range(volume.date_from, volume.date_to));
-        return Ok(Label {
-            code: volume.code,
-            title: volume.title,
-            lines,
-        });
-    }
-    let location = wh::location(conn, code)?.ok_or_else(|| WarehouseError::Unknown(code.into()))?;
-    let mut lines = Vec::new();
-    if location.kind == "box" {
-        let volumes = wh::volumes(conn, Some(code))?;
-        let from = volumes.iter().filter_map(|v| v.date_from.clone()).min();
-        let to = volumes.iter().filter_map(|v| v.date_to.clone()).max();
-        let longest = volumes
-            .iter()
-            .filter_map(|v| v.retention.as_deref())
-            .max_by_key(|r| {
-                if *r == "permanent" {
-                    u32::MAX
-                } else {
-                    r.trim_end_matches('y').parse().unwrap_or(0)
-                }
-            });
-        lines.extend(retention_text(lang, longest));
-        lines.extend(range(from, to));
-        if lines.is_empty() {
-            lines.push(format!("盒 · {} 卷", volumes.len()));
-        }
-    } else {
-        let path: Vec<String> = wh::path(conn, code)?.into_iter().map(|l| l.name).collect();
-        lines.push(format!(
-            "{} · {}",
-            wh::kind_label(lang, &location.kind),
-            path.join(" › ")
-        ));
-    }
-    Ok(Label {
-        code: location.code,
-        title: location.name,
-        lines,
-    })
-}
-
 pub async fn label_sheet(
     State(state): State<ApiState>,
     _caller: Caller,
@@ -521,7 +444,7 @@ pub async fn label_sheet(
                 if code.is_empty() {
                     continue;
                 }
-                list.push(label_for(conn, &code).map_err(|err| error(err, lang))?);
+                list.push(wh::label_for(conn, &code).map_err(|err| error(err, lang))?);
             }
             let settings = &node.config.labels;
             let font = labels::font(&settings.font, settings.font_index)

@@ -290,7 +290,7 @@ pub fn run(
         WarehouseCommand::Labels { codes, out, start } => {
             let labels = codes
                 .iter()
-                .map(|code| dangan_edge::api::warehouse::label_for(conn, &code.to_uppercase()))
+                .map(|code| wh::label_for(conn, &code.to_uppercase()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(fail)?;
             let settings = &node.config.labels;

@@ -94,16 +94,25 @@ document.addEventListener("DOMContentLoaded", () => {
       show();
       dangan.say("qc-message", t("所有抽检页已检，按 F 完成本轮", "every sampled page is checked: press F to finish"));
     }
+    const saving = dangan.api("PUT", `${api}/qc/pages/${current.page}`, { verdict });
+    inFlight.add(saving);
     try {
-      await dangan.api("PUT", `${api}/qc/pages/${current.page}`, { verdict });
+      await saving;
     } catch (err) {
       current.verdict = previous;
       dangan.say("qc-message", t(`第 ${current.page} 页未保存：`, `page ${current.page} not saved: `) + err.message, true);
       show();
+    } finally {
+      inFlight.delete(saving);
     }
   }
 
+  // Verdicts still being saved: finishing waits for them (a round whose
+  // last verdict has not reached the server cannot finish).
+  const inFlight = new Set();
+
   async function finish() {
+    await Promise.allSettled([...inFlight]);
     const unchecked = sample.filter((s) => !s.verdict).length;
     if (unchecked > 0) {
       dangan.say("qc-message", t(`还有 ${unchecked} 页未检`, `${unchecked} sampled pages are not checked yet`), true);

@@ -44,8 +44,16 @@ impl Analyzer {
     }
 
     /// Analyses a decoded frame and stores its blob and thumbnail. The blob
-    /// is durable when this returns.
-    pub fn analyze(&self, frame: Frame, cache: &BlobCache) -> Result<PageFacts, CacheError> {
+    /// is durable when this returns. `source` is the file's bytes with their
+    /// BLAKE3 id when the caller has hashed them already: a frame whose blob
+    /// is the file itself (a JPEG page) then takes that id instead of hashing
+    /// the same bytes again.
+    pub fn analyze(
+        &self,
+        frame: Frame,
+        cache: &BlobCache,
+        source: Option<(&[u8], &BlobId)>,
+    ) -> Result<PageFacts, CacheError> {
         let Frame {
             index,
             width,
@@ -56,7 +64,10 @@ impl Analyzer {
             blob,
             blob_format,
         } = frame;
-        let blob_id = BlobId::of(&blob);
+        let blob_id = match source {
+            Some((bytes, id)) if bytes == blob.as_slice() => *id,
+            _ => BlobId::of(&blob),
+        };
         cache.put_blob(&blob_id, &blob)?;
         let blob_size = blob.len() as u64;
         drop(blob);

@@ -209,13 +209,7 @@ fn black_matrix(lum: &[u8], width: usize, height: usize) -> Option<BitMatrix> {
             .zip(row_threshold.chunks(BIT_FIELD_BASE_BITS))
             .enumerate()
         {
-            let word = chunk
-                .iter()
-                .zip(limits)
-                .enumerate()
-                .fold(0usize, |word, (bit, (&p, &t))| {
-                    word | (usize::from(p <= t) << bit)
-                });
+            let word = black_bits(chunk, limits);
             if word != 0 {
                 row_bits.setBulk(word_index * BIT_FIELD_BASE_BITS, word);
             }
@@ -223,6 +217,27 @@ fn black_matrix(lum: &[u8], width: usize, height: usize) -> Option<BitMatrix> {
         matrix.setRow(py as u32, &row_bits);
     }
     Some(matrix)
+}
+
+/// Bit `i` set when `pixels[i] <= limits[i]` (up to one word of pixels).
+/// The comparisons are made into a byte mask first, which LLVM vectorises,
+/// and each 8 mask bytes (0 or 1) are gathered into 8 bits by one multiply:
+/// byte `i` of the mask lands on bit `56 + i` of the product, and no two
+/// partial products overlap, so nothing carries into the top byte.
+fn black_bits(pixels: &[u8], limits: &[u8]) -> usize {
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    let mut mask = [0u8; BIT_FIELD_BASE_BITS];
+    for ((m, &p), &t) in mask.iter_mut().zip(pixels).zip(limits) {
+        *m = u8::from(p <= t);
+    }
+    let (bytes, _) = mask.as_chunks::<8>();
+    bytes
+        .iter()
+        .enumerate()
+        .fold(0usize, |word, (index, eight)| {
+            let bits = u64::from_le_bytes(*eight).wrapping_mul(GATHER) >> 56;
+            word | ((bits as usize) << (8 * index))
+        })
 }
 
 #[cfg(test)]

@@ -244,11 +244,12 @@ pub fn analyze_source(
     source: &decode::Source,
     analyzer: &Analyzer,
     cache: &BlobCache,
+    file: Option<(&[u8], &BlobId)>,
 ) -> Result<Vec<PageFacts>, PageError> {
     let mut frames = Vec::with_capacity(source.frame_count as usize);
     for index in 0..source.frame_count {
         let frame = source.frame(index)?;
-        frames.push(analyzer.analyze(frame, cache)?);
+        frames.push(analyzer.analyze(frame, cache, file)?);
     }
     Ok(frames)
 }
@@ -317,7 +318,12 @@ impl Pipeline<'_> {
             Err(err) => return Ok(quarantine_outcome(path, file_hash, bytes, &err)),
         };
         // A frame that fails to decode quarantines the whole file.
-        let frames = match analyze_source(&source, &self.analyzer, &self.node.cache) {
+        let frames = match analyze_source(
+            &source,
+            &self.analyzer,
+            &self.node.cache,
+            Some((&bytes, &file_hash)),
+        ) {
             Ok(frames) => frames,
             Err(PageError::Decode(err)) => {
                 drop(source);

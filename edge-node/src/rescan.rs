@@ -184,7 +184,7 @@ pub fn rescan_page(
     }
     let rules = template::scan_rules_for_batch(store.conn(), &node.config, batch_id)?;
     let analyzer = ingest::analyzer(node, &rules);
-    let facts = match ingest::analyze_source(&source, &analyzer, &node.cache) {
+    let facts = match ingest::analyze_source(&source, &analyzer, &node.cache, None) {
         Ok(mut frames) => frames.remove(0),
         Err(PageError::Decode(err)) => return Err(undecodable(err)),
         Err(PageError::Cache(err)) => return Err(err.into()),

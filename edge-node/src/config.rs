@@ -165,7 +165,7 @@ struct RawSync {
 impl Default for RawSync {
     fn default() -> Self {
         Self {
-            parallel_uploads: 4,
+            parallel_uploads: 8,
             bandwidth_limit_kib: 0,
             windows: Vec::new(),
             time_zone: "Asia/Shanghai".into(),
@@ -511,8 +511,9 @@ args = []
 [sync]
 # The hub is set by `dangan-edge enrol`, not here. Only accepted batches sync.
 # Blobs uploaded at the same time (1–64). More helps on a long, fat line;
-# too many only adds memory and contention at the hub.
-parallel_uploads = 4
+# too many only adds memory and contention at the hub (on loopback, 8 moved
+# 1.2 GB about 15% faster than 4, and 16 no faster than 4).
+parallel_uploads = 8
 # Upload limit over all uploads together, in KiB/s; 0 = no limit. Set it so
 # that the district's other traffic still gets through; too low and a day's
 # scans do not reach the hub within the night.

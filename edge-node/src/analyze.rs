@@ -54,24 +54,21 @@ impl Analyzer {
         cache: &BlobCache,
         source: Option<(&[u8], &BlobId)>,
     ) -> Result<PageFacts, CacheError> {
-        let Frame {
-            index,
-            width,
-            height,
-            dpi,
-            colour,
-            luma,
-            blob,
-            blob_format,
-        } = frame;
         let blob_id = match source {
-            Some((bytes, id)) if bytes == blob.as_slice() => *id,
-            _ => BlobId::of(&blob),
+            Some((bytes, id)) if bytes == frame.blob.as_slice() => *id,
+            _ => BlobId::of(&frame.blob),
         };
-        cache.put_blob(&blob_id, &blob)?;
-        let blob_size = blob.len() as u64;
-        drop(blob);
-        let raster = PageRaster::new(luma, dpi);
+        cache.put_blob(&blob_id, &frame.blob)?;
+        let blob_size = frame.blob.len() as u64;
+        let (index, width, height, dpi, colour, blob_format) = (
+            frame.index,
+            frame.width,
+            frame.height,
+            frame.dpi,
+            frame.colour,
+            frame.blob_format,
+        );
+        let raster = PageRaster::of_frame(frame);
         let barcodes = self.scanner.scan(&raster);
         let ink_ratio = ink_ratio(&raster.reduced);
         let thumbnail = thumbnail_jpeg(&raster.reduced, self.thumbnail_width);

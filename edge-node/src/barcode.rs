@@ -316,7 +316,7 @@ impl Scanner {
         let mut found = Found::default();
         let reduced = &page.reduced;
         let height = reduced.height();
-        if reduced.width() == 0 || height == 0 || page.full.width() == 0 {
+        if reduced.width() == 0 || height == 0 {
             return Vec::new();
         }
         let fast: Vec<(u32, u32)> = self
@@ -471,7 +471,7 @@ impl Scanner {
     /// already found lies inside it or it does not look like bars.
     /// Returns whether a code was read.
     fn decode_region(&self, page: &PageRaster, region: &Region, found: &mut Found) -> bool {
-        let (left, top, right, bottom) = region.full_res_crop(page.factor.max(1), &page.full);
+        let (left, top, right, bottom) = region.full_res_crop(page.factor.max(1), page.full_size());
         if right <= left || bottom <= top {
             return false;
         }
@@ -493,7 +493,7 @@ impl Scanner {
             return false;
         }
         let (crop, width, height) =
-            crop_for_reading(&page.full, left, top, right, bottom, region.vertical);
+            crop_for_reading(page.full(), left, top, right, bottom, region.vertical);
         let mut result = None;
         if bars {
             // The middle rows first; all rows only if they fail.
@@ -734,7 +734,7 @@ impl Region {
 
     /// The region in full-resolution pixels, widened by a quiet zone along
     /// the reading direction and a little across it.
-    fn full_res_crop(&self, factor: u32, full: &GrayImage) -> (u32, u32, u32, u32) {
+    fn full_res_crop(&self, factor: u32, (width, height): (u32, u32)) -> (u32, u32, u32, u32) {
         let unit = BLOCK * factor;
         let (along, across) = (3 * unit, unit);
         let (pad_x, pad_y) = if self.vertical {
@@ -744,8 +744,8 @@ impl Region {
         };
         let left = (self.left * unit).saturating_sub(pad_x);
         let top = (self.top * unit).saturating_sub(pad_y);
-        let right = (self.right * unit + pad_x).min(full.width());
-        let bottom = (self.bottom * unit + pad_y).min(full.height());
+        let right = (self.right * unit + pad_x).min(width);
+        let bottom = (self.bottom * unit + pad_y).min(height);
         (left, top, right, bottom)
     }
 }
@@ -928,6 +928,17 @@ mod tests {
         PageRaster::new(pages::render_page(spec).to_luma8(), Some(spec.dpi))
     }
 
+    /// The page as ingest sees a scanner's JPEG: decoded straight to the
+    /// reduced size (300-dpi pages), the full page decoded only on demand.
+    fn jpeg_raster(spec: &PageSpec) -> PageRaster {
+        let jpeg = pages::encode_jpeg(&pages::render_page(spec), 90, spec.dpi);
+        let source = crate::decode::open(&jpeg, &crate::decode::Limits::default()).expect("opens");
+        let frame = crate::raster::analysis_frame(&source, 0).expect("decodes");
+        let expected_scale = if spec.dpi == 300 { 2 } else { frame.luma_scale };
+        assert_eq!(frame.luma_scale, expected_scale, "{} dpi", spec.dpi);
+        PageRaster::of_frame(frame)
+    }
+
     fn to_edge(symbology: pages::Symbology) -> Symbology {
         match symbology {
             pages::Symbology::Code128 => Symbology::Code128,
@@ -975,20 +986,26 @@ mod tests {
             } else {
                 &default_scanner
             };
-            let found = scanner.scan(&raster(&spec));
             let wanted: Vec<(Symbology, String)> = spec
                 .codes
                 .iter()
                 .map(|c| (to_edge(c.symbology), c.text.clone()))
                 .collect();
-            let got: Vec<(Symbology, String)> =
-                found.iter().map(|b| (b.format, b.text.clone())).collect();
-            let mut missing: Vec<_> = wanted.iter().filter(|w| !got.contains(w)).collect();
-            missing.dedup();
-            let extra: Vec<_> = got.iter().filter(|g| !wanted.contains(g)).collect();
             assert_eq!(expected.len(), wanted.len());
-            if !missing.is_empty() || !extra.is_empty() {
-                failures.push(format!("{name}: missing {missing:?}, extra {extra:?}"));
+            // The rendered pixels, and the page as a JPEG the way ingest
+            // decodes it.
+            for (how, page) in [("pixels", raster(&spec)), ("jpeg", jpeg_raster(&spec))] {
+                let found = scanner.scan(&page);
+                let got: Vec<(Symbology, String)> =
+                    found.iter().map(|b| (b.format, b.text.clone())).collect();
+                let mut missing: Vec<_> = wanted.iter().filter(|w| !got.contains(w)).collect();
+                missing.dedup();
+                let extra: Vec<_> = got.iter().filter(|g| !wanted.contains(g)).collect();
+                if !missing.is_empty() || !extra.is_empty() {
+                    failures.push(format!(
+                        "{name} ({how}): missing {missing:?}, extra {extra:?}"
+                    ));
+                }
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");

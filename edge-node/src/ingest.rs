@@ -248,7 +248,7 @@ pub fn analyze_source(
 ) -> Result<Vec<PageFacts>, PageError> {
     let mut frames = Vec::with_capacity(source.frame_count as usize);
     for index in 0..source.frame_count {
-        let frame = source.frame(index)?;
+        let frame = crate::raster::analysis_frame(source, index)?;
         frames.push(analyzer.analyze(frame, cache, file)?);
     }
     Ok(frames)

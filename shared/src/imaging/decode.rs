@@ -113,8 +113,12 @@ pub struct Frame {
     /// the render resolution.
     pub dpi: Option<u32>,
     pub colour: ColourMode,
-    /// Full-resolution luminance, alpha composited over white.
+    /// Luminance, alpha composited over white: at full resolution unless
+    /// `luma_scale` says otherwise.
     pub luma: GrayImage,
+    /// How many full-resolution pixels one `luma` pixel spans per axis: 1,
+    /// except for a JPEG page decoded reduced by [`Source::frame_reduced`].
+    pub luma_scale: u32,
     /// The bytes to store as this page's blob.
     pub blob: Vec<u8>,
     pub blob_format: BlobFormat,
@@ -304,6 +308,43 @@ impl Source {
     /// Decodes every frame in order.
     pub fn frames(&self) -> impl Iterator<Item = Result<Frame, DecodeError>> + '_ {
         (0..self.frame_count).map(|index| self.frame(index))
+    }
+
+    /// Like [`frame`](Self::frame), for a caller that wants the luminance
+    /// reduced by `factor(dpi)` per axis (`dpi` as the file records it).
+    /// A gray or YCbCr JPEG page is then decoded straight to that size when
+    /// the factor is 2, 4 or 8: the decoder's scaled inverse DCT skips most
+    /// of a full-size decode, and the full page never exists in memory.
+    /// Any other frame, or a JPEG the scaled decoder cannot read, comes back
+    /// at full resolution (`luma_scale` 1); so does everything when
+    /// `factor` asks for 1.
+    pub fn frame_reduced(
+        &self,
+        index: u32,
+        factor: impl FnOnce(Option<u32>) -> u32,
+    ) -> Result<Frame, DecodeError> {
+        if let Inner::Jpeg { bytes, info } = &self.inner
+            && index == 0
+            && matches!(info.components, 1 | 3)
+        {
+            let scale = factor(info.dpi);
+            if scale > 1
+                && let Some(luma) = jpeg_luma_scaled(bytes, scale)
+            {
+                return Ok(Frame {
+                    index,
+                    width: u32::from(info.width),
+                    height: u32::from(info.height),
+                    dpi: info.dpi,
+                    colour: jpeg_colour(info),
+                    luma,
+                    luma_scale: scale,
+                    blob: bytes.clone(),
+                    blob_format: BlobFormat::Jpeg,
+                });
+            }
+        }
+        self.frame(index)
     }
 }
 
@@ -541,12 +582,16 @@ fn exif_resolution(tiff: &[u8]) -> Option<u32> {
     }
 }
 
-fn decode_jpeg(bytes: &[u8], info: &JpegInfo) -> Result<Frame, DecodeError> {
-    let colour = if info.components == 1 {
+fn jpeg_colour(info: &JpegInfo) -> ColourMode {
+    if info.components == 1 {
         ColourMode::Gray
     } else {
         ColourMode::Colour
-    };
+    }
+}
+
+fn decode_jpeg(bytes: &[u8], info: &JpegInfo) -> Result<Frame, DecodeError> {
+    let colour = jpeg_colour(info);
     // Gray and YCbCr JPEGs are decoded straight to luminance: for a colour
     // page that skips chroma upsampling and colour conversion altogether.
     // Anything else (CMYK, Adobe RGB) goes through `image`.
@@ -571,6 +616,7 @@ fn decode_jpeg(bytes: &[u8], info: &JpegInfo) -> Result<Frame, DecodeError> {
         dpi: info.dpi,
         colour,
         luma,
+        luma_scale: 1,
         blob: bytes.to_vec(),
         blob_format: BlobFormat::Jpeg,
     })
@@ -592,6 +638,40 @@ fn decode_jpeg_luma(bytes: &[u8]) -> Option<GrayImage> {
     let pixels = decoder.decode().ok()?;
     let info = decoder.info()?;
     GrayImage::from_raw(u32::from(info.width), u32::from(info.height), pixels)
+}
+
+/// Decodes a gray or YCbCr JPEG's luminance reduced by `factor` per axis
+/// (1, 2, 4 or 8; None for any other) with libjpeg-turbo's scaled inverse
+/// DCT, or None when libjpeg cannot read the file. The output is
+/// `ceil(width / factor)` by `ceil(height / factor)`; each pixel is the
+/// low-pass average of the block it stands for. Corrupt entropy data is
+/// filled with grey as zune-jpeg does, with a warning libjpeg keeps silent.
+pub fn jpeg_luma_scaled(bytes: &[u8], factor: u32) -> Option<GrayImage> {
+    let numerator = match factor {
+        1 => 8,
+        2 => 4,
+        4 => 2,
+        8 => 1,
+        _ => return None,
+    };
+    // libjpeg reports a fatal error by unwinding out of the C library (the
+    // mozjpeg crate's error manager); it must not reach the caller.
+    std::panic::catch_unwind(|| {
+        let mut decompress = mozjpeg::Decompress::with_markers(&[])
+            .from_mem(bytes)
+            .ok()?;
+        decompress.scale(numerator);
+        let mut started = decompress.grayscale().ok()?;
+        let (width, height) = (started.width(), started.height());
+        let pixels: Vec<u8> = started.read_scanlines().ok()?;
+        GrayImage::from_raw(
+            u32::try_from(width).ok()?,
+            u32::try_from(height).ok()?,
+            pixels,
+        )
+    })
+    .ok()
+    .flatten()
 }
 
 // ---------------------------------------------------------------------------
@@ -692,6 +772,7 @@ fn decode_png(bytes: &[u8], info: &PngInfo) -> Result<Frame, DecodeError> {
         dpi: info.dpi,
         colour: info.colour,
         luma,
+        luma_scale: 1,
         blob: bytes.to_vec(),
         blob_format: BlobFormat::Png,
     })
@@ -820,6 +901,7 @@ impl Pixels {
             dpi,
             colour,
             luma,
+            luma_scale: 1,
             blob,
             blob_format: BlobFormat::Png,
         })
@@ -1206,6 +1288,7 @@ fn decode_tiff_frame(
             dpi: info.dpi,
             colour,
             luma,
+            luma_scale: 1,
             blob: bytes.to_vec(),
             blob_format: BlobFormat::Tiff,
         });
@@ -1618,6 +1701,7 @@ fn decode_pdf_page(pdf: &Pdf, index: u32, limits: &Limits) -> Result<Frame, Deco
                 dpi,
                 colour,
                 luma,
+                luma_scale: 1,
                 blob: jpeg,
                 blob_format: BlobFormat::Jpeg,
             });
@@ -1759,6 +1843,74 @@ mod tests {
         assert_eq!(frame.colour, ColourMode::Colour);
         assert_eq!((frame.width, frame.height), (64, 48));
         assert_eq!(frame.dpi, None);
+    }
+
+    #[test]
+    fn jpeg_pages_decode_reduced_on_request_and_other_frames_do_not() {
+        // An odd-sized gray page: the reduced luma is ceil(size / 2), each
+        // pixel close to the average of the 2×2 block it stands for, and
+        // the frame keeps its full size, dpi and the file as its blob.
+        let page = gradient(121, 81);
+        let bytes = jpeg_gray(&page, 300);
+        let source = open_default(&bytes).expect("opens");
+        let mut asked = None;
+        let frame = source
+            .frame_reduced(0, |dpi| {
+                asked = dpi;
+                2
+            })
+            .expect("decodes");
+        assert_eq!(asked, Some(300));
+        assert_eq!(frame.luma_scale, 2);
+        assert_eq!(frame.luma.dimensions(), (61, 41));
+        assert_eq!((frame.width, frame.height), (121, 81));
+        assert_eq!((frame.dpi, frame.colour), (Some(300), ColourMode::Gray));
+        assert_eq!(frame.blob, bytes);
+        let full = source.frame(0).expect("decodes").luma;
+        assert_eq!(full.dimensions(), (121, 81));
+        // Over `a`, which may be a pixel short of `b` (the box filter drops
+        // an odd last row and column).
+        let strays = |a: &GrayImage, b: &GrayImage| {
+            a.enumerate_pixels()
+                .map(|(x, y, p)| p.0[0].abs_diff(b.get_pixel(x, y).0[0]))
+                .max()
+                .unwrap_or(0)
+        };
+        let worst = strays(&crate::imaging::box_reduce(&full, 2), &frame.luma);
+        assert!(
+            worst <= 24,
+            "reduced decode strays {worst} levels from the box average"
+        );
+        // Full size gives the ordinary decoder's pixels, within rounding.
+        let unscaled = jpeg_luma_scaled(&bytes, 1).expect("decodes");
+        assert_eq!(unscaled.dimensions(), full.dimensions());
+        assert!(strays(&unscaled, &full) <= 2);
+        // A colour JPEG gives its luminance; 4 and 8 work too.
+        let colour = open_default(&jpeg_rgb(64, 48)).expect("opens");
+        let frame = colour.frame_reduced(0, |_| 4).expect("decodes");
+        assert_eq!((frame.luma_scale, frame.luma.dimensions()), (4, (16, 12)));
+        assert_eq!(frame.colour, ColourMode::Colour);
+        // A factor the decoder cannot scale by, or 1, decodes in full; so
+        // does a PNG, whatever is asked.
+        for factor in [1, 3] {
+            let frame = source.frame_reduced(0, |_| factor).expect("decodes");
+            assert_eq!((frame.luma_scale, frame.luma.dimensions()), (1, (121, 81)));
+        }
+        let png = encode_png(
+            page.as_raw(),
+            121,
+            81,
+            image::ExtendedColorType::L8,
+            Some(300),
+        )
+        .expect("png");
+        let frame = open_default(&png)
+            .expect("opens")
+            .frame_reduced(0, |_| 2)
+            .expect("decodes");
+        assert_eq!((frame.luma_scale, &frame.luma), (1, &page));
+        // Garbage is refused, not a panic.
+        assert_eq!(jpeg_luma_scaled(b"\xFF\xD8\xFF\xE0 not a jpeg", 2), None);
     }
 
     #[test]

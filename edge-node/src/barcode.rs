@@ -467,9 +467,9 @@ impl Scanner {
         guarded(|| reader.decode_with_hints(&mut bitmap, hints))
     }
 
-    /// Decodes one detected 1D region at full resolution, unless a code
-    /// already found lies inside it or it does not look like bars.
-    /// Returns whether a code was read.
+    /// Decodes one detected 1D region, on the reduced copy or else at full
+    /// resolution, unless a code already found lies inside it or it does
+    /// not look like bars. Returns whether a code was read.
     fn decode_region(&self, page: &PageRaster, region: &Region, found: &mut Found) -> bool {
         let (left, top, right, bottom) = region.full_res_crop(page.factor.max(1), page.full_size());
         if right <= left || bottom <= top {
@@ -492,11 +492,73 @@ impl Scanner {
         if !bars && !pdf417 {
             return false;
         }
+        // The reduced copy first, middle rows only: ordinary bars read
+        // there, and a page decoded reduced then never needs its full
+        // resolution. Anything it misses gets every chance in full.
+        let factor = page.factor.max(1);
+        let (reduced_right, reduced_bottom) = (
+            right.div_ceil(factor).min(page.reduced.width()),
+            bottom.div_ceil(factor).min(page.reduced.height()),
+        );
+        let reduced =
+            if bars && factor > 1 && reduced_right > left / factor && reduced_bottom > top / factor
+            {
+                let (crop, width, height) = crop_for_reading(
+                    &page.reduced,
+                    left / factor,
+                    top / factor,
+                    reduced_right,
+                    reduced_bottom,
+                    region.vertical,
+                );
+                self.decode_linear(&crop, width, height, false)
+            } else {
+                None
+            };
+        let (result, scale) = match reduced {
+            Some(result) => (result, factor),
+            None => {
+                let crop = (left, top, right, bottom);
+                let Some(result) = self.decode_full_crop(page, crop, region.vertical, bars, pdf417)
+                else {
+                    return false;
+                };
+                (result, 1)
+            }
+        };
+        // A turned crop's points are not mapped back; its centre will do
+        // for reading order.
+        let placement = if region.vertical {
+            Placement {
+                left: (left + right) as f32 / 2.0,
+                top: (top + bottom) as f32 / 2.0,
+                scale: 0.0,
+            }
+        } else {
+            Placement {
+                left: (left / scale * scale) as f32,
+                top: (top / scale * scale) as f32,
+                scale: scale as f32,
+            }
+        };
+        found.add(&result, placement, self.settings.min_text_len);
+        true
+    }
+
+    /// Reads a region's full-resolution crop: as bars (the middle rows,
+    /// then all rows), then as PDF417 if that is still wanted.
+    fn decode_full_crop(
+        &self,
+        page: &PageRaster,
+        (left, top, right, bottom): (u32, u32, u32, u32),
+        vertical: bool,
+        bars: bool,
+        pdf417: bool,
+    ) -> Option<RXingResult> {
         let (crop, width, height) =
-            crop_for_reading(page.full(), left, top, right, bottom, region.vertical);
+            crop_for_reading(page.full(), left, top, right, bottom, vertical);
         let mut result = None;
         if bars {
-            // The middle rows first; all rows only if they fail.
             result = self
                 .decode_linear(&crop, width, height, false)
                 .or_else(|| self.decode_linear(&crop, width, height, true));
@@ -509,26 +571,7 @@ impl Scanner {
                     guarded(|| PDF417Reader.decode_with_hints(&mut bitmap, &self.matrix_hints))
                 });
         }
-        let Some(result) = result else {
-            return false;
-        };
-        // A turned crop's points are not mapped back; its centre will do
-        // for reading order.
-        let placement = if region.vertical {
-            Placement {
-                left: (left + right) as f32 / 2.0,
-                top: (top + bottom) as f32 / 2.0,
-                scale: 0.0,
-            }
-        } else {
-            Placement {
-                left: left as f32,
-                top: top as f32,
-                scale: 1.0,
-            }
-        };
-        found.add(&result, placement, self.settings.min_text_len);
-        true
+        result
     }
 }
 
@@ -977,6 +1020,7 @@ mod tests {
         let default_scanner = Scanner::new(&BarcodeSettings::default());
         let all_scanner = Scanner::new(&all_formats());
         let mut failures = Vec::new();
+        let mut decoded_in_full = Vec::new();
         for (name, spec, expected) in pages::hard_fixtures() {
             let needs_all = spec.codes.iter().any(|c| {
                 !to_edge(c.symbology).is_linear() && to_edge(c.symbology) != Symbology::Qr
@@ -996,6 +1040,9 @@ mod tests {
             // decodes it.
             for (how, page) in [("pixels", raster(&spec)), ("jpeg", jpeg_raster(&spec))] {
                 let found = scanner.scan(&page);
+                if how == "jpeg" && page.has_full() {
+                    decoded_in_full.push(name.clone());
+                }
                 let got: Vec<(Symbology, String)> =
                     found.iter().map(|b| (b.format, b.text.clone())).collect();
                 let mut missing: Vec<_> = wanted.iter().filter(|w| !got.contains(w)).collect();
@@ -1009,6 +1056,11 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");
+        // The thin bars are read at full resolution, decoded on demand.
+        assert!(
+            decoded_in_full.iter().any(|name| name.contains("3px_bars")),
+            "{decoded_in_full:?}"
+        );
     }
 
     #[test]
@@ -1037,13 +1089,21 @@ mod tests {
                 CodeSpec::new(pages::Symbology::Code128, "BOTTOM-0004", Place::BottomLeft),
             ],
         );
-        let found = Scanner::new(&BarcodeSettings::default()).scan(&raster(&spec));
-        let texts: Vec<&str> = found.iter().map(|b| b.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            ["LEFT-00003", "RIGHT-0002", "MIDDLE-0001", "BOTTOM-0004"]
-        );
-        assert_eq!(found[1].format, Symbology::Code39);
+        let scanner = Scanner::new(&BarcodeSettings::default());
+        for page in [raster(&spec), jpeg_raster(&spec)] {
+            let found = scanner.scan(&page);
+            let texts: Vec<&str> = found.iter().map(|b| b.text.as_str()).collect();
+            assert_eq!(
+                texts,
+                ["LEFT-00003", "RIGHT-0002", "MIDDLE-0001", "BOTTOM-0004"]
+            );
+            assert_eq!(found[1].format, Symbology::Code39);
+        }
+        // Ordinary bars read on the reduced copy: the JPEG page was never
+        // decoded at full resolution.
+        let page = jpeg_raster(&spec);
+        assert_eq!(scanner.scan(&page).len(), 4);
+        assert!(!page.has_full(), "the full page was decoded");
     }
 
     #[test]

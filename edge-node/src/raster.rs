@@ -89,6 +89,12 @@ impl PageRaster {
         self.full_size
     }
 
+    /// Whether the full-resolution page is in memory (always, unless the
+    /// page was decoded reduced and nothing has asked for it yet).
+    pub fn has_full(&self) -> bool {
+        self.full.get().is_some()
+    }
+
     /// Luminance at full resolution. A page decoded reduced is decoded again
     /// in full the first time this is called (only a thin 1D code needs it);
     /// should that fail, the reduced copy is scaled up instead.

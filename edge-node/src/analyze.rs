@@ -70,7 +70,8 @@ impl Analyzer {
         );
         let raster = PageRaster::of_frame(frame);
         let barcodes = self.scanner.scan(&raster);
-        let ink_ratio = ink_ratio(&raster.reduced);
+        let levels = InkLevels::of(&raster.reduced);
+        let ink_ratio = levels.ratio();
         let thumbnail = thumbnail_jpeg(&raster.reduced, self.thumbnail_width);
         cache.put_thumbnail(&blob_id, &thumbnail)?;
         // A page whose barcodes were read is never blank, whatever its ink.
@@ -78,7 +79,7 @@ impl Analyzer {
         let skew_degrees = if blank {
             None
         } else {
-            crate::skew::estimate_skew(&raster.reduced)
+            crate::skew::estimate_skew_at(&raster.reduced, levels.threshold())
         };
         Ok(PageFacts {
             frame: index,
@@ -101,43 +102,65 @@ impl Analyzer {
 /// than the paper. The outer 4% on every side is left out, because scanners
 /// put shadows and feeder marks there.
 pub fn ink_ratio(page: &GrayImage) -> f64 {
-    let (width, height) = page.dimensions();
-    let margin_x = width / 25;
-    let margin_y = height / 25;
-    if width <= 2 * margin_x || height <= 2 * margin_y {
-        return 0.0;
+    InkLevels::of(page).ratio()
+}
+
+/// The grey levels of a page's inner area (the outer 4% on every side left
+/// out), from which both the ink ratio and the skew estimate's ink
+/// threshold are read: one pass over the page serves both.
+pub struct InkLevels {
+    histogram: [u32; 256],
+    total: u64,
+}
+
+impl InkLevels {
+    /// Every other row and column: an unbiased estimate at a quarter of the
+    /// cost (a pen stroke is several pixels wide even at 150 dpi).
+    pub fn of(page: &GrayImage) -> Self {
+        let (width, height) = (page.width() as usize, page.height() as usize);
+        let (margin_x, margin_y) = (width / 25, height / 25);
+        let mut histogram = [0u32; 256];
+        if width > 2 * margin_x && height > 2 * margin_y {
+            for y in (margin_y..height - margin_y).step_by(2) {
+                let row = &page.as_raw()[y * width + margin_x..(y + 1) * width - margin_x];
+                for &value in row.iter().step_by(2) {
+                    histogram[usize::from(value)] += 1;
+                }
+            }
+        }
+        let total = histogram.iter().map(|&c| u64::from(c)).sum();
+        Self { histogram, total }
     }
-    // Every other row and column: an unbiased estimate at a quarter of the
-    // cost (a pen stroke is several pixels wide even at 150 dpi).
-    let mut histogram = [0u64; 256];
-    for y in (margin_y..height - margin_y).step_by(2) {
-        let row = &page.as_raw()[(y * width) as usize..((y + 1) * width) as usize];
-        for &value in row[margin_x as usize..(width - margin_x) as usize]
+
+    /// The grey level below which a pixel is ink: well below the paper,
+    /// which is the median brightness (even a dense form is mostly paper).
+    /// Scanner noise and grey paper texture stay within a few tens of
+    /// levels.
+    pub fn threshold(&self) -> u8 {
+        let mut seen = 0u64;
+        let mut paper = 255u8;
+        for (value, &count) in (0..=255u8).zip(&self.histogram) {
+            seen += u64::from(count);
+            if seen * 2 >= self.total {
+                paper = value;
+                break;
+            }
+        }
+        paper.saturating_sub((paper / 4).max(48))
+    }
+
+    /// The fraction of the sampled pixels that are ink (0 for no pixels).
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let threshold = usize::from(self.threshold());
+        let ink: u64 = self.histogram[..threshold]
             .iter()
-            .step_by(2)
-        {
-            histogram[value as usize] += 1;
-        }
+            .map(|&c| u64::from(c))
+            .sum();
+        ink as f64 / self.total as f64
     }
-    let total: u64 = histogram.iter().sum();
-    if total == 0 {
-        return 0.0;
-    }
-    // The paper is the median brightness: even a dense form is mostly paper.
-    let mut seen = 0;
-    let mut paper = 255usize;
-    for (value, count) in histogram.iter().enumerate() {
-        seen += count;
-        if seen * 2 >= total {
-            paper = value;
-            break;
-        }
-    }
-    // Ink must be well below the paper: scanner noise and grey paper texture
-    // stay within a few tens of levels.
-    let threshold = paper.saturating_sub((paper / 4).max(48));
-    let ink: u64 = histogram[..threshold].iter().sum();
-    ink as f64 / total as f64
 }
 
 /// Thumbnails are made the same at the hub.

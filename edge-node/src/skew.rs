@@ -19,6 +19,8 @@
 //! deskew, turn the page clockwise by the angle.
 use image::GrayImage;
 
+use crate::analyze::InkLevels;
+
 /// Candidate angles span ±this many degrees. A page fed more crooked than
 /// that is found at the edge of the range or not at all.
 const MAX_SKEW_DEGREES: f32 = 5.0;
@@ -57,7 +59,13 @@ const MIN_PEAK_RATIO: f64 = 3.0;
 /// ([`PageRaster::reduced`](crate::raster::PageRaster::reduced)); at that
 /// resolution the search takes a few milliseconds.
 pub fn estimate_skew(gray: &GrayImage) -> Option<f32> {
-    let strips = InkStrips::of(gray)?;
+    estimate_skew_at(gray, InkLevels::of(gray).threshold())
+}
+
+/// [`estimate_skew`] with the page's ink threshold already read from its
+/// [`InkLevels`] (ingest reads them once for the ink ratio and the skew).
+pub fn estimate_skew_at(gray: &GrayImage, threshold: u8) -> Option<f32> {
+    let strips = InkStrips::of(gray, threshold)?;
     let mut profile = Profile::new(&strips);
 
     let coarse: Vec<(f32, f64)> = angles(0.0, MAX_SKEW_DEGREES, COARSE_STEP_DEGREES)
@@ -125,9 +133,10 @@ struct InkStrips {
 }
 
 impl InkStrips {
-    /// Binarises the inner page and counts its ink; `None` when there is too
-    /// little page or too little ink.
-    fn of(gray: &GrayImage) -> Option<Self> {
+    /// Binarises the inner page at `threshold` (pixels below it are ink)
+    /// and counts its ink; `None` when there is too little page or too
+    /// little ink.
+    fn of(gray: &GrayImage, threshold: u8) -> Option<Self> {
         let (width, height) = (gray.width() as usize, gray.height() as usize);
         // The outer 4% on every side is left out, as for the ink ratio:
         // scanners put shadows and feeder marks there, and a shadow along the
@@ -139,7 +148,6 @@ impl InkStrips {
             return None;
         }
         let raw = gray.as_raw();
-        let threshold = ink_threshold(raw, width, left..right, top..bottom);
 
         let inner_width = right - left;
         let inner_height = bottom - top;
@@ -172,38 +180,6 @@ impl InkStrips {
             centres,
         })
     }
-}
-
-/// The grey level below which a pixel is ink, by the same rule as
-/// [`ink_ratio`](crate::analyze::ink_ratio): well below the paper, which is
-/// the median brightness (even a dense form is mostly paper). Every other row
-/// and column is enough for a median.
-fn ink_threshold(
-    raw: &[u8],
-    width: usize,
-    columns: std::ops::Range<usize>,
-    rows: std::ops::Range<usize>,
-) -> u8 {
-    let mut histogram = [0u64; 256];
-    for y in rows.step_by(2) {
-        for &value in raw[y * width + columns.start..y * width + columns.end]
-            .iter()
-            .step_by(2)
-        {
-            histogram[usize::from(value)] += 1;
-        }
-    }
-    let total: u64 = histogram.iter().sum();
-    let mut seen = 0;
-    let mut paper = 255u8;
-    for (value, count) in (0..=255u8).zip(histogram) {
-        seen += count;
-        if seen * 2 >= total {
-            paper = value;
-            break;
-        }
-    }
-    paper.saturating_sub((paper / 4).max(48))
 }
 
 /// The sheared projection profile, reused from one angle to the next.

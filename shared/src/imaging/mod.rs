@@ -91,11 +91,37 @@ fn colour_jpeg(blob: &[u8], max_width: u32) -> Option<Vec<u8>> {
         u16::try_from(rgb.width()).ok()?,
         u16::try_from(rgb.height()).ok()?,
     );
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 85)
-        .encode(rgb.as_raw(), width, height, jpeg_encoder::ColorType::Rgb)
-        .ok()?;
-    Some(out)
+    encode_jpeg(
+        rgb.as_raw(),
+        usize::from(width),
+        usize::from(height),
+        mozjpeg::ColorSpace::JCS_RGB,
+        85,
+    )
+}
+
+/// Encodes 8-bit gray or RGB pixels as a baseline JPEG with libjpeg-turbo's
+/// plain settings (no MozJPEG trellis search: thumbnails and views are
+/// made on every page, and these settings encode several times faster),
+/// or None if libjpeg refuses (it reports errors by unwinding, caught here).
+fn encode_jpeg(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    colour: mozjpeg::ColorSpace,
+    quality: u8,
+) -> Option<Vec<u8>> {
+    std::panic::catch_unwind(|| {
+        let mut compress = mozjpeg::Compress::new(colour);
+        compress.set_fastest_defaults();
+        compress.set_size(width, height);
+        compress.set_quality(f32::from(quality));
+        let mut started = compress.start_compress(Vec::new()).ok()?;
+        started.write_scanlines(pixels).ok()?;
+        started.finish().ok()
+    })
+    .ok()
+    .flatten()
 }
 
 /// A grey JPEG `width` pixels wide (never wider than the page).
@@ -119,17 +145,14 @@ pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
             image::imageops::FilterType::Triangle,
         )
     });
-    let mut out = Vec::new();
-    // jpeg-encoder is several times faster than `image`'s encoder. Encoding
-    // an in-memory gray buffer to a Vec cannot fail.
-    let encoder = jpeg_encoder::Encoder::new(&mut out, 80);
-    let _ = encoder.encode(
+    encode_jpeg(
         small.as_raw(),
-        small.width() as u16,
-        small.height().min(u32::from(u16::MAX)) as u16,
-        jpeg_encoder::ColorType::Luma,
-    );
-    out
+        small.width() as usize,
+        small.height() as usize,
+        mozjpeg::ColorSpace::JCS_GRAYSCALE,
+        80,
+    )
+    .unwrap_or_default()
 }
 
 fn resize(page: &GrayImage, width: u32, height: u32) -> Option<GrayImage> {
@@ -214,9 +237,18 @@ mod tests {
 
     #[test]
     fn thumbnails_keep_the_aspect_ratio() {
-        let jpeg = thumbnail_jpeg(&paper(1240, 1754), 320);
-        let thumb = image::load_from_memory(&jpeg).unwrap();
+        let mut page = paper(1240, 1754);
+        for y in 400..800 {
+            for x in 200..600 {
+                page.put_pixel(x, y, Luma([20]));
+            }
+        }
+        let jpeg = thumbnail_jpeg(&page, 320);
+        let thumb = image::load_from_memory(&jpeg).unwrap().to_luma8();
         assert_eq!((thumb.width(), thumb.height()), (320, 452));
+        // The paper stays light and the ink dark where they were.
+        assert!(thumb.get_pixel(250, 50).0[0] > 200);
+        assert!(thumb.get_pixel(103, 155).0[0] < 60);
         let tiny = thumbnail_jpeg(&paper(100, 50), 320);
         let tiny = image::load_from_memory(&tiny).unwrap();
         assert_eq!((tiny.width(), tiny.height()), (100, 50));

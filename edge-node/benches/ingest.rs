@@ -318,7 +318,8 @@ fn main() {
     println!("| set | pages | seconds | pages/s | peak RSS MiB |");
     println!("|---|---|---|---|---|");
     // The plain set three times, reported as each run and their median: one
-    // run's rate moves by several pages/s with the disk's state.
+    // run's rate moves by several pages/s with the machine's speed (the
+    // same job's CPU time varies by a fifth over tens of minutes here).
     let mut plain_runs = Vec::new();
     for run in 1..=WHOLE_RUNS {
         let (pages, seconds, peak) = run_ingest(&args, &plain, run);

@@ -7,8 +7,6 @@
 //! runtime.
 use std::borrow::Cow;
 
-use fast_image_resize::images::Image as ResizeImage;
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::GrayImage;
 
 pub mod decode;
@@ -131,20 +129,13 @@ pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
     let height =
         ((u64::from(src_height) * u64::from(width) / u64::from(src_width.max(1))) as u32).max(1);
     // Halve with a box filter while the page stays at least twice as wide as
-    // the thumbnail (cheap, and a good anti-aliasing filter), then a small
-    // bilinear resize to the exact width.
+    // the thumbnail (cheap, and a good anti-aliasing filter), then average
+    // areas down to the exact size.
     let mut boxed = Cow::Borrowed(page);
     while boxed.width() >= 2 * width.max(1) {
         boxed = Cow::Owned(box_reduce(&boxed, 2));
     }
-    let small = resize(&boxed, width, height).unwrap_or_else(|| {
-        image::imageops::resize(
-            &*boxed,
-            width,
-            height,
-            image::imageops::FilterType::Triangle,
-        )
-    });
+    let small = area_reduce(&boxed, width, height.min(boxed.height()));
     encode_jpeg(
         small.as_raw(),
         small.width() as usize,
@@ -155,18 +146,89 @@ pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn resize(page: &GrayImage, width: u32, height: u32) -> Option<GrayImage> {
-    let src = ResizeImage::from_vec_u8(
-        page.width(),
-        page.height(),
-        page.as_raw().clone(),
-        PixelType::U8,
-    )
-    .ok()?;
-    let mut dst = ResizeImage::new(width, height, PixelType::U8);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    Resizer::new().resize(&src, &mut dst, &options).ok()?;
-    GrayImage::from_raw(width, height, dst.into_vec())
+/// Shrinks a gray image to `width`×`height` (each at most the image's own,
+/// at least 1) by area averaging: every output pixel is the mean of the
+/// source area it covers, pixels cut by its edge weighted by the part inside.
+/// Done as two separable passes in fixed point.
+fn area_reduce(image: &GrayImage, width: u32, height: u32) -> GrayImage {
+    let (src_width, src_height) = image.dimensions();
+    if src_width == 0 || src_height == 0 {
+        return image.clone();
+    }
+    let (width, height) = (width.clamp(1, src_width), height.clamp(1, src_height));
+    let columns = area_taps(src_width, width);
+    let rows = area_taps(src_height, height);
+    let src = image.as_raw();
+    // Horizontal pass: every source row to `width` columns, kept as value
+    // × 256 so the vertical pass loses nothing to rounding.
+    let mut narrow = Vec::with_capacity(width as usize * src_height as usize);
+    for row in src.chunks_exact(src_width as usize) {
+        narrow.extend(columns.iter().map(|tap| {
+            let sum: u32 = row[tap.start..]
+                .iter()
+                .zip(&tap.weights)
+                .map(|(&v, &w)| u32::from(v) * w)
+                .sum();
+            ((sum + (1 << (AREA_BITS - 9))) >> (AREA_BITS - 8)) as u16
+        }));
+    }
+    let mut out = Vec::with_capacity(width as usize * height as usize);
+    let width = width as usize;
+    let mut sums = vec![0u32; width];
+    for tap in &rows {
+        sums.fill(0);
+        for (dy, &w) in tap.weights.iter().enumerate() {
+            let row = &narrow[(tap.start + dy) * width..][..width];
+            for (sum, &v) in sums.iter_mut().zip(row) {
+                *sum += u32::from(v) * w;
+            }
+        }
+        let round = 1 << (AREA_BITS + 7);
+        out.extend(sums.iter().map(|&s| ((s + round) >> (AREA_BITS + 8)) as u8));
+    }
+    GrayImage::from_raw(width as u32, height, out).unwrap_or_else(|| image.clone())
+}
+
+/// Weights of [`area_reduce`] in fixed point: each output pixel's weights
+/// add up to exactly `1 << AREA_BITS`.
+const AREA_BITS: u32 = 12;
+
+/// The source pixels one output pixel covers: from `start`, one weight each.
+struct AreaTap {
+    start: usize,
+    weights: Vec<u32>,
+}
+
+/// For `dst` output pixels spread over `src` source pixels (`dst <= src`):
+/// output `i` covers source positions `[i·src/dst, (i+1)·src/dst)`. In units
+/// of 1/dst of a source pixel, that is `[i·src, (i+1)·src)` and source pixel
+/// `j` is `[j·dst, (j+1)·dst)`, so every overlap is an exact integer.
+fn area_taps(src: u32, dst: u32) -> Vec<AreaTap> {
+    let (src, dst) = (u64::from(src), u64::from(dst.clamp(1, src.max(1))));
+    let one = 1u64 << AREA_BITS;
+    (0..dst)
+        .map(|i| {
+            let (from, to) = (i * src, (i + 1) * src);
+            let first = from / dst;
+            let last = (to - 1) / dst;
+            let mut weights: Vec<u32> = (first..=last)
+                .map(|j| {
+                    let overlap = to.min((j + 1) * dst) - from.max(j * dst);
+                    (overlap * one / src) as u32
+                })
+                .collect();
+            // Rounding down leaves a few units over: give them to the
+            // heaviest tap so the weights add up to exactly one.
+            let missing = one as u32 - weights.iter().sum::<u32>();
+            if let Some(heaviest) = weights.iter_mut().max() {
+                *heaviest += missing;
+            }
+            AreaTap {
+                start: first as usize,
+                weights,
+            }
+        })
+        .collect()
 }
 
 /// Averages `factor`×`factor` blocks; a partial block at the right or bottom
@@ -273,6 +335,26 @@ mod tests {
         let reduced = box_reduce(&full, 3);
         assert_eq!(reduced.dimensions(), (2, 1));
         assert_eq!(reduced.as_raw(), &vec![30, 90]);
+    }
+
+    #[test]
+    fn area_reduction_averages_what_each_pixel_covers() {
+        // Exactly half: the mean of each 2×2 block, as the box filter gives.
+        let page = paper(8, 6);
+        let half = area_reduce(&page, 4, 3);
+        assert_eq!(half, box_reduce(&page, 2));
+        // Five columns into three: each output covers 5/3 of a source
+        // column, so the middle one takes the middle column whole and a
+        // third of each neighbour.
+        let stripes = GrayImage::from_fn(5, 2, |x, _| Luma([[0, 90, 180, 90, 255][x as usize]]));
+        let three = area_reduce(&stripes, 3, 1);
+        assert_eq!(three.as_raw(), &vec![36, 144, 189]);
+        // Flat paper stays flat whatever the ratio; sizes are clamped.
+        let flat = GrayImage::from_pixel(1003, 777, Luma([231]));
+        let small = area_reduce(&flat, 311, 240);
+        assert_eq!(small.dimensions(), (311, 240));
+        assert!(small.pixels().all(|p| p.0[0] == 231));
+        assert_eq!(area_reduce(&flat, 5000, 0).dimensions(), (1003, 1));
     }
 
     #[test]

@@ -149,44 +149,69 @@ pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
 /// Shrinks a gray image to `width`×`height` (each at most the image's own,
 /// at least 1) by area averaging: every output pixel is the mean of the
 /// source area it covers, pixels cut by its edge weighted by the part inside.
-/// Done as two separable passes in fixed point.
+/// Done as two separable passes in fixed point: rows first (whole rows at a
+/// time, which vectorises), then columns, where each source pixel adds its
+/// share to the one or two output pixels it overlaps.
 fn area_reduce(image: &GrayImage, width: u32, height: u32) -> GrayImage {
     let (src_width, src_height) = image.dimensions();
     if src_width == 0 || src_height == 0 {
         return image.clone();
     }
     let (width, height) = (width.clamp(1, src_width), height.clamp(1, src_height));
-    let columns = area_taps(src_width, width);
-    let rows = area_taps(src_height, height);
-    let src = image.as_raw();
-    // Horizontal pass: every source row to `width` columns, kept as value
-    // × 256 so the vertical pass loses nothing to rounding.
-    let mut narrow = Vec::with_capacity(width as usize * src_height as usize);
-    for row in src.chunks_exact(src_width as usize) {
-        narrow.extend(columns.iter().map(|tap| {
-            let sum: u32 = row[tap.start..]
-                .iter()
-                .zip(&tap.weights)
-                .map(|(&v, &w)| u32::from(v) * w)
-                .sum();
-            ((sum + (1 << (AREA_BITS - 9))) >> (AREA_BITS - 8)) as u16
-        }));
-    }
-    let mut out = Vec::with_capacity(width as usize * height as usize);
+    let src_width = src_width as usize;
+    let spread = area_spread(&area_taps(src_width as u32, width));
     let width = width as usize;
-    let mut sums = vec![0u32; width];
-    for tap in &rows {
-        sums.fill(0);
+    let src = image.as_raw();
+    let mut out = Vec::with_capacity(width * height as usize);
+    // One output row of the vertical pass, kept as value × 256 so that the
+    // horizontal pass loses nothing to rounding.
+    let mut tall = vec![0u32; src_width];
+    let mut row = vec![0u16; src_width];
+    let mut wide = vec![0u32; width + 1];
+    for tap in area_taps(src_height, height) {
+        tall.fill(0);
         for (dy, &w) in tap.weights.iter().enumerate() {
-            let row = &narrow[(tap.start + dy) * width..][..width];
-            for (sum, &v) in sums.iter_mut().zip(row) {
+            let line = &src[(tap.start + dy) * src_width..][..src_width];
+            for (sum, &v) in tall.iter_mut().zip(line) {
                 *sum += u32::from(v) * w;
             }
         }
+        for (value, &sum) in row.iter_mut().zip(&tall) {
+            *value = ((sum + (1 << (AREA_BITS - 9))) >> (AREA_BITS - 8)) as u16;
+        }
+        wide.fill(0);
+        for (&value, &(column, first, second)) in row.iter().zip(&spread) {
+            let value = u32::from(value);
+            wide[column] += value * first;
+            wide[column + 1] += value * second;
+        }
         let round = 1 << (AREA_BITS + 7);
-        out.extend(sums.iter().map(|&s| ((s + round) >> (AREA_BITS + 8)) as u8));
+        out.extend(
+            wide[..width]
+                .iter()
+                .map(|&s| ((s + round) >> (AREA_BITS + 8)) as u8),
+        );
     }
     GrayImage::from_raw(width as u32, height, out).unwrap_or_else(|| image.clone())
+}
+
+/// [`area_taps`] turned around: for each source pixel, the first output
+/// pixel it overlaps and its weights there and in the next one (0 when it
+/// lies inside one output pixel). Going from a larger size to a smaller one,
+/// no source pixel overlaps more than two.
+fn area_spread(taps: &[AreaTap]) -> Vec<(usize, u32, u32)> {
+    let mut spread: Vec<(usize, u32, u32)> = Vec::new();
+    for (column, tap) in taps.iter().enumerate() {
+        for (k, &w) in tap.weights.iter().enumerate() {
+            let source = tap.start + k;
+            if source < spread.len() {
+                spread[source].2 = w;
+            } else {
+                spread.push((column, w, 0));
+            }
+        }
+    }
+    spread
 }
 
 /// Weights of [`area_reduce`] in fixed point: each output pixel's weights

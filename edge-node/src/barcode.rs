@@ -18,11 +18,13 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::GrayImage;
+use rxing::common::BitMatrix;
 use rxing::common::HybridBinarizer;
 use rxing::datamatrix::DataMatrixReader;
 use rxing::oned::MultiFormatOneDReader;
 use rxing::pdf417::PDF417Reader;
 use rxing::qrcode::QRCodeReader;
+use rxing::qrcode::detector::FinderPatternFinder;
 use rxing::{BarcodeFormat, BinaryBitmap, DecodeHints, Luma8Source, RXingResult, Reader};
 use serde::{Deserialize, Serialize};
 
@@ -434,6 +436,16 @@ impl Scanner {
         // `HybridBinarizer` at a fraction of the cost.
         let mut bitmap = BinaryBitmap::new(FastHybridBinarizer::new(source));
         for format in pending {
+            // A panic counts as a candidate: rxing's own pass (guarded) then
+            // decides.
+            if format == Symbology::Qr
+                && !catch_unwind(AssertUnwindSafe(|| {
+                    qr_finder_candidate(bitmap.get_black_matrix())
+                }))
+                .unwrap_or(true)
+            {
+                continue;
+            }
             let hints = &self.matrix_hints;
             let result = guarded(|| match format {
                 Symbology::Qr => QRCodeReader.decode_with_hints(&mut bitmap, hints),
@@ -573,6 +585,51 @@ impl Scanner {
         }
         result
     }
+}
+
+/// Whether rxing's QR search (try-harder on) would confirm at least one
+/// finder-pattern candidate on `matrix`; when it would not, its QR reader
+/// can only fail there, so the pass is skipped. Most pages carry no QR code,
+/// and rxing walks the scanned rows pixel by pixel; this walks the same rows
+/// (every third, from the third) a run at a time, tests every
+/// black-white-black-white-black run window with rxing's own 1:1:3:1:1
+/// test, and hands each match to rxing's own cross checks, stopping at the
+/// first confirmed candidate. Same rows, same windows, same tests: the
+/// answer is rxing's, at a fraction of the cost on a page of text.
+fn qr_finder_candidate(matrix: &BitMatrix) -> bool {
+    let (width, height) = (matrix.getWidth() as usize, matrix.getHeight());
+    let mut finder = FinderPatternFinder::new(matrix);
+    let step = FinderPatternFinder::MIN_SKIP;
+    let mut y = step - 1;
+    while y < height {
+        let row = matrix.getRow(y);
+        // The last five runs, oldest first, starting with a black one.
+        let mut window = [0u32; 5];
+        let mut runs = 0;
+        let mut x = row.getNextSet(0);
+        while x < width {
+            let white = row.getNextUnset(x).min(width);
+            let next_black = row.getNextSet(white).min(width);
+            window[runs] = (white - x) as u32;
+            runs += 1;
+            if runs == 5 {
+                if FinderPatternFinder::foundPatternCross(&window, finder.min_module_size)
+                    && finder.handlePossibleCenter(&window, y, white as u32)
+                {
+                    return true;
+                }
+                window.copy_within(2.., 0);
+                runs = 3;
+            }
+            if white < width {
+                window[runs] = (next_black - white) as u32;
+                runs += 1;
+            }
+            x = next_black;
+        }
+        y += step;
+    }
+    false
 }
 
 /// How far the whole-page strips reach into the bands, so that a 2D code
@@ -1144,6 +1201,64 @@ mod tests {
     fn scanner_is_shareable() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Scanner>();
+    }
+
+    /// The QR pre-check must say exactly what rxing's own finder search
+    /// would: a page it turns away is a page rxing could not have read.
+    /// Checked on pages of text alone, with 1D codes (whose bars make
+    /// 1:1:3:1:1 runs) and with QR codes of several sizes, turned and
+    /// skewed.
+    #[test]
+    fn qr_precheck_agrees_with_rxings_finder_search() {
+        let hints = DecodeHints {
+            TryHarder: Some(true),
+            ..DecodeHints::default()
+        };
+        let mut specs = Vec::new();
+        for seed in 0..6 {
+            specs.push(PageSpec::with_codes(
+                [300, 200][seed as usize % 2],
+                50 + seed,
+                vec![],
+            ));
+        }
+        for (k, symbology) in [
+            pages::Symbology::Qr,
+            pages::Symbology::Qr,
+            pages::Symbology::Qr,
+            pages::Symbology::Code128,
+            pages::Symbology::Code39,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let place = [Place::TopRight, Place::MidPage, Place::BottomLeft][k % 3];
+            let code =
+                CodeSpec::new(symbology, &format!("YW2026{k:06}"), place).module_px(4 + k as u32);
+            specs.push(PageSpec {
+                skew_degrees: k as f32 - 2.0,
+                rotate: [pages::Rotation::None, pages::Rotation::Cw90][k % 2],
+                ..PageSpec::with_codes(300, 60 + k as u64, vec![code])
+            });
+        }
+        let mut answers = Vec::new();
+        for spec in &specs {
+            let page = jpeg_raster(spec);
+            let reduced = &page.reduced;
+            let source =
+                Luma8Source::new_with_slice(reduced.as_raw(), reduced.width(), reduced.height())
+                    .expect("source");
+            let bitmap = BinaryBitmap::new(FastHybridBinarizer::new(source));
+            let matrix = bitmap.get_black_matrix();
+            let mut finder = FinderPatternFinder::new(matrix);
+            let _ = finder.find(&hints);
+            let rxing = !finder.getPossibleCenters().is_empty();
+            assert_eq!(qr_finder_candidate(matrix), rxing, "seed {}", spec.seed);
+            answers.push(rxing);
+        }
+        // Both answers occur, and every QR page has a candidate.
+        assert!(answers.contains(&false), "{answers:?}");
+        assert!(answers[6..9].iter().all(|&a| a), "{answers:?}");
     }
 
     /// Random pages with one or two codes under random defects; prints

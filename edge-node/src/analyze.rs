@@ -1,5 +1,7 @@
 //! Per-page analysis after decoding: barcodes, blank check, thumbnail, and
 //! storing the page's blob durably in the cache.
+use std::ops::Range;
+
 use dangan_shared::BlobId;
 use image::GrayImage;
 
@@ -105,6 +107,17 @@ pub fn ink_ratio(page: &GrayImage) -> f64 {
     InkLevels::of(page).ratio()
 }
 
+/// The columns and rows of a `width`×`height` page's inner area: the outer
+/// 4% on every side left out, because scanners put shadows and feeder marks
+/// there. Shared by the ink ratio and the skew estimate.
+pub fn inner_area(width: usize, height: usize) -> (Range<usize>, Range<usize>) {
+    let (margin_x, margin_y) = (width / 25, height / 25);
+    (
+        margin_x..width.saturating_sub(margin_x),
+        margin_y..height.saturating_sub(margin_y),
+    )
+}
+
 /// The grey levels of a page's inner area (the outer 4% on every side left
 /// out), from which both the ink ratio and the skew estimate's ink
 /// threshold are read: one pass over the page serves both.
@@ -118,14 +131,14 @@ impl InkLevels {
     /// cost (a pen stroke is several pixels wide even at 150 dpi).
     pub fn of(page: &GrayImage) -> Self {
         let (width, height) = (page.width() as usize, page.height() as usize);
-        let (margin_x, margin_y) = (width / 25, height / 25);
+        let (columns, rows) = inner_area(width, height);
         // Four partial histograms taken in turn: nearly every pixel is paper
         // of one grey, and a single histogram would make each count wait for
         // the one before it to be stored.
         let mut partial = [[0u32; 256]; 4];
-        if width > 2 * margin_x && height > 2 * margin_y {
-            for y in (margin_y..height - margin_y).step_by(2) {
-                let row = &page.as_raw()[y * width + margin_x..(y + 1) * width - margin_x];
+        if !columns.is_empty() && !rows.is_empty() {
+            for y in rows.step_by(2) {
+                let row = &page.as_raw()[y * width..][columns.clone()];
                 let (quads, rest) = row.as_chunks::<8>();
                 for quad in quads {
                     partial[0][usize::from(quad[0])] += 1;

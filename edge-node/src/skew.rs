@@ -141,9 +141,8 @@ impl InkStrips {
         // The outer 4% on every side is left out, as for the ink ratio:
         // scanners put shadows and feeder marks there, and a shadow along the
         // top edge would pull the estimate towards the scanner's axes.
-        let (margin_x, margin_y) = (width / 25, height / 25);
-        let (left, right) = (margin_x, width.saturating_sub(margin_x));
-        let (top, bottom) = (margin_y, height.saturating_sub(margin_y));
+        let (columns, rows) = crate::analyze::inner_area(width, height);
+        let (left, right, top, bottom) = (columns.start, columns.end, rows.start, rows.end);
         if right.saturating_sub(left) < 4 * STRIP_WIDTH || bottom.saturating_sub(top) < 32 {
             return None;
         }

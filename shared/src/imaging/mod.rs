@@ -135,7 +135,7 @@ pub fn thumbnail_jpeg(page: &GrayImage, width: u32) -> Vec<u8> {
     while boxed.width() >= 2 * width.max(1) {
         boxed = Cow::Owned(box_reduce(&boxed, 2));
     }
-    let small = area_reduce(&boxed, width, height.min(boxed.height()));
+    let small = area_reduce(&boxed, width, height);
     encode_jpeg(
         small.as_raw(),
         small.width() as usize,

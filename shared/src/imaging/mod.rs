@@ -85,14 +85,14 @@ fn colour_jpeg(blob: &[u8], max_width: u32) -> Option<Vec<u8>> {
         image
     };
     let rgb = image.to_rgb8();
-    let (width, height) = (
-        u16::try_from(rgb.width()).ok()?,
-        u16::try_from(rgb.height()).ok()?,
-    );
+    // A JPEG's sides are 16-bit: anything taller than that cannot be one.
+    if rgb.width() > u32::from(u16::MAX) || rgb.height() > u32::from(u16::MAX) {
+        return None;
+    }
     encode_jpeg(
         rgb.as_raw(),
-        usize::from(width),
-        usize::from(height),
+        rgb.width() as usize,
+        rgb.height() as usize,
         mozjpeg::ColorSpace::JCS_RGB,
         85,
     )

@@ -40,3 +40,49 @@ pub fn viewer_keys(zh: bool) -> Markup {
         }
     }
 }
+
+/// A whole page with one message (errors, refusals) that needs no session:
+/// `status` with its reason as the heading, the message, and a link back
+/// to the start page labelled `back`.
+pub fn message_markup(
+    status: u16,
+    reason: &str,
+    message: &str,
+    css_url: &str,
+    back: &str,
+) -> Markup {
+    html! {
+        (maud::DOCTYPE)
+        html {
+            head {
+                meta charset="utf-8";
+                title { (status) }
+                link rel="stylesheet" href=(css_url);
+            }
+            body {
+                main.message {
+                    h1 { (status) " " (reason) }
+                    p.error { (message) }
+                    p { a href="/" { (back) } }
+                }
+            }
+        }
+    }
+}
+
+/// The signed-in user's two forms in the top bar: switch the language
+/// (to English when `zh`, else to Chinese) and log out, each carrying the
+/// session's CSRF token.
+pub fn session_forms(zh: bool, csrf: &str) -> Markup {
+    html! {
+        form.inline method="post" action="/lang" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="lang" value=(if zh { "en" } else { "zh" });
+            button #lang-switch type="submit" { (if zh { "English" } else { "中文" }) }
+        }
+        form.inline method="post" action="/logout" {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" { (if zh { "退出" } else { "Log out" }) }
+        }
+    }
+}

@@ -320,15 +320,7 @@ fn layout(viewer: &Viewer, title: &str, scripts: &[&str], body: Markup) -> Marku
                     span.user {
                         (viewer.user.display_name) " (" (role_label(l, viewer.user.role)) ")"
                     }
-                    form.inline method="post" action="/lang" {
-                        input type="hidden" name="csrf" value=(viewer.csrf);
-                        input type="hidden" name="lang" value=(match l { Lang::Zh => "en", Lang::En => "zh" });
-                        button #lang-switch type="submit" { (l.pick("English", "中文")) }
-                    }
-                    form.inline method="post" action="/logout" {
-                        input type="hidden" name="csrf" value=(viewer.csrf);
-                        button type="submit" { (l.pick("退出", "Log out")) }
-                    }
+                    (dangan_shared::web::session_forms(l == Lang::Zh, &viewer.csrf))
                 }
                 main { (body) }
             }
@@ -339,23 +331,13 @@ fn layout(viewer: &Viewer, title: &str, scripts: &[&str], body: Markup) -> Marku
 /// A page with one message (errors, refusals), outside the layout so it
 /// works without a session.
 fn message_page(lang: Lang, status: StatusCode, message: &str) -> Response {
-    let markup = html! {
-        (DOCTYPE)
-        html {
-            head {
-                meta charset="utf-8";
-                title { (status.as_u16()) }
-                link rel="stylesheet" href=(asset_url("app.css"));
-            }
-            body {
-                main.message {
-                    h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or_default()) }
-                    p.error { (message) }
-                    p { a href="/" { (lang.pick("返回批次列表", "Back to the batches")) } }
-                }
-            }
-        }
-    };
+    let markup = dangan_shared::web::message_markup(
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
+        message,
+        &asset_url("app.css"),
+        lang.pick("返回批次列表", "Back to the batches"),
+    );
     (status, markup).into_response()
 }
 

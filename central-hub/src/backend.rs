@@ -702,13 +702,18 @@ impl Backend for HubBackend {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<BlobStatus, ProtocolError> {
         let district = node.district.clone();
-        let lookup = move |conn: &mut rusqlite::Connection| {
-            Ok::<_, StoreError>((
-                archive::blob_size(conn, &blob)?,
-                archive::offered_size(conn, &district, &blob)?,
-            ))
-        };
-        let (present, offered) = self.db.run(lookup.clone()).await?;
+        // Claimed before the lookup, so that no upload of the same blob
+        // can finish between the lookup and the write.
+        let slot = self.claim_upload(blob);
+        let (present, offered) = self
+            .db
+            .run(move |conn| {
+                Ok::<_, StoreError>((
+                    archive::blob_size(conn, &blob)?,
+                    archive::offered_size(conn, &district, &blob)?,
+                ))
+            })
+            .await?;
         if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
             return Ok(Self::complete(size));
         }
@@ -727,17 +732,12 @@ impl Backend for HubBackend {
                 format!("blob {blob} is offered with {size} bytes, not {length}"),
             ));
         }
-        let Some(_slot) = self.claim_upload(blob) else {
+        let Some(_slot) = slot else {
             return Err(error(
                 ErrorCode::BlobBusy,
                 format!("blob {blob} is being uploaded by another request; retry later"),
             ));
         };
-        // Another upload may have finished while this one waited.
-        let (present, _) = self.db.run(lookup).await?;
-        if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
-            return Ok(Self::complete(size));
-        }
         let mut held = self.blobs.partial_len(&blob).map_err(storage_error)?;
         if held > length {
             // Cannot be a prefix of the blob: start over.

@@ -96,7 +96,7 @@ pub struct BlobStore {
     partial_dir: PathBuf,
     /// Write buffers of finished uploads, for the next ones (fresh megabyte
     /// buffers cost a page fault and zeroing per page, per upload).
-    buffers: std::sync::Mutex<Vec<AlignedBuf>>,
+    buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -216,8 +216,9 @@ impl BlobStore {
     /// because what arrived is kept.
     ///
     /// Double-buffered: while one chunk is written and hashed on a blocking
-    /// thread, the next is read from the body, and no byte is copied in
-    /// user space on its way from the request to the file.
+    /// thread, the next is read from the body. The partial is opened by the
+    /// first chunk's write and a complete one is finished by the last's, so
+    /// a blob of one chunk costs one trip to a blocking thread.
     pub async fn append(
         &self,
         id: &BlobId,
@@ -225,53 +226,16 @@ impl BlobStore {
         remaining: u64,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<Appended, BlobError> {
-        let path = self.partial_path(id);
-        let opened = path.clone();
-        let writer = spawn_io(move || {
-            // A resumed upload hashes what it already holds first, once.
-            let hasher = if offset > 0 {
-                hash_file(&opened)?
-            } else {
-                blake3::Hasher::new()
-            };
-            // A fresh upload is written around the page cache, straight to
-            // the disk (see `ChunkWriter`); a resumed one at an unaligned
-            // offset cannot be.
-            let direct = offset == 0 && direct_io::available();
-            let mut options = fs::OpenOptions::new();
-            options.create(true).append(true);
-            let file = match direct.then(|| direct_io::open(&options, &opened)) {
-                Some(Ok(file)) => Some(file),
-                _ => None,
-            };
-            let direct = file.is_some();
-            let file = match file {
-                Some(file) => file,
-                None => options
-                    .open(&opened)
-                    .map_err(BlobError::io("open", &opened))?,
-            };
-            Ok(ChunkWriter {
-                file,
-                hasher,
-                path: opened,
-                direct,
-            })
-        })
-        .await?;
-        let mut writing: Option<
-            tokio::task::JoinHandle<Result<(ChunkWriter, AlignedBuf), BlobError>>,
-        > = None;
-        let mut idle = Some(writer);
+        let mut slot = Slot::Idle(Box::new(ChunkWriter::new(self.partial_path(id), offset)));
         let mut spare = self.take_buffer();
         let mut written = 0u64;
-        let mut body_failed = false;
-        let mut ended = false;
-        while written < remaining && !ended && !body_failed {
+        loop {
             let want = WRITE_BUFFER.min((remaining - written) as usize);
             let mut filled = 0;
+            let mut ended = false;
+            let mut body_failed = false;
             while filled < want {
-                match body.read(&mut spare.as_mut()[filled..want]).await {
+                match body.read(&mut spare[filled..want]).await {
                     Ok(0) => {
                         ended = true;
                         break;
@@ -284,75 +248,62 @@ impl BlobStore {
                     }
                 }
             }
-            let (mut writer, chunk) = match writing.take() {
-                Some(handle) => {
-                    let (writer, buffer) = join_io(handle).await?;
-                    (writer, std::mem::replace(&mut spare, buffer))
-                }
-                None => match idle.take() {
-                    Some(writer) => (writer, std::mem::replace(&mut spare, self.take_buffer())),
-                    None => break,
-                },
+            let reached = written + filled as u64;
+            let complete = reached == remaining && !body_failed;
+            // One more byte would mean the edge sent more than the blob
+            // holds: then nothing of this request is kept.
+            let too_long = complete && {
+                let mut probe = [0u8; 1];
+                matches!(body.read(&mut probe).await, Ok(n) if n > 0)
             };
-            writing = Some(tokio::task::spawn_blocking(move || {
-                writer.write(&chunk, filled)?;
-                Ok((writer, chunk))
-            }));
-            written += filled as u64;
-        }
-        let writer = match writing.take() {
-            Some(handle) => {
-                let (writer, buffer) = join_io(handle).await?;
-                self.give_back(buffer);
-                writer
-            }
-            None => idle.take().ok_or_else(|| BlobError::Io {
-                action: "write",
-                path: path.clone(),
-                source: io::Error::other("no writer"),
-            })?,
-        };
-        let mut too_long = false;
-        if written == remaining && !body_failed {
-            // One more byte would mean the edge sent more than the blob holds.
-            too_long = matches!(body.read(&mut spare.as_mut()[..1]).await, Ok(n) if n > 0);
-        }
-        self.give_back(spare);
-        let complete = !too_long && !body_failed && written == remaining;
-        let hash = spawn_io(move || {
-            if too_long {
-                writer
-                    .file
-                    .set_len(offset)
-                    .map_err(BlobError::io("truncate", &writer.path))?;
+            let finish = if too_long {
+                Finish::Truncate
             } else if complete {
-                // Start writing it to disk now, so that the sync before it
-                // counts finds little left to do.
-                start_writeback(&writer.file);
+                Finish::Complete
+            } else if ended || body_failed {
+                Finish::Stopped
+            } else {
+                Finish::No
+            };
+            let (mut writer, free) = match slot {
+                Slot::Idle(writer) => (writer, self.take_buffer()),
+                Slot::Writing(handle) => join_io(handle).await?,
+            };
+            let chunk = std::mem::replace(&mut spare, free);
+            let handle = tokio::task::spawn_blocking(move || {
+                if finish != Finish::Truncate {
+                    writer.write(&chunk[..filled])?;
+                }
+                writer.finish(finish)?;
+                Ok((writer, chunk))
+            });
+            if finish == Finish::No {
+                slot = Slot::Writing(handle);
+                written = reached;
+                continue;
             }
-            Ok(BlobId::from_hash(writer.hasher.finalize()))
-        })
-        .await?;
-        Ok(if too_long {
-            Appended::TooLong { offset }
-        } else if body_failed {
-            Appended::BodyFailed {
-                offset: offset + written,
-            }
-        } else {
-            Appended::Stopped {
-                offset: offset + written,
-                hash,
-            }
-        })
+            let (writer, chunk) = join_io(handle).await?;
+            self.give_back(chunk);
+            self.give_back(spare);
+            return Ok(match finish {
+                Finish::Truncate => Appended::TooLong { offset },
+                _ if body_failed => Appended::BodyFailed {
+                    offset: offset + reached,
+                },
+                _ => Appended::Stopped {
+                    offset: offset + reached,
+                    hash: BlobId::from_hash(writer.hasher.finalize()),
+                },
+            });
+        }
     }
 
-    fn take_buffer(&self) -> AlignedBuf {
+    fn take_buffer(&self) -> Vec<u8> {
         let pooled = self.buffers.lock().ok().and_then(|mut pool| pool.pop());
-        pooled.unwrap_or_else(AlignedBuf::new)
+        pooled.unwrap_or_else(|| vec![0u8; WRITE_BUFFER])
     }
 
-    fn give_back(&self, buffer: AlignedBuf) {
+    fn give_back(&self, buffer: Vec<u8>) {
         if let Ok(mut pool) = self.buffers.lock()
             && pool.len() < MAX_POOLED_BUFFERS
         {
@@ -477,144 +428,90 @@ impl BlobStore {
     }
 }
 
-/// A [`WRITE_BUFFER`]-byte buffer whose start is aligned for direct I/O.
-struct AlignedBuf {
-    bytes: Vec<u8>,
-    start: usize,
+/// Where [`BlobStore::append`]'s writer is: waiting for its first chunk,
+/// or writing one (and handing back its buffer).
+enum Slot {
+    Idle(Box<ChunkWriter>),
+    Writing(tokio::task::JoinHandle<Result<Written, BlobError>>),
 }
 
-impl AlignedBuf {
-    fn new() -> Self {
-        let bytes = vec![0u8; WRITE_BUFFER + direct_io::ALIGN];
-        // The heap block never moves with the Vec, so neither does this.
-        let start = bytes.as_ptr().align_offset(direct_io::ALIGN);
-        Self { bytes, start }
-    }
-}
+/// A writer back from writing a chunk, with the chunk's buffer.
+type Written = (Box<ChunkWriter>, Vec<u8>);
 
-impl AsRef<[u8]> for AlignedBuf {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes[self.start..self.start + WRITE_BUFFER]
-    }
-}
-
-impl AsMut<[u8]> for AlignedBuf {
-    fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes[self.start..self.start + WRITE_BUFFER]
-    }
+/// What a chunk's write does after writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// Nothing: more chunks follow.
+    No,
+    /// Nothing: the body ended (or failed) before the blob's end.
+    Stopped,
+    /// The blob is whole: start writing it to disk, so that the sync before
+    /// it counts finds little left to do.
+    Complete,
+    /// The body was too long: write nothing and cut the partial back to
+    /// where this request began.
+    Truncate,
 }
 
 /// A partial being appended to, with the hash of everything it holds.
-///
-/// A fresh upload's file is opened for direct I/O: whole aligned blocks go
-/// from the request's buffer to the disk without a copy into the page
-/// cache (the hub never reads them back soon) and are on the device when
-/// the write returns, which leaves the sync before the blob counts little
-/// to do. The last partial block, and anything after a write the device
-/// refuses, goes through the page cache.
+/// The file is opened (and, for a resumed upload, what it holds hashed,
+/// once) by the first write.
 struct ChunkWriter {
-    file: File,
-    hasher: blake3::Hasher,
     path: PathBuf,
-    direct: bool,
+    /// Bytes the partial held when this request began.
+    start: u64,
+    file: Option<File>,
+    hasher: blake3::Hasher,
 }
 
 impl ChunkWriter {
-    /// Appends the first `len` bytes of `buffer`: whole blocks directly,
-    /// when the file is open for that, and the rest through the page cache.
-    fn write(&mut self, buffer: &AlignedBuf, len: usize) -> Result<(), BlobError> {
-        let chunk = &buffer.as_ref()[..len];
-        let mut start = 0;
-        if self.direct {
-            let aligned = len / direct_io::ALIGN * direct_io::ALIGN;
-            let before = self.hasher.count();
-            match (&self.file).write_all(&chunk[..aligned]) {
-                Ok(()) => start = aligned,
-                Err(err) => {
-                    // Nothing or a prefix was written: the file's length
-                    // says how much.
-                    tracing::debug!(%err, "direct write refused; writing through the page cache");
-                    let held = self
-                        .file
-                        .metadata()
-                        .map_err(BlobError::io("inspect", &self.path))?
-                        .len();
-                    start = match held.checked_sub(before) {
-                        Some(written) if written <= aligned as u64 => written as usize,
-                        _ => {
-                            return Err(BlobError::Io {
-                                action: "write",
-                                path: self.path.clone(),
-                                source: io::Error::other(format!(
-                                    "the partial holds {held} bytes after a failed write \
-                                     from {before}"
-                                )),
-                            });
-                        }
-                    };
-                }
-            }
-            if start < len {
-                self.buffered()?;
-            }
+    fn new(path: PathBuf, start: u64) -> Self {
+        Self {
+            path,
+            start,
+            file: None,
+            hasher: blake3::Hasher::new(),
         }
-        self.file
-            .write_all(&chunk[start..])
+    }
+
+    fn file(&mut self) -> Result<&File, BlobError> {
+        if self.file.is_none() {
+            if self.start > 0 {
+                self.hasher = hash_file(&self.path)?;
+            }
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(BlobError::io("open", &self.path))?;
+            self.file = Some(file);
+        }
+        self.file.as_ref().ok_or_else(|| BlobError::Io {
+            action: "open",
+            path: self.path.clone(),
+            source: io::Error::other("not open"),
+        })
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        let mut file = self.file()?;
+        file.write_all(chunk)
             .map_err(BlobError::io("write", &self.path))?;
         self.hasher.update(chunk);
         Ok(())
     }
 
-    /// Switches the file to writes through the page cache.
-    fn buffered(&mut self) -> Result<(), BlobError> {
-        if self.direct {
-            direct_io::clear(&self.file).map_err(BlobError::io("write", &self.path))?;
-            self.direct = false;
+    fn finish(&mut self, finish: Finish) -> Result<(), BlobError> {
+        match finish {
+            Finish::No | Finish::Stopped => {}
+            Finish::Complete => release_pages(self.file()?),
+            Finish::Truncate => {
+                let start = self.start;
+                self.file()?
+                    .set_len(start)
+                    .map_err(BlobError::io("truncate", &self.path))?;
+            }
         }
-        Ok(())
-    }
-}
-
-/// Direct I/O (`O_DIRECT`): Linux only; elsewhere every write is buffered.
-mod direct_io {
-    use std::fs::{File, OpenOptions};
-    use std::io;
-    use std::path::Path;
-
-    /// Alignment of buffers, offsets and lengths (a page: enough for any
-    /// logical block size in use).
-    pub const ALIGN: usize = 4096;
-
-    /// `DANGAN_HUB_DIRECT_IO=0` turns direct I/O off.
-    pub fn available() -> bool {
-        cfg!(target_os = "linux") && std::env::var("DANGAN_HUB_DIRECT_IO").as_deref() != Ok("0")
-    }
-
-    #[cfg(target_os = "linux")]
-    pub fn open(options: &OpenOptions, path: &Path) -> io::Result<File> {
-        use nix::fcntl::OFlag;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut options = options.clone();
-        options.custom_flags(OFlag::O_DIRECT.bits());
-        options.open(path)
-    }
-
-    #[cfg(target_os = "linux")]
-    pub fn clear(file: &File) -> io::Result<()> {
-        use nix::fcntl::{FcntlArg, OFlag, fcntl};
-        let flags = fcntl(file, FcntlArg::F_GETFL).map_err(io::Error::from)?;
-        let flags = OFlag::from_bits_truncate(flags) - OFlag::O_DIRECT;
-        fcntl(file, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
-        Ok(())
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub fn open(_: &OpenOptions, _: &Path) -> io::Result<File> {
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub fn clear(_: &File) -> io::Result<()> {
         Ok(())
     }
 }
@@ -693,28 +590,13 @@ fn create_prefix_dirs(root: &Path) -> Result<(), BlobError> {
 }
 
 /// Syncs a file's data (and size) to disk.
+/// Syncs a file's data (and size) to disk, then drops its pages from the
+/// page cache (see [`release_pages`]).
 pub fn sync_file(path: &Path) -> Result<(), BlobError> {
-    File::open(path)
-        .and_then(|f| f.sync_data())
-        .map_err(BlobError::io("sync", path))
-}
-
-/// Syncs the whole file system holding `path` (Linux `syncfs`). Returns
-/// false where that is not available.
-pub fn sync_filesystem(path: &Path) -> Result<bool, BlobError> {
-    #[cfg(target_os = "linux")]
-    {
-        let file = File::open(path).map_err(BlobError::io("open", path))?;
-        nix::unistd::syncfs(&file)
-            .map_err(io::Error::from)
-            .map_err(BlobError::io("sync the file system of", path))?;
-        Ok(true)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
-        Ok(false)
-    }
+    let file = File::open(path).map_err(BlobError::io("open", path))?;
+    file.sync_data().map_err(BlobError::io("sync", path))?;
+    release_pages(&file);
+    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), BlobError> {
@@ -724,15 +606,16 @@ pub fn sync_dir(dir: &Path) -> Result<(), BlobError> {
 }
 
 /// Asks the kernel to start writing `file`'s dirty pages to disk, without
-/// waiting. On Linux `POSIX_FADV_DONTNEED` does that (and drops the pages
-/// once clean: the hub does not read a blob back soon); elsewhere the later
-/// sync does all the work.
-fn start_writeback(file: &File) {
+/// waiting, and to drop those already clean. On Linux `POSIX_FADV_DONTNEED`
+/// does both; elsewhere the later sync does all the work. A blob's pages are
+/// dropped once it is synced too: the hub does not read a blob back soon,
+/// and an archive's worth of them must not crowd out what it does read.
+fn release_pages(file: &File) {
     #[cfg(target_os = "linux")]
     {
         use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
         if let Err(err) = posix_fadvise(file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED) {
-            tracing::debug!(%err, "posix_fadvise failed; the blob is synced later anyway");
+            tracing::debug!(%err, "posix_fadvise failed (only the page cache is affected)");
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -838,6 +721,68 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), bytes);
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), id.to_hex());
         assert!(!store.partial_path(&id).exists());
+    }
+
+    /// Yields its bytes in small reads, then fails.
+    struct BreakingBody(Vec<u8>, usize);
+
+    impl AsyncRead for BreakingBody {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let at = self.1;
+            if at == self.0.len() {
+                return std::task::Poll::Ready(Err(io::Error::other("connection reset")));
+            }
+            let n = (self.0.len() - at).min(buf.remaining()).min(100_000);
+            buf.put_slice(&self.0[at..at + n]);
+            self.1 += n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blob_of_several_chunks_survives_a_broken_body_and_an_empty_one_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let bytes: Vec<u8> = (0..WRITE_BUFFER * 5 / 2)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let id = BlobId::of(&bytes);
+        let total = bytes.len() as u64;
+        let cut = WRITE_BUFFER * 3 / 2 + 17;
+        let mut broken = BreakingBody(bytes[..cut].to_vec(), 0);
+        let got = store.append(&id, 0, total, &mut broken).await.unwrap();
+        assert_eq!(got, Appended::BodyFailed { offset: cut as u64 });
+        assert_eq!(store.partial_len(&id).unwrap(), cut as u64);
+        let mut rest = &bytes[cut..];
+        let got = store
+            .append(&id, cut as u64, total - cut as u64, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Appended::Stopped {
+                offset: total,
+                hash: id
+            }
+        );
+        store.publish(&id).await.unwrap();
+        assert_eq!(fs::read(store.local_path(&id).unwrap()).unwrap(), bytes);
+
+        let empty = BlobId::of(b"");
+        let got = store.append(&empty, 0, 0, &mut &b""[..]).await.unwrap();
+        assert_eq!(
+            got,
+            Appended::Stopped {
+                offset: 0,
+                hash: empty
+            }
+        );
+        store.publish(&empty).await.unwrap();
+        assert_eq!(fs::read(store.local_path(&empty).unwrap()).unwrap(), b"");
     }
 
     #[tokio::test]

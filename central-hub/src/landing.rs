@@ -32,8 +32,8 @@ use crate::store::{Db, StoreError};
 const ROUND: usize = 512;
 /// How long a round gathers blobs after its first.
 const GATHER: Duration = Duration::from_millis(50);
-/// Rounds with at least this many local files are synced with `syncfs`.
-const SYNCFS_FROM: usize = 8;
+/// Files of a round synced at the same time.
+const SYNC_THREADS: usize = 4;
 
 /// A blob waiting for its round.
 struct Landed {
@@ -171,35 +171,25 @@ impl Landing {
 /// Syncs a round's files and folders and records the blobs that made it.
 /// Returns every blob of the round (recorded or not: none is pending any
 /// more; one not recorded is missing, and its upload is asked for again).
+///
+/// Each file is synced on its own (`fdatasync`), a few at a time, never the
+/// whole file system: `syncfs` would also wait for everything else dirty on
+/// it (another program's gigabytes of copies cost a round seconds), while a
+/// file's own sync waits only for its pages, whose write-back began when it
+/// landed. A flush per file costs little next to the data.
 fn make_durable(db: &Db, round: Vec<Landed>) -> Vec<BlobId> {
     let all: Vec<BlobId> = round.iter().map(|l| l.blob).collect();
     let mut failed_dirs = BTreeSet::new();
     let mut durable = Vec::with_capacity(round.len());
     let mut dirs = BTreeSet::new();
-    // A large round is synced with one `syncfs`: one device flush instead
-    // of one per file (the files, their folders and all else dirty on that
-    // file system). Should it fail, each file is synced on its own, which
-    // says which ones failed.
-    let local: Vec<&Path> = round.iter().filter_map(|l| l.path.as_deref()).collect();
-    let whole_fs = local.len() >= SYNCFS_FROM
-        && match blobs::sync_filesystem(local[0]) {
-            Ok(synced) => synced,
-            Err(err) => {
-                tracing::warn!(%err, "syncfs failed; syncing blob by blob");
-                false
-            }
-        };
-    for landed in &round {
-        if let Some(path) = &landed.path
-            && !whole_fs
-        {
-            if let Err(err) = blobs::sync_file(path) {
-                drop_blob(landed, &err);
-                continue;
-            }
-            if let Some(dir) = path.parent() {
-                dirs.insert(dir.to_owned());
-            }
+    let synced = sync_files(&round);
+    for (landed, result) in round.iter().zip(synced) {
+        if let Err(err) = result {
+            drop_blob(landed, &err);
+            continue;
+        }
+        if let Some(dir) = landed.path.as_deref().and_then(Path::parent) {
+            dirs.insert(dir.to_owned());
         }
         durable.push(landed);
     }
@@ -226,6 +216,53 @@ fn make_durable(db: &Db, round: Vec<Landed>) -> Vec<BlobId> {
         tracing::debug!(blobs = recorded.len(), "blobs durable");
     }
     all
+}
+
+/// Syncs the local files of a round, in up to [`SYNC_THREADS`] parts at a
+/// time (several syncs in flight keep the device busy); a blob without a
+/// file (a remote store's) needs none. The results are in the round's order.
+fn sync_files(round: &[Landed]) -> Vec<Result<(), BlobError>> {
+    fn sync(part: &[Landed]) -> Vec<Result<(), BlobError>> {
+        part.iter()
+            .map(|landed| landed.path.as_deref().map_or(Ok(()), blobs::sync_file))
+            .collect()
+    }
+    let size = round.len().div_ceil(SYNC_THREADS).max(1);
+    if size == round.len() {
+        return sync(round);
+    }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = round
+            .chunks(size)
+            .map(|part| {
+                let thread = std::thread::Builder::new()
+                    .name("blob-sync-part".to_owned())
+                    .spawn_scoped(scope, move || sync(part));
+                (part, thread)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(part, thread)| match thread {
+                Ok(thread) => thread.join().unwrap_or_else(|_| panicked(part)),
+                // No thread to spare: this part is synced here.
+                Err(_) => sync(part),
+            })
+            .collect()
+    })
+}
+
+/// A failure for every blob of a part whose sync thread panicked.
+fn panicked(part: &[Landed]) -> Vec<Result<(), BlobError>> {
+    part.iter()
+        .map(|landed| {
+            Err(BlobError::Io {
+                action: "sync",
+                path: landed.path.clone().unwrap_or_default(),
+                source: std::io::Error::other("the sync thread panicked"),
+            })
+        })
+        .collect()
 }
 
 fn drop_blob(landed: &Landed, err: &BlobError) {
@@ -298,11 +335,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_large_round_is_synced_as_a_whole() {
+    async fn a_large_round_is_synced_file_by_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Arc::new(Db::create(dir.path()).expect("database"));
         let landing = Landing::start(Arc::clone(&db));
-        let blobs: Vec<BlobId> = (0..SYNCFS_FROM * 3)
+        let blobs: Vec<BlobId> = (0..SYNC_THREADS * 5)
             .map(|i| {
                 let bytes = format!("page {i}");
                 let path = dir.path().join(format!("blob{i}"));

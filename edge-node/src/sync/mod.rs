@@ -881,14 +881,20 @@ impl Pass<'_> {
 
 /// Whether zstd makes this blob smaller: JPEG and other compressed images
 /// gain nothing (zstd on JPEG pages: ratio 1.04), raw and TIFF pages do.
-/// Decided on the first 128 KiB.
+/// A JPEG is known by its first two bytes (all that is read of it); other
+/// files are decided on their first 128 KiB.
 fn worth_compressing(path: &std::path::Path) -> std::io::Result<bool> {
     use std::io::Read;
-    let mut sample = Vec::with_capacity(128 << 10);
-    std::fs::File::open(path)?
-        .take(128 << 10)
+    const SAMPLE: u64 = 128 << 10;
+    let mut file = std::fs::File::open(path)?;
+    let mut sample = Vec::new();
+    (&mut file).take(2).read_to_end(&mut sample)?;
+    if sample.starts_with(&[0xff, 0xd8]) {
+        return Ok(false);
+    }
+    file.take(SAMPLE - sample.len() as u64)
         .read_to_end(&mut sample)?;
-    if sample.len() < 4096 || sample.starts_with(&[0xff, 0xd8]) {
+    if sample.len() < 4096 {
         return Ok(false);
     }
     let compressed = zstd::bulk::compress(&sample, 1).map_or(sample.len(), |c| c.len());

@@ -427,11 +427,16 @@ impl HubBackend {
             ));
         }
         let unsynced = self.blobs.publish(&blob).await.map_err(storage_error)?;
-        // Complete for the edge now; it counts once the sync thread has
-        // made it durable and recorded it (a commit waits for that).
+        Ok(self.land(blob, length, unsynced))
+    }
+
+    /// Hands a published blob to the sync thread. Complete for the edge
+    /// now; it counts once the sync thread has made it durable and recorded
+    /// it (a commit waits for that).
+    fn land(&self, blob: BlobId, length: u64, unsynced: Option<PathBuf>) -> BlobStatus {
         self.landing.land(blob, length, unsynced);
         tracing::debug!(blob = %blob.short(), bytes = length, "blob landed");
-        Ok(Self::complete(length))
+        Self::complete(length)
     }
 }
 
@@ -758,6 +763,7 @@ impl Backend for HubBackend {
                 .await
                 .map_err(storage_error)?
             {
+                Appended::Published { path } => return Ok(self.land(blob, length, Some(path))),
                 Appended::Stopped { offset, hash } => (offset, Some(hash)),
                 Appended::BodyFailed { offset } => {
                     return Err(ProtocolError {

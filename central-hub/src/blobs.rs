@@ -72,8 +72,13 @@ impl BlobError {
 }
 
 /// How an append ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
+    /// The blob is whole, hashed to its id and renamed into its place in
+    /// the local folder by the call that wrote its last bytes; `path` still
+    /// has to be synced (with its folder) before the blob counts, as for
+    /// [`BlobStore::publish`].
+    Published { path: PathBuf },
     /// The body ended; the partial now holds this many bytes, whose BLAKE3
     /// hash is `hash` (computed while writing, so a complete blob needs no
     /// second read to verify).
@@ -227,6 +232,9 @@ impl BlobStore {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<Appended, BlobError> {
         let mut slot = Slot::Idle(Box::new(ChunkWriter::new(self.partial_path(id), offset)));
+        // Where a complete blob goes, when that is a rename away.
+        let place = self.local_path(id);
+        let id = *id;
         let mut spare = self.take_buffer();
         let mut written = 0u64;
         loop {
@@ -267,25 +275,34 @@ impl BlobStore {
             };
             let (mut writer, free) = match slot {
                 Slot::Idle(writer) => (writer, self.take_buffer()),
-                Slot::Writing(handle) => join_io(handle).await?,
+                Slot::Writing(handle) => {
+                    let (writer, free, _) = join_io(handle).await?;
+                    (writer, free)
+                }
             };
             let chunk = std::mem::replace(&mut spare, free);
+            let place = place.clone().filter(|_| finish == Finish::Complete);
             let handle = tokio::task::spawn_blocking(move || {
                 if finish != Finish::Truncate {
                     writer.write(&chunk[..filled])?;
                 }
                 writer.finish(finish)?;
-                Ok((writer, chunk))
+                let published = match place {
+                    Some(place) => writer.publish(id, place)?,
+                    None => None,
+                };
+                Ok((writer, chunk, published))
             });
             if finish == Finish::No {
                 slot = Slot::Writing(handle);
                 written = reached;
                 continue;
             }
-            let (writer, chunk) = join_io(handle).await?;
+            let (writer, chunk, published) = join_io(handle).await?;
             self.give_back(chunk);
             self.give_back(spare);
             return Ok(match finish {
+                _ if let Some(path) = published => Appended::Published { path },
                 Finish::Truncate => Appended::TooLong { offset },
                 _ if body_failed => Appended::BodyFailed {
                     offset: offset + reached,
@@ -435,8 +452,9 @@ enum Slot {
     Writing(tokio::task::JoinHandle<Result<Written, BlobError>>),
 }
 
-/// A writer back from writing a chunk, with the chunk's buffer.
-type Written = (Box<ChunkWriter>, Vec<u8>);
+/// A writer back from writing a chunk, with the chunk's buffer and where
+/// the blob was published, if it was.
+type Written = (Box<ChunkWriter>, Vec<u8>, Option<PathBuf>);
 
 /// What a chunk's write does after writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,6 +517,17 @@ impl ChunkWriter {
             .map_err(BlobError::io("write", &self.path))?;
         self.hasher.update(chunk);
         Ok(())
+    }
+
+    /// Renames the whole partial to `place` if it hashes to `id`; returns
+    /// `place` if it did (and `None` when `place` is on another file system
+    /// or the bytes are wrong, which the caller then deals with).
+    fn publish(&mut self, id: BlobId, place: PathBuf) -> Result<Option<PathBuf>, BlobError> {
+        if BlobId::from_hash(self.hasher.finalize()) != id {
+            return Ok(None);
+        }
+        self.file = None;
+        Ok(rename_into(&self.path, &place)?.then_some(place))
     }
 
     fn finish(&mut self, finish: Finish) -> Result<(), BlobError> {
@@ -707,20 +736,31 @@ mod tests {
         assert_eq!(store.partial_len(&id).unwrap(), 10);
         let mut rest = &bytes[10..];
         let got = store.append(&id, 10, total - 10, &mut rest).await.unwrap();
-        // The hash covers the resumed prefix too.
-        assert_eq!(
-            got,
-            Appended::Stopped {
-                offset: total,
-                hash: id
-            }
-        );
-        assert!(store.partial_matches(&id).await.unwrap());
-        store.publish(&id).await.unwrap();
+        // The hash covers the resumed prefix too: the blob went into place
+        // in the same call.
         let path = store.local_path(&id).unwrap();
+        assert_eq!(got, Appended::Published { path: path.clone() });
         assert_eq!(fs::read(&path).unwrap(), bytes);
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), id.to_hex());
         assert!(!store.partial_path(&id).exists());
+    }
+
+    #[tokio::test]
+    async fn wrong_bytes_stay_a_partial_with_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let id = BlobId::of(b"the page the edge meant");
+        let mut wrong = &b"the page that arrived!!"[..];
+        let got = store.append(&id, 0, 23, &mut wrong).await.unwrap();
+        assert_eq!(
+            got,
+            Appended::Stopped {
+                offset: 23,
+                hash: BlobId::of(b"the page that arrived!!")
+            }
+        );
+        assert!(!store.partial_matches(&id).await.unwrap());
+        assert!(!store.local_path(&id).unwrap().exists());
     }
 
     /// Yields its bytes in small reads, then fails.
@@ -762,27 +802,15 @@ mod tests {
             .append(&id, cut as u64, total - cut as u64, &mut rest)
             .await
             .unwrap();
-        assert_eq!(
-            got,
-            Appended::Stopped {
-                offset: total,
-                hash: id
-            }
-        );
-        store.publish(&id).await.unwrap();
-        assert_eq!(fs::read(store.local_path(&id).unwrap()).unwrap(), bytes);
+        let path = store.local_path(&id).unwrap();
+        assert_eq!(got, Appended::Published { path: path.clone() });
+        assert_eq!(fs::read(&path).unwrap(), bytes);
 
         let empty = BlobId::of(b"");
         let got = store.append(&empty, 0, 0, &mut &b""[..]).await.unwrap();
-        assert_eq!(
-            got,
-            Appended::Stopped {
-                offset: 0,
-                hash: empty
-            }
-        );
-        store.publish(&empty).await.unwrap();
-        assert_eq!(fs::read(store.local_path(&empty).unwrap()).unwrap(), b"");
+        let path = store.local_path(&empty).unwrap();
+        assert_eq!(got, Appended::Published { path: path.clone() });
+        assert_eq!(fs::read(&path).unwrap(), b"");
     }
 
     #[tokio::test]

@@ -13,8 +13,8 @@ use async_compression::Level;
 use async_compression::tokio::bufread::ZstdEncoder;
 use bytes::Bytes;
 use dangan_shared::BlobId;
-use futures_util::Stream;
 use futures_util::future::Either;
+use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Serialize;
@@ -494,36 +494,49 @@ pub async fn file_body(
         )));
     }
     let path = path.as_ref().to_owned();
-    let file = blocking(move || {
+    // The first chunk is read with the opening: a page (usually one chunk)
+    // costs one trip to a blocking thread.
+    let (first, rest) = blocking(move || {
         let mut file = std::fs::File::open(&path)?;
         std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
         let left = file.metadata()?.len().saturating_sub(offset);
-        Ok((file, left))
+        let first = read_chunk(&file, left)?;
+        let read = first.as_ref().map_or(0, |chunk| chunk.len() as u64);
+        Ok((first, (file, left - read)))
     })
     .await?;
-    Ok(Either::Right(futures_util::stream::try_unfold(
-        file,
-        |(file, left)| async move {
-            if left == 0 {
-                return Ok(None);
-            }
-            blocking(move || {
-                let want = left.min(RAW_CHUNK as u64);
-                let mut chunk = Vec::with_capacity(want as usize);
-                let read =
-                    std::io::Read::read_to_end(&mut std::io::Read::take(&file, want), &mut chunk)?;
-                if read == 0 {
-                    // Shorter than its length said: it shrank while read.
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the file ended early",
-                    ));
-                }
-                Ok(Some((Bytes::from(chunk), (file, left - read as u64))))
-            })
-            .await
-        },
-    )))
+    let rest = futures_util::stream::try_unfold(rest, |(file, left)| async move {
+        blocking(move || {
+            Ok(read_chunk(&file, left)?.map(|chunk| {
+                let read = chunk.len() as u64;
+                (chunk, (file, left - read))
+            }))
+        })
+        .await
+    });
+    Ok(Either::Right(
+        futures_util::stream::iter(first.map(Ok::<_, io::Error>)).chain(rest),
+    ))
+}
+
+/// Up to [`RAW_CHUNK`] of the `left` bytes still to read from `file`, with
+/// one read straight into the buffer that goes on the wire; `None` when
+/// nothing is left.
+fn read_chunk(mut file: &std::fs::File, left: u64) -> io::Result<Option<Bytes>> {
+    if left == 0 {
+        return Ok(None);
+    }
+    let want = left.min(RAW_CHUNK as u64);
+    let mut chunk = Vec::with_capacity(want as usize);
+    let read = std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, want), &mut chunk)?;
+    if read == 0 {
+        // Shorter than its length said: it shrank while read.
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file ended early",
+        ));
+    }
+    Ok(Some(Bytes::from(chunk)))
 }
 
 async fn blocking<T: Send + 'static>(

@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dangan_shared::BlobId;
 use tokio::sync::watch;
@@ -67,6 +67,8 @@ pub struct Landing {
     /// Sequence number through which every landed blob has been dealt with
     /// (recorded, or dropped after a failed sync).
     settled: watch::Receiver<u64>,
+    /// The sync thread, to cut its gathering short when a commit waits.
+    thread: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl std::fmt::Debug for Landing {
@@ -89,23 +91,19 @@ impl Landing {
                 sender,
             }),
             settled,
+            thread: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&landing);
         let spawned = std::thread::Builder::new()
             .name("blob-sync".to_owned())
             .spawn(move || {
                 while let Ok(first) = receiver.recv() {
-                    // Gather for a moment: each round costs a device flush,
-                    // and nobody waits for one blob's round but a commit.
-                    let deadline = Instant::now() + GATHER;
+                    // Gather for a moment (asleep, not woken by each blob):
+                    // a round's syncs overlap, and nobody waits for a
+                    // blob's round but a commit, which wakes the thread.
+                    std::thread::park_timeout(GATHER);
                     let mut round = vec![first];
-                    while round.len() < ROUND {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        match receiver.recv_timeout(left) {
-                            Ok(next) => round.push(next),
-                            Err(_) => break,
-                        }
-                    }
+                    round.extend(receiver.try_iter().take(ROUND - 1));
                     let last = round.iter().map(|l| l.seq).max().unwrap_or(0);
                     let done = make_durable(&db, round);
                     if let Some(landing) = weak.upgrade() {
@@ -117,8 +115,11 @@ impl Landing {
                     settled_tx.send_replace(last);
                 }
             });
-        if let Err(err) = spawned {
-            tracing::error!(%err, "cannot start the blob sync thread");
+        match spawned {
+            Ok(handle) => {
+                let _ = landing.thread.set(handle.thread().clone());
+            }
+            Err(err) => tracing::error!(%err, "cannot start the blob sync thread"),
         }
         landing
     }
@@ -159,6 +160,11 @@ impl Landing {
     /// Waits until every blob landed so far has had its round.
     pub async fn settle(&self, within: Duration) -> Result<(), SettleError> {
         let target = self.lock().last_seq;
+        if *self.settled.borrow() < target
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
         let mut settled = self.settled.clone();
         match tokio::time::timeout(within, settled.wait_for(|seq| *seq >= target)).await {
             Ok(Ok(_)) => Ok(()),

@@ -94,6 +94,12 @@ impl std::fmt::Debug for HubBackend {
     }
 }
 
+/// See [`HubBackend::known_blob`]; the sizes are in bytes.
+enum KnownBlob {
+    Complete(u64),
+    Offered(u64),
+}
+
 /// Holds a blob's upload slot; releases it when dropped.
 struct UploadSlot<'a> {
     uploads: &'a Mutex<HashSet<BlobId>>,
@@ -430,6 +436,38 @@ impl HubBackend {
         Ok(self.land(blob, length, unsynced))
     }
 
+    /// What the hub knows of a blob the node asks about: complete (stored,
+    /// or landed and waiting for its sync), or part of one of its
+    /// district's open offers; anything else is not found.
+    async fn known_blob(
+        &self,
+        node: &NodeIdentity,
+        blob: BlobId,
+    ) -> Result<KnownBlob, ProtocolError> {
+        let district = node.district.clone();
+        let (present, offered) = self
+            .db
+            .run(move |conn| {
+                Ok::<_, StoreError>((
+                    archive::blob_size(conn, &blob)?,
+                    archive::offered_size(conn, &district, &blob)?,
+                ))
+            })
+            .await?;
+        if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
+            return Ok(KnownBlob::Complete(size));
+        }
+        offered.map(KnownBlob::Offered).ok_or_else(|| {
+            error(
+                ErrorCode::NotFound,
+                format!(
+                    "blob {blob} is not part of an open offer of district {}",
+                    node.district
+                ),
+            )
+        })
+    }
+
     /// Hands a published blob to the sync thread. Complete for the edge
     /// now; it counts once the sync thread has made it durable and recorded
     /// it (a commit waits for that).
@@ -667,27 +705,9 @@ impl Backend for HubBackend {
         node: &NodeIdentity,
         blob: BlobId,
     ) -> Result<BlobStatus, ProtocolError> {
-        let district = node.district.clone();
-        let (present, offered) = self
-            .db
-            .run(move |conn| {
-                Ok::<_, StoreError>((
-                    archive::blob_size(conn, &blob)?,
-                    archive::offered_size(conn, &district, &blob)?,
-                ))
-            })
-            .await?;
-        if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
-            return Ok(Self::complete(size));
-        }
-        let Some(size) = offered else {
-            return Err(error(
-                ErrorCode::NotFound,
-                format!(
-                    "blob {blob} is not part of an open offer of district {}",
-                    node.district
-                ),
-            ));
+        let size = match self.known_blob(node, blob).await? {
+            KnownBlob::Complete(size) => return Ok(Self::complete(size)),
+            KnownBlob::Offered(size) => size,
         };
         let held = self.blobs.partial_len(&blob).map_err(storage_error)?;
         Ok(BlobStatus {
@@ -706,30 +726,12 @@ impl Backend for HubBackend {
         length: u64,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<BlobStatus, ProtocolError> {
-        let district = node.district.clone();
         // Claimed before the lookup, so that no upload of the same blob
         // can finish between the lookup and the write.
         let slot = self.claim_upload(blob);
-        let (present, offered) = self
-            .db
-            .run(move |conn| {
-                Ok::<_, StoreError>((
-                    archive::blob_size(conn, &blob)?,
-                    archive::offered_size(conn, &district, &blob)?,
-                ))
-            })
-            .await?;
-        if let Some(size) = present.or_else(|| self.landing.pending(&blob)) {
-            return Ok(Self::complete(size));
-        }
-        let Some(size) = offered else {
-            return Err(error(
-                ErrorCode::NotFound,
-                format!(
-                    "blob {blob} is not part of an open offer of district {}",
-                    node.district
-                ),
-            ));
+        let size = match self.known_blob(node, blob).await? {
+            KnownBlob::Complete(size) => return Ok(Self::complete(size)),
+            KnownBlob::Offered(size) => size,
         };
         if size != length {
             return Err(error(

@@ -17,9 +17,10 @@
 //! and uploaded again, and the new file replaces the old.
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dangan_shared::BlobId;
 use tokio::sync::watch;
@@ -67,8 +68,10 @@ pub struct Landing {
     /// Sequence number through which every landed blob has been dealt with
     /// (recorded, or dropped after a failed sync).
     settled: watch::Receiver<u64>,
-    /// The sync thread, to cut its gathering short when a commit waits.
+    /// The sync thread, to cut its gathering short when a commit waits
+    /// (and sets `hurry`).
     thread: std::sync::OnceLock<std::thread::Thread>,
+    hurry: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Landing {
@@ -92,16 +95,25 @@ impl Landing {
             }),
             settled,
             thread: std::sync::OnceLock::new(),
+            hurry: Arc::new(AtomicBool::new(false)),
         });
         let weak = Arc::downgrade(&landing);
+        let hurry = Arc::clone(&landing.hurry);
         let spawned = std::thread::Builder::new()
             .name("blob-sync".to_owned())
             .spawn(move || {
                 while let Ok(first) = receiver.recv() {
                     // Gather for a moment (asleep, not woken by each blob):
                     // a round's syncs overlap, and nobody waits for a
-                    // blob's round but a commit, which wakes the thread.
-                    std::thread::park_timeout(GATHER);
+                    // blob's round but a commit, which hurries the thread.
+                    let deadline = Instant::now() + GATHER;
+                    loop {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() || hurry.swap(false, Ordering::AcqRel) {
+                            break;
+                        }
+                        std::thread::park_timeout(left);
+                    }
                     let mut round = vec![first];
                     round.extend(receiver.try_iter().take(ROUND - 1));
                     let last = round.iter().map(|l| l.seq).max().unwrap_or(0);
@@ -163,6 +175,7 @@ impl Landing {
         if *self.settled.borrow() < target
             && let Some(thread) = self.thread.get()
         {
+            self.hurry.store(true, Ordering::Release);
             thread.unpark();
         }
         let mut settled = self.settled.clone();

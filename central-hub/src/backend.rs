@@ -561,7 +561,6 @@ impl Backend for HubBackend {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(node = %node.node_id, batch = %manifest.batch))]
     async fn offer(
         &self,
         node: &NodeIdentity,
@@ -717,7 +716,6 @@ impl Backend for HubBackend {
         })
     }
 
-    #[tracing::instrument(skip_all, fields(node = %node.node_id, blob = %blob.short(), offset))]
     async fn blob_write(
         &self,
         node: &NodeIdentity,

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use dangan_shared::BlobId;
 use futures_util::future::Either;
 use futures_util::{Stream, StreamExt};
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue,
+};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -323,8 +325,10 @@ impl Client {
     /// `PATCH /sync/vN/blobs/{id}`: sends a blob of `length` bytes from
     /// `offset`. The caller builds `body` (see [`file_body`]), so it owns
     /// bandwidth limits and byte counts, and says whether it is
-    /// zstd-compressed. An error in `body` aborts the request; the hub keeps
-    /// what arrived, and [`Client::blob_status`] says where to resume.
+    /// zstd-compressed; an uncompressed body must hold exactly `length -
+    /// offset` bytes (it is sent with that Content-Length). An error in
+    /// `body` aborts the request; the hub keeps what arrived, and
+    /// [`Client::blob_status`] says where to resume.
     pub async fn upload_blob<S>(
         &self,
         blob: BlobId,
@@ -343,6 +347,10 @@ impl Client {
             .header(CONTENT_TYPE, header::OFFSET_OCTET_STREAM);
         if zstd {
             builder = builder.header(CONTENT_ENCODING, "zstd");
+        } else {
+            // The body's length is known: sent with it rather than chunked,
+            // the hub knows the body has ended with its last byte.
+            builder = builder.header(CONTENT_LENGTH, length.saturating_sub(offset));
         }
         // No total timeout: a large blob on a slow line takes what it takes.
         let request = builder
@@ -506,6 +514,10 @@ pub async fn file_body(
     })
     .await?;
     let rest = futures_util::stream::try_unfold(rest, |(file, left)| async move {
+        if left == 0 {
+            // The body ends now, without another trip to a blocking thread.
+            return Ok(None);
+        }
         blocking(move || {
             Ok(read_chunk(&file, left)?.map(|chunk| {
                 let read = chunk.len() as u64;

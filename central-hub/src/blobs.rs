@@ -512,6 +512,11 @@ impl ChunkWriter {
     }
 
     fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        if chunk.is_empty() {
+            // Nothing arrived (a resumed request cut at once): no reason to
+            // open the partial and hash what it holds.
+            return Ok(());
+        }
         let mut file = self.file()?;
         file.write_all(chunk)
             .map_err(BlobError::io("write", &self.path))?;
@@ -618,7 +623,6 @@ fn create_prefix_dirs(root: &Path) -> Result<(), BlobError> {
     Ok(())
 }
 
-/// Syncs a file's data (and size) to disk.
 /// Syncs a file's data (and size) to disk, then drops its pages from the
 /// page cache (see [`release_pages`]).
 pub fn sync_file(path: &Path) -> Result<(), BlobError> {

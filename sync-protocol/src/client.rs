@@ -487,13 +487,20 @@ impl Client {
 /// [`Client::upload_blob`]: zstd-compressed on the fly in 64 KiB chunks
 /// when `zstd` is set, else read in [`RAW_CHUNK`] pieces, each with one
 /// blocking read straight into the buffer that goes on the wire.
+///
+/// `length` is the blob's length as its manifest gives it. A file of any
+/// other length is refused at once with [`io::ErrorKind::InvalidData`]: it
+/// is not the blob, and sending it would only end in an aborted body (or a
+/// hash mismatch) on every retry.
 pub async fn file_body(
     path: impl AsRef<Path>,
     offset: u64,
+    length: u64,
     zstd: bool,
 ) -> io::Result<impl Stream<Item = io::Result<Bytes>> + Send + 'static> {
     if zstd {
         let mut file = tokio::fs::File::open(path).await?;
+        check_length(file.metadata().await?.len(), length)?;
         file.seek(SeekFrom::Start(offset)).await?;
         let reader = BufReader::with_capacity(FILE_CHUNK, file);
         let encoder = ZstdEncoder::with_quality(reader, Level::Precise(ZSTD_LEVEL));
@@ -506,8 +513,9 @@ pub async fn file_body(
     // costs one trip to a blocking thread.
     let (first, rest) = blocking(move || {
         let mut file = std::fs::File::open(&path)?;
+        check_length(file.metadata()?.len(), length)?;
         std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
-        let left = file.metadata()?.len().saturating_sub(offset);
+        let left = length.saturating_sub(offset);
         let first = read_chunk(&file, left)?;
         let read = first.as_ref().map_or(0, |chunk| chunk.len() as u64);
         Ok((first, (file, left - read)))
@@ -528,6 +536,16 @@ pub async fn file_body(
     });
     Ok(Either::Right(
         futures_util::stream::iter(first.map(Ok::<_, io::Error>)).chain(rest),
+    ))
+}
+
+fn check_length(actual: u64, expected: u64) -> io::Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the file holds {actual} bytes where the blob has {expected}"),
     ))
 }
 
@@ -711,6 +729,45 @@ mod tests {
             hub(409, Some(ErrorCode::BlobBusy)).code(),
             Some(ErrorCode::BlobBusy)
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_body_is_read_from_its_offset_and_only_at_its_length() {
+        use futures_util::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let bytes: Vec<u8> = (0..RAW_CHUNK + 1000).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let length = bytes.len() as u64;
+        for zstd in [false, true] {
+            let body: Vec<Bytes> = file_body(&path, 0, length, zstd)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            let body = body.concat();
+            let sent = if zstd {
+                zstd::decode_all(&body[..]).unwrap()
+            } else {
+                body
+            };
+            assert_eq!(sent, bytes, "zstd: {zstd}");
+        }
+        let rest: Vec<Bytes> = file_body(&path, 5000, length, false)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(rest.concat(), bytes[5000..]);
+        // A file of another length is not the blob: refused before any byte.
+        for zstd in [false, true] {
+            let Err(refused) = file_body(&path, 0, length + 1, zstd).await else {
+                panic!("a longer blob was read from a shorter file");
+            };
+            assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        }
     }
 
     #[test]

@@ -164,7 +164,7 @@ fn archive_batch(
         let offer = client.offer(canonical, &hash).await?;
         ensure!(offer.missing.len() == blobs.len(), "{offer:?}");
         for (blob, path, size) in &blobs {
-            let body = file_body(path, 0, false).await?;
+            let body = file_body(path, 0, *size, false).await?;
             client.upload_blob(*blob, 0, *size, false, body).await?;
         }
         client

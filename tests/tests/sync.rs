@@ -754,6 +754,56 @@ fn the_cache_budget_evicts_only_archived_images_oldest_first() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_damaged_cache_file_fails_only_its_batch_and_says_so() -> Result<()> {
+    let setup = hub()?;
+    let edge = setup.edge("edge", DISTRICT, FAST_RETRIES)?;
+    let damaged = setup.pages("damaged", 3, 91, 40)?;
+    let fine = setup.pages("fine", 3, 92, 40)?;
+    edge.ingest_and_accept("B-damaged", &damaged)?;
+    edge.ingest_and_accept("B-fine", &fine)?;
+    // One cached image loses its second half (a bad sector, a careless
+    // hand): it is no longer the blob its manifest names.
+    let original = std::fs::read(damaged.join("p0002.jpg"))?;
+    let blob = blake3::hash(&original).to_hex().to_string();
+    let cached = edge
+        .data
+        .join("cache/blobs")
+        .join(&blob[..2])
+        .join(&blob[2..4])
+        .join(&blob);
+    let mut permissions = std::fs::metadata(&cached)?.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&cached, permissions)?;
+    std::fs::write(&cached, &original[..original.len() / 2])?;
+
+    let (_, report) = edge.try_json(&["sync"])?;
+    assert_eq!(report["batches_committed"], 1, "{report}");
+    let failures = report["failures"].as_array().context("failures")?;
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(failures[0]["batch"], "B-damaged", "{report}");
+    let error = failures[0]["error"].as_str().unwrap_or_default();
+    // Named as local damage with what to do, not as a network failure
+    // retried until the pass gives up.
+    assert!(error.contains(&blob) && error.contains("fsck"), "{report}");
+    assert_eq!(edge.batch_state("B-fine")?, "archived");
+    assert_ne!(edge.batch_state("B-damaged")?, "archived");
+    assert!(
+        !setup.hub.stored_blobs()?.contains(&blob),
+        "the hub stored nothing under the damaged blob's name"
+    );
+
+    // Nothing else was lost: with the image back, the batch archives.
+    std::fs::write(&cached, &original)?;
+    let again = edge.json(&["sync"])?;
+    assert_eq!(again["batches_committed"], 1, "{again}");
+    assert_eq!(edge.batch_state("B-damaged")?, "archived");
+    let mut all = edge_blobs(&edge, "B-damaged")?;
+    all.extend(edge_blobs(&edge, "B-fine")?);
+    assert_hub_blobs_verify(&setup.hub, &all)
+}
+
 fn count_files(dir: &std::path::Path) -> Result<usize> {
     let mut count = 0;
     for entry in std::fs::read_dir(dir)? {

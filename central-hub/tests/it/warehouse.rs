@@ -106,7 +106,7 @@ async fn archive(hub: &Hub, client: &Client, district: &str, batch: &str, files:
                 0,
                 missing.size,
                 false,
-                file_body(&path, 0, false).await.unwrap(),
+                file_body(&path, 0, missing.size, false).await.unwrap(),
             )
             .await
             .unwrap();

@@ -749,7 +749,7 @@ impl Pass<'_> {
         let mut attempt = 0u32;
         let mut mismatches = 0;
         loop {
-            let body = self.body(&path, offset, zstd, &id).await?;
+            let body = self.body(&path, offset, missing.size, zstd, &id).await?;
             // The client puts no total timeout on an upload (a blob takes
             // what the line allows); a stalled hub must not hang the pass.
             let allowance = self.node.config.sync.request_timeout
@@ -848,14 +848,21 @@ impl Pass<'_> {
         &self,
         path: &std::path::Path,
         offset: u64,
+        length: u64,
         zstd: bool,
         id: &BlobId,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, BatchError> {
-        let stream = dangan_sync::client::file_body(path, offset, zstd)
+        let stream = dangan_sync::client::file_body(path, offset, length, zstd)
             .await
-            .map_err(|source| BatchError::LocalBlob {
-                blob: id.to_hex(),
-                source,
+            .map_err(|source| match source.kind() {
+                // Not the length the manifest gives: the copy is damaged.
+                std::io::ErrorKind::InvalidData => {
+                    BatchError::LocalBlobCorrupt { blob: id.to_hex() }
+                }
+                _ => BatchError::LocalBlob {
+                    blob: id.to_hex(),
+                    source,
+                },
             })?;
         let counter = self.bytes_sent.clone();
         let throttle = self.throttle.clone();

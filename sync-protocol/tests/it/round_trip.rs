@@ -742,7 +742,7 @@ async fn offer_transfer_commit_round_trip() {
                 0,
                 wanted.size,
                 zstd,
-                file_body(&path, 0, zstd).await.unwrap(),
+                file_body(&path, 0, wanted.size, zstd).await.unwrap(),
             )
             .await
             .unwrap();
@@ -819,7 +819,7 @@ async fn upload_from(
     zstd: bool,
 ) -> BlobStatus {
     for _ in 0..200 {
-        let body = file_body(path, offset, zstd).await.unwrap();
+        let body = file_body(path, offset, length, zstd).await.unwrap();
         match client.upload_blob(blob, offset, length, zstd, body).await {
             Err(error) if error.code() == Some(ErrorCode::BlobBusy) => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -879,7 +879,7 @@ async fn resume_after_a_cut_with_and_without_zstd() {
         );
 
         // From the wrong offset: 409 with the hub's offset.
-        let body = file_body(&path, 0, false).await.unwrap();
+        let body = file_body(&path, 0, length, false).await.unwrap();
         match client.upload_blob(blob, 0, length, false, body).await {
             Err(ClientError::Hub {
                 status: 409,
@@ -1373,7 +1373,7 @@ async fn a_v1_client_syncs_a_batch_as_before() {
                 0,
                 wanted.size,
                 true,
-                file_body(&path, 0, true).await.unwrap(),
+                file_body(&path, 0, wanted.size, true).await.unwrap(),
             )
             .await
             .unwrap();

@@ -12,14 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dangan_shared::{BlobId, OrgCode};
-use dangan_sync::server::{Backend, NodeIdentity, ProtocolError};
+use dangan_sync::server::{Backend, BlobBody, NodeIdentity, ProtocolError};
 use dangan_sync::wire::{
     BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EnrolRequest, EnrolResponse,
     ErrorCode, LoanRequestFeed, Manifest, MissingBlob, OfferResponse, QueueReport, Receipt,
     WarehouseCursor, WarehouseEvents,
 };
 use rusqlite::OptionalExtension;
-use tokio::io::AsyncRead;
 
 use crate::archive::{self, CommitError, Offer};
 use crate::blobs::{Appended, BlobError, BlobStore};
@@ -722,7 +721,7 @@ impl Backend for HubBackend {
         blob: BlobId,
         offset: u64,
         length: u64,
-        body: &mut (dyn AsyncRead + Send + Unpin),
+        body: &mut BlobBody<'_>,
     ) -> Result<BlobStatus, ProtocolError> {
         // Claimed before the lookup, so that no upload of the same blob
         // can finish between the lookup and the write.

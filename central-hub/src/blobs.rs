@@ -20,26 +20,26 @@
 //! object_store's `LocalFileSystem`, half the disk writes); other stores get
 //! a streamed multipart upload.
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use dangan_shared::BlobId;
+use dangan_sync::server::BlobBody;
 use futures_util::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 
 use crate::config::Storage;
 
-/// Bytes read from a request before each write to the partial.
+/// Bytes of a request gathered for each write to the partial.
 const WRITE_BUFFER: usize = 1 << 20;
-/// Write buffers kept for reuse (two per upload in flight).
-const MAX_POOLED_BUFFERS: usize = 16;
 /// Environment variables with the S3 credentials (never in hub.toml).
 pub const S3_KEY_ID_VAR: &str = "DANGAN_HUB_S3_ACCESS_KEY_ID";
 pub const S3_SECRET_VAR: &str = "DANGAN_HUB_S3_SECRET_ACCESS_KEY";
@@ -99,9 +99,6 @@ enum Backend {
 pub struct BlobStore {
     backend: Backend,
     partial_dir: PathBuf,
-    /// Write buffers of finished uploads, for the next ones (fresh megabyte
-    /// buffers cost a page fault and zeroing per page, per upload).
-    buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -127,7 +124,6 @@ impl BlobStore {
                 Ok(Self {
                     backend: Backend::Local { store },
                     partial_dir: partial_dir.to_owned(),
-                    buffers: Default::default(),
                 })
             }
             Storage::S3 {
@@ -168,7 +164,6 @@ impl BlobStore {
         Self {
             backend: Backend::Remote(store),
             partial_dir: partial_dir.to_owned(),
-            buffers: Default::default(),
         }
     }
 
@@ -220,35 +215,44 @@ impl BlobStore {
     /// are errors; a failing body is an outcome ([`Appended::BodyFailed`])
     /// because what arrived is kept.
     ///
-    /// Double-buffered: while one chunk is written and hashed on a blocking
-    /// thread, the next is read from the body. The partial is opened by the
-    /// first chunk's write and a complete one is finished by the last's, so
-    /// a blob of one chunk costs one trip to a blocking thread.
+    /// The request's own buffers are written, up to [`WRITE_BUFFER`] bytes
+    /// with each `writev`, without copying them first. Double-buffered:
+    /// while one batch of chunks is written and hashed on a blocking thread,
+    /// the next is taken from the body. The partial is opened by the first
+    /// write and a complete one is finished by the last, so a blob of one
+    /// batch costs one trip to a blocking thread.
     pub async fn append(
         &self,
         id: &BlobId,
         offset: u64,
         remaining: u64,
-        body: &mut (dyn AsyncRead + Send + Unpin),
+        body: &mut BlobBody<'_>,
     ) -> Result<Appended, BlobError> {
         let mut slot = Slot::Idle(Box::new(ChunkWriter::new(self.partial_path(id), offset)));
         // Where a complete blob goes, when that is a rename away.
         let place = self.local_path(id);
         let id = *id;
-        let mut spare = self.take_buffer();
         let mut written = 0u64;
         loop {
-            let want = WRITE_BUFFER.min((remaining - written) as usize);
-            let mut filled = 0;
+            let mut batch = Vec::new();
+            let mut filled = 0u64;
             let mut ended = false;
             let mut body_failed = false;
-            while filled < want {
-                match body.read(&mut spare[filled..want]).await {
-                    Ok(0) => {
+            let mut too_long = false;
+            while filled < WRITE_BUFFER as u64 && written + filled < remaining {
+                match body.chunk().await {
+                    Ok(Some(chunk)) => {
+                        filled += chunk.len() as u64;
+                        batch.push(chunk);
+                    }
+                    Ok(None) => {
                         ended = true;
                         break;
                     }
-                    Ok(read) => filled += read,
+                    Err(_) if body.overflowed() => {
+                        too_long = true;
+                        break;
+                    }
                     Err(err) => {
                         tracing::debug!(blob = %id.short(), %err, "upload body failed");
                         body_failed = true;
@@ -256,14 +260,12 @@ impl BlobStore {
                     }
                 }
             }
-            let reached = written + filled as u64;
-            let complete = reached == remaining && !body_failed;
+            let reached = written + filled;
+            let complete = reached == remaining && !body_failed && !too_long;
             // One more byte would mean the edge sent more than the blob
             // holds: then nothing of this request is kept.
-            let too_long = complete && {
-                let mut probe = [0u8; 1];
-                matches!(body.read(&mut probe).await, Ok(n) if n > 0)
-            };
+            let too_long =
+                too_long || (complete && body.chunk().await.is_err() && body.overflowed());
             let finish = if too_long {
                 Finish::Truncate
             } else if complete {
@@ -273,34 +275,28 @@ impl BlobStore {
             } else {
                 Finish::No
             };
-            let (mut writer, free) = match slot {
-                Slot::Idle(writer) => (writer, self.take_buffer()),
-                Slot::Writing(handle) => {
-                    let (writer, free, _) = join_io(handle).await?;
-                    (writer, free)
-                }
+            let mut writer = match slot {
+                Slot::Idle(writer) => writer,
+                Slot::Writing(handle) => join_io(handle).await?.0,
             };
-            let chunk = std::mem::replace(&mut spare, free);
             let place = place.clone().filter(|_| finish == Finish::Complete);
             let handle = tokio::task::spawn_blocking(move || {
                 if finish != Finish::Truncate {
-                    writer.write(&chunk[..filled])?;
+                    writer.write(&batch)?;
                 }
                 writer.finish(finish)?;
                 let published = match place {
                     Some(place) => writer.publish(id, place)?,
                     None => None,
                 };
-                Ok((writer, chunk, published))
+                Ok((writer, published))
             });
             if finish == Finish::No {
                 slot = Slot::Writing(handle);
                 written = reached;
                 continue;
             }
-            let (writer, chunk, published) = join_io(handle).await?;
-            self.give_back(chunk);
-            self.give_back(spare);
+            let (writer, published) = join_io(handle).await?;
             return Ok(match finish {
                 _ if let Some(path) = published => Appended::Published { path },
                 Finish::Truncate => Appended::TooLong { offset },
@@ -312,19 +308,6 @@ impl BlobStore {
                     hash: BlobId::from_hash(writer.hasher.finalize()),
                 },
             });
-        }
-    }
-
-    fn take_buffer(&self) -> Vec<u8> {
-        let pooled = self.buffers.lock().ok().and_then(|mut pool| pool.pop());
-        pooled.unwrap_or_else(|| vec![0u8; WRITE_BUFFER])
-    }
-
-    fn give_back(&self, buffer: Vec<u8>) {
-        if let Ok(mut pool) = self.buffers.lock()
-            && pool.len() < MAX_POOLED_BUFFERS
-        {
-            pool.push(buffer);
         }
     }
 
@@ -452,9 +435,9 @@ enum Slot {
     Writing(tokio::task::JoinHandle<Result<Written, BlobError>>),
 }
 
-/// A writer back from writing a chunk, with the chunk's buffer and where
-/// the blob was published, if it was.
-type Written = (Box<ChunkWriter>, Vec<u8>, Option<PathBuf>);
+/// A writer back from writing a batch of chunks, with where the blob was
+/// published, if it was.
+type Written = (Box<ChunkWriter>, Option<PathBuf>);
 
 /// What a chunk's write does after writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,16 +494,34 @@ impl ChunkWriter {
         })
     }
 
-    fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
-        if chunk.is_empty() {
+    /// Appends `chunks` with as few `writev` calls as the kernel allows,
+    /// and hashes them.
+    fn write(&mut self, chunks: &[Bytes]) -> Result<(), BlobError> {
+        if chunks.is_empty() {
             // Nothing arrived (a resumed request cut at once): no reason to
             // open the partial and hash what it holds.
             return Ok(());
         }
+        let path = self.path.clone();
+        let failed = |source| BlobError::Io {
+            action: "write",
+            path,
+            source,
+        };
         let mut file = self.file()?;
-        file.write_all(chunk)
-            .map_err(BlobError::io("write", &self.path))?;
-        self.hasher.update(chunk);
+        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            match file.write_vectored(left) {
+                Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into())),
+                Ok(written) => IoSlice::advance_slices(&mut left, written),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(failed(source)),
+            }
+        }
+        for chunk in chunks {
+            self.hasher.update(chunk);
+        }
         Ok(())
     }
 
@@ -709,6 +710,20 @@ async fn spawn_io<T: Send + 'static>(
 mod tests {
     use super::*;
 
+    /// A request body that brings `bytes` in pieces of at most 100,000
+    /// bytes, then ends (or breaks off, with `breaks`).
+    fn body(bytes: &[u8], breaks: bool) -> BlobBody<'static> {
+        let mut pieces: Vec<io::Result<Bytes>> = bytes
+            .chunks(100_000)
+            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+            .collect();
+        if breaks {
+            pieces.push(Err(io::Error::other("connection reset")));
+        }
+        // Lengths are checked by the store, not by the body.
+        BlobBody::new(futures_util::stream::iter(pieces), u64::MAX)
+    }
+
     fn local(dir: &Path) -> BlobStore {
         fs::create_dir_all(dir.join("blobs")).unwrap();
         fs::create_dir_all(dir.join("partial")).unwrap();
@@ -728,8 +743,10 @@ mod tests {
         let bytes = b"a scanned page, in two parts".to_vec();
         let id = BlobId::of(&bytes);
         let total = bytes.len() as u64;
-        let mut first = &bytes[..10];
-        let got = store.append(&id, 0, total, &mut first).await.unwrap();
+        let got = store
+            .append(&id, 0, total, &mut body(&bytes[..10], false))
+            .await
+            .unwrap();
         assert_eq!(
             got,
             Appended::Stopped {
@@ -738,8 +755,10 @@ mod tests {
             }
         );
         assert_eq!(store.partial_len(&id).unwrap(), 10);
-        let mut rest = &bytes[10..];
-        let got = store.append(&id, 10, total - 10, &mut rest).await.unwrap();
+        let got = store
+            .append(&id, 10, total - 10, &mut body(&bytes[10..], false))
+            .await
+            .unwrap();
         // The hash covers the resumed prefix too: the blob went into place
         // in the same call.
         let path = store.local_path(&id).unwrap();
@@ -754,8 +773,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = local(dir.path());
         let id = BlobId::of(b"the page the edge meant");
-        let mut wrong = &b"the page that arrived!!"[..];
-        let got = store.append(&id, 0, 23, &mut wrong).await.unwrap();
+        let got = store
+            .append(&id, 0, 23, &mut body(b"the page that arrived!!", false))
+            .await
+            .unwrap();
         assert_eq!(
             got,
             Appended::Stopped {
@@ -765,26 +786,6 @@ mod tests {
         );
         assert!(!store.partial_matches(&id).await.unwrap());
         assert!(!store.local_path(&id).unwrap().exists());
-    }
-
-    /// Yields its bytes in small reads, then fails.
-    struct BreakingBody(Vec<u8>, usize);
-
-    impl AsyncRead for BreakingBody {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &mut tokio::io::ReadBuf<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            let at = self.1;
-            if at == self.0.len() {
-                return std::task::Poll::Ready(Err(io::Error::other("connection reset")));
-            }
-            let n = (self.0.len() - at).min(buf.remaining()).min(100_000);
-            buf.put_slice(&self.0[at..at + n]);
-            self.1 += n;
-            std::task::Poll::Ready(Ok(()))
-        }
     }
 
     #[tokio::test]
@@ -797,13 +798,19 @@ mod tests {
         let id = BlobId::of(&bytes);
         let total = bytes.len() as u64;
         let cut = WRITE_BUFFER * 3 / 2 + 17;
-        let mut broken = BreakingBody(bytes[..cut].to_vec(), 0);
-        let got = store.append(&id, 0, total, &mut broken).await.unwrap();
+        let got = store
+            .append(&id, 0, total, &mut body(&bytes[..cut], true))
+            .await
+            .unwrap();
         assert_eq!(got, Appended::BodyFailed { offset: cut as u64 });
         assert_eq!(store.partial_len(&id).unwrap(), cut as u64);
-        let mut rest = &bytes[cut..];
         let got = store
-            .append(&id, cut as u64, total - cut as u64, &mut rest)
+            .append(
+                &id,
+                cut as u64,
+                total - cut as u64,
+                &mut body(&bytes[cut..], false),
+            )
             .await
             .unwrap();
         let path = store.local_path(&id).unwrap();
@@ -811,7 +818,10 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), bytes);
 
         let empty = BlobId::of(b"");
-        let got = store.append(&empty, 0, 0, &mut &b""[..]).await.unwrap();
+        let got = store
+            .append(&empty, 0, 0, &mut body(b"", false))
+            .await
+            .unwrap();
         let path = store.local_path(&empty).unwrap();
         assert_eq!(got, Appended::Published { path: path.clone() });
         assert_eq!(fs::read(&path).unwrap(), b"");
@@ -822,8 +832,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = local(dir.path());
         let id = BlobId::of(b"abc");
-        let mut body: &[u8] = b"abcd";
-        let got = store.append(&id, 0, 3, &mut body).await.unwrap();
+        // As the router hands it over: capped at the three bytes left.
+        let mut capped = BlobBody::new(
+            futures_util::stream::iter([Ok(Bytes::from_static(b"abcd"))]),
+            3,
+        );
+        let got = store.append(&id, 0, 3, &mut capped).await.unwrap();
         assert_eq!(got, Appended::TooLong { offset: 0 });
         assert_eq!(store.partial_len(&id).unwrap(), 0);
     }
@@ -837,9 +851,8 @@ mod tests {
         for size in [0, 1, REMOTE_PART, REMOTE_PART * 2 + 17] {
             let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let id = BlobId::of(&bytes);
-            let mut body = &bytes[..];
             store
-                .append(&id, 0, bytes.len() as u64, &mut body)
+                .append(&id, 0, bytes.len() as u64, &mut body(&bytes, false))
                 .await
                 .unwrap();
             assert!(store.partial_matches(&id).await.unwrap());

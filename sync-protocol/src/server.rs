@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use async_compression::tokio::bufread::ZstdDecoder;
 use axum::Json;
@@ -31,7 +31,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::StreamReader;
 use tracing::Instrument;
 
@@ -258,7 +258,7 @@ pub trait Backend: Send + Sync + 'static {
         blob: BlobId,
         offset: u64,
         length: u64,
-        body: &mut (dyn AsyncRead + Send + Unpin),
+        body: &mut BlobBody<'_>,
     ) -> impl Future<Output = Result<BlobStatus, ProtocolError>> + Send;
 
     /// Archives a staged manifest atomically and returns its signed receipt;
@@ -556,8 +556,7 @@ async fn blob_patch<B: Backend>(
                 ),
             ));
         }
-        let reader = body_reader(&headers, &mut body)?;
-        let mut capped = CappedReader::new(reader, length - offset);
+        let mut blob_body = blob_body(&headers, &mut body, length - offset)?;
         let span = tracing::info_span!(
             "blob_write",
             node = %node.node_id,
@@ -567,18 +566,18 @@ async fn blob_patch<B: Backend>(
         );
         let written = shared
             .backend
-            .blob_write(&node, blob, offset, length, &mut capped)
+            .blob_write(&node, blob, offset, length, &mut blob_body)
             .instrument(span)
             .await;
         // A broken body explains whatever the backend made of it: the hub kept
         // what arrived, and `HEAD` tells the edge where to resume.
-        if capped.overflowed {
+        if blob_body.overflowed() {
             return Err(ProtocolError::malformed(format!(
                 "the body holds more than Upload-Length - Upload-Offset = {} bytes",
                 length - offset
             )));
         }
-        if let Some(error) = capped.error {
+        if let Some(error) = blob_body.error() {
             return Err(ProtocolError::malformed(format!(
                 "the body broke off: {error}"
             )));
@@ -931,26 +930,59 @@ impl Stream for RawBody {
 
 type BodyReader<'a> = Pin<Box<dyn AsyncRead + Send + 'a>>;
 
-/// The request body as a byte stream, decompressed when it is
-/// `Content-Encoding: zstd`; never buffered whole.
-fn body_reader<'a>(
-    headers: &HeaderMap,
-    body: &'a mut RawBody,
-) -> Result<BodyReader<'a>, ProtocolError> {
+/// Size of the chunks a zstd body is decoded into.
+const DECODED_CHUNK: usize = 256 << 10;
+
+/// Whether a body is zstd-compressed (`Content-Encoding: zstd`) or sent as
+/// is; any other encoding is refused.
+fn is_zstd(headers: &HeaderMap) -> Result<bool, ProtocolError> {
     let encoding = header_text(headers, CONTENT_ENCODING.as_str())?.unwrap_or_default();
-    let stream = StreamReader::new(body);
     if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
-        Ok(Box::pin(stream))
+        Ok(false)
     } else if encoding.eq_ignore_ascii_case("zstd") {
-        let mut decoder = ZstdDecoder::new(stream);
-        decoder.multiple_members(true);
-        Ok(Box::pin(decoder))
+        Ok(true)
     } else {
         Err(ProtocolError::new(
             ErrorCode::UnsupportedEncoding,
             format!("Content-Encoding {encoding:?} is not supported; send zstd or nothing"),
         ))
     }
+}
+
+fn zstd_decoder(body: &mut RawBody) -> ZstdDecoder<StreamReader<&mut RawBody, Bytes>> {
+    let mut decoder = ZstdDecoder::new(StreamReader::new(body));
+    decoder.multiple_members(true);
+    decoder
+}
+
+/// The request body as a byte stream, decompressed when it is
+/// `Content-Encoding: zstd`; never buffered whole.
+fn body_reader<'a>(
+    headers: &HeaderMap,
+    body: &'a mut RawBody,
+) -> Result<BodyReader<'a>, ProtocolError> {
+    Ok(if is_zstd(headers)? {
+        Box::pin(zstd_decoder(body))
+    } else {
+        Box::pin(StreamReader::new(body))
+    })
+}
+
+/// A blob upload's body as [`BlobBody`] chunks: the request's own buffers
+/// when it is sent as is (no copy), else decoded from zstd.
+fn blob_body<'a>(
+    headers: &HeaderMap,
+    body: &'a mut RawBody,
+    remaining: u64,
+) -> Result<BlobBody<'a>, ProtocolError> {
+    Ok(if is_zstd(headers)? {
+        BlobBody::new(
+            tokio_util::io::ReaderStream::with_capacity(zstd_decoder(body), DECODED_CHUNK),
+            remaining,
+        )
+    } else {
+        BlobBody::new(body, remaining)
+    })
 }
 
 /// Reads a whole (decompressed) body of at most `limit` bytes.
@@ -996,72 +1028,85 @@ async fn read_json<T: DeserializeOwned>(
         .map_err(|error| ProtocolError::malformed(format!("body: {error}")))
 }
 
-/// Passes on at most `remaining` bytes, then makes sure the body really
-/// ends there: one byte more fails the read (and sets `overflowed`) rather
-/// than letting a backend take a longer body for a complete blob. Any read
-/// error is remembered, so the router can answer for it.
-struct CappedReader<'a> {
-    inner: BodyReader<'a>,
+/// The body of a blob upload, for [`Backend::blob_write`]: the bytes as
+/// they arrive, in the chunks they arrive in, at most `remaining` bytes in
+/// all. A body that goes on past them fails once they are taken (and
+/// [`BlobBody::overflowed`] says so) rather than letting a backend take a
+/// longer body for a complete blob. A read error is remembered
+/// ([`BlobBody::error`]), so the router can answer for it.
+pub struct BlobBody<'a> {
+    chunks: Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>>,
     remaining: u64,
     overflowed: bool,
     error: Option<String>,
 }
 
-impl<'a> CappedReader<'a> {
-    fn new(inner: BodyReader<'a>, remaining: u64) -> Self {
+impl<'a> BlobBody<'a> {
+    /// A body of `remaining` bytes from a stream of chunks.
+    pub fn new(chunks: impl Stream<Item = io::Result<Bytes>> + Send + 'a, remaining: u64) -> Self {
         Self {
-            inner,
+            chunks: Box::pin(chunks),
             remaining,
             overflowed: false,
             error: None,
         }
     }
 
-    fn note<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
-        if let Err(error) = &result
-            && self.error.is_none()
-        {
-            self.error = Some(error.to_string());
-        }
-        result
-    }
-}
-
-impl AsyncRead for CappedReader<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        if this.remaining == 0 {
-            let mut probe = [0_u8; 1];
-            let mut probe = ReadBuf::new(&mut probe);
-            let result = ready!(this.inner.as_mut().poll_read(cx, &mut probe));
-            this.note(result)?;
-            if probe.filled().is_empty() {
-                return Poll::Ready(Ok(()));
+    /// The next chunk (never empty), or `None` where the body ends. The
+    /// chunk that reaches `remaining` is cut there; asking for one more
+    /// then fails with `InvalidData` if the body goes on.
+    pub async fn chunk(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if self.overflowed {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the body is longer than Upload-Length - Upload-Offset",
+                ));
             }
-            this.overflowed = true;
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the body is longer than Upload-Length - Upload-Offset",
-            )));
+            match self.chunks.next().await {
+                None => return Ok(None),
+                Some(Err(error)) => {
+                    if self.error.is_none() {
+                        self.error = Some(error.to_string());
+                    }
+                    return Err(error);
+                }
+                Some(Ok(chunk)) if chunk.is_empty() => {}
+                Some(Ok(mut chunk)) => {
+                    if self.remaining == 0 {
+                        self.overflowed = true;
+                        continue;
+                    }
+                    if chunk.len() as u64 > self.remaining {
+                        chunk.truncate(self.remaining as usize);
+                        self.overflowed = true;
+                    }
+                    self.remaining -= chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+            }
         }
-        let most = usize::try_from(this.remaining)
-            .unwrap_or(usize::MAX)
-            .min(buf.remaining());
-        let window = buf.initialize_unfilled_to(most);
-        let mut limited = ReadBuf::new(window);
-        let result = ready!(this.inner.as_mut().poll_read(cx, &mut limited));
-        this.note(result)?;
-        let read = limited.filled().len();
-        buf.advance(read);
-        this.remaining -= read as u64;
-        Poll::Ready(Ok(()))
+    }
+
+    /// A body of `remaining` bytes read from `reader` (in tests and tools;
+    /// the router hands over the request's own chunks).
+    pub fn from_reader(reader: impl AsyncRead + Send + 'a, remaining: u64) -> Self {
+        Self::new(tokio_util::io::ReaderStream::new(reader), remaining)
+    }
+
+    /// Bytes still to come before the body must end.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Whether the body held more bytes than it was allowed.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// The first read error, if the body broke off.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 }
 
@@ -1088,5 +1133,49 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(pieces: Vec<io::Result<&'static [u8]>>) -> impl Stream<Item = io::Result<Bytes>> {
+        futures_util::stream::iter(
+            pieces
+                .into_iter()
+                .map(|piece| piece.map(Bytes::from_static)),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_blob_body_passes_its_bytes_and_refuses_one_more() {
+        let mut body = BlobBody::new(chunks(vec![Ok(b"abc"), Ok(b""), Ok(b"defg")]), 5);
+        assert_eq!(body.chunk().await.unwrap().unwrap(), &b"abc"[..]);
+        // The chunk that reaches the end is cut there ...
+        assert_eq!(body.chunk().await.unwrap().unwrap(), &b"de"[..]);
+        assert_eq!(body.remaining(), 0);
+        // ... and the body that goes on fails.
+        let refused = body.chunk().await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        assert!(body.overflowed());
+        assert_eq!(body.error(), None);
+
+        // Exactly as long as allowed: it simply ends.
+        let mut body = BlobBody::new(chunks(vec![Ok(b"abc")]), 3);
+        assert_eq!(body.chunk().await.unwrap().unwrap(), &b"abc"[..]);
+        assert!(body.chunk().await.unwrap().is_none());
+        assert!(!body.overflowed());
+
+        // A body that breaks off says why, and what came before is kept.
+        let mut body = BlobBody::new(
+            chunks(vec![Ok(b"ab"), Err(io::Error::other("connection reset"))]),
+            10,
+        );
+        assert_eq!(body.chunk().await.unwrap().unwrap(), &b"ab"[..]);
+        assert!(body.chunk().await.is_err());
+        assert_eq!(body.error(), Some("connection reset"));
+        assert_eq!(body.remaining(), 8);
+        assert!(!body.overflowed());
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dangan_hub::HubBackend;
 use dangan_hub::{hub, nodes};
 use dangan_shared::BlobId;
-use dangan_sync::server::{Backend, NodeIdentity, ProtocolError};
+use dangan_sync::server::{Backend, BlobBody, NodeIdentity, ProtocolError};
 use dangan_sync::wire::{
     CommitRequest, EdgeBatchState, EnrolRequest, ErrorCode, Manifest, ManifestBarcode,
     ManifestFile, ManifestPage, QueueReport, QueuedBatch, Receipt, ReconcileState,
@@ -121,7 +121,7 @@ impl Hub {
     /// Uploads `bytes` whole.
     pub(crate) async fn upload(&self, node: &NodeIdentity, bytes: &[u8]) {
         let id = BlobId::of(bytes);
-        let mut body = bytes;
+        let mut body = BlobBody::from_reader(bytes, u64::MAX);
         let status = self
             .backend
             .blob_write(node, id, 0, bytes.len() as u64, &mut body)
@@ -305,7 +305,7 @@ async fn a_batch_transfers_with_resume_and_commits_once() {
     // The first blob arrives in two parts with a cut in between.
     let id = BlobId::of(&first);
     let len = first.len() as u64;
-    let mut cut = &first[..40_000];
+    let mut cut = BlobBody::from_reader(&first[..40_000], u64::MAX);
     let status = hub
         .backend
         .blob_write(&node, id, 0, len, &mut cut)
@@ -321,7 +321,7 @@ async fn a_batch_transfers_with_resume_and_commits_once() {
         .unwrap();
     let held = again.missing.iter().find(|b| b.blob == id).unwrap();
     assert_eq!(held.offset, 40_000);
-    let mut rest = &first[40_000..];
+    let mut rest = BlobBody::from_reader(&first[40_000..], u64::MAX);
     let stale = hub.backend.blob_write(&node, id, 0, len, &mut rest).await;
     let err = stale.unwrap_err();
     assert_eq!(
@@ -342,7 +342,7 @@ async fn a_batch_transfers_with_resume_and_commits_once() {
 
     // Corrupted bytes of the second blob are refused and forgotten.
     let id2 = BlobId::of(&second);
-    let mut wrong: &[u8] = b"SECOND PAGE";
+    let mut wrong = BlobBody::from_reader(&b"SECOND PAGE"[..], u64::MAX);
     let mismatch = hub.backend.blob_write(&node, id2, 0, 11, &mut wrong).await;
     assert_eq!(code_of(mismatch), ErrorCode::BlobHashMismatch);
     assert_eq!(hub.backend.blob_status(&node, id2).await.unwrap().offset, 0);
@@ -488,7 +488,7 @@ async fn the_same_image_in_two_districts_is_stored_once() {
     assert_eq!(offered.missing_total, 1);
     assert_eq!(offered.missing[0].blob, BlobId::of(b"own"));
     // Writing the present blob again stores nothing and reads nothing.
-    let mut body: &[u8] = &shared;
+    let mut body = BlobBody::from_reader(&shared[..], u64::MAX);
     let status = hub
         .backend
         .blob_write(&b, BlobId::of(&shared), 0, shared.len() as u64, &mut body)
@@ -527,7 +527,7 @@ async fn a_node_cannot_touch_another_districts_batches() {
         code_of(hub.backend.offer(&b, ma.clone(), h.clone(), 10).await),
         ErrorCode::Forbidden
     );
-    let mut body: &[u8] = &secret;
+    let mut body = BlobBody::from_reader(&secret[..], u64::MAX);
     let upload = hub
         .backend
         .blob_write(&b, BlobId::of(&secret), 0, secret.len() as u64, &mut body)
@@ -569,12 +569,18 @@ async fn one_upload_per_blob_at_a_time() {
         .await
         .unwrap();
     let id = BlobId::of(&bytes);
-    let (mut sender, mut receiver) = tokio::io::duplex(1024);
+    let (mut sender, receiver) = tokio::io::duplex(1024);
     let backend = Arc::clone(&hub.backend);
     let slow_node = node.clone();
     let slow = tokio::spawn(async move {
         backend
-            .blob_write(&slow_node, id, 0, 4096, &mut receiver)
+            .blob_write(
+                &slow_node,
+                id,
+                0,
+                4096,
+                &mut BlobBody::from_reader(receiver, 4096),
+            )
             .await
     });
     use tokio::io::AsyncWriteExt;
@@ -585,13 +591,13 @@ async fn one_upload_per_blob_at_a_time() {
     while !partial.exists() && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut body: &[u8] = &bytes;
+    let mut body = BlobBody::from_reader(&bytes[..], u64::MAX);
     let second = hub.backend.blob_write(&node, id, 0, 4096, &mut body).await;
     assert_eq!(code_of(second), ErrorCode::BlobBusy);
     drop(sender);
     let status = slow.await.unwrap().unwrap();
     assert_eq!((status.offset, status.complete), (1000, false));
-    let mut rest = &bytes[1000..];
+    let mut rest = BlobBody::from_reader(&bytes[1000..], u64::MAX);
     let status = hub
         .backend
         .blob_write(&node, id, 1000, 4096, &mut rest)
@@ -611,7 +617,7 @@ async fn old_partials_expire() {
         .await
         .unwrap();
     let id = BlobId::of(&bytes);
-    let mut half = &bytes[..500];
+    let mut half = BlobBody::from_reader(&bytes[..500], u64::MAX);
     hub.backend
         .blob_write(&node, id, 0, 1000, &mut half)
         .await
@@ -950,13 +956,13 @@ async fn s3_storage_when_a_server_is_given() {
         .await
         .unwrap();
     let id = BlobId::of(&big);
-    let mut first = &big[..1 << 20];
+    let mut first = BlobBody::from_reader(&big[..1 << 20], u64::MAX);
     let len = big.len() as u64;
     hub.backend
         .blob_write(&node, id, 0, len, &mut first)
         .await
         .unwrap();
-    let mut rest = &big[1 << 20..];
+    let mut rest = BlobBody::from_reader(&big[1 << 20..], u64::MAX);
     let status = hub
         .backend
         .blob_write(&node, id, 1 << 20, len, &mut rest)

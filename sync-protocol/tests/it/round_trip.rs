@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dangan_shared::BlobId;
 use dangan_sync::client::{Client, ClientError, ClientOptions, file_body};
-use dangan_sync::server::{Backend, Limits, NodeIdentity, ProtocolError, router};
+use dangan_sync::server::{Backend, BlobBody, Limits, NodeIdentity, ProtocolError, router};
 use dangan_sync::wire::{
     BatchListing, BlobStatus, CommitRequest, DictionaryFeed, EdgeBatchState, EnrolRequest,
     EnrolResponse, ErrorBody, ErrorCode, FeedEntry, FeedItem, ListedBatch, LoanRequest,
@@ -24,7 +24,6 @@ use dangan_sync::{
     HubKey, ProtocolVersion, manifest_hash, random_token, sign_receipt, token_hash, verify_receipt,
 };
 use futures_util::{StreamExt, stream};
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 const DISTRICT: &str = "310104";
 
@@ -254,7 +253,7 @@ impl Backend for MemoryBackend {
         blob: BlobId,
         offset: u64,
         length: u64,
-        body: &mut (dyn AsyncRead + Send + Unpin),
+        body: &mut BlobBody<'_>,
     ) -> Result<BlobStatus, ProtocolError> {
         {
             let mut state = self.lock();
@@ -286,19 +285,13 @@ impl Backend for MemoryBackend {
         if held != offset {
             return Err(ProtocolError::offset_mismatch(held));
         }
-        let mut chunk = vec![0_u8; 16 * 1024];
-        loop {
-            match body.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(read) => self
-                    .lock()
-                    .partials
-                    .entry(blob)
-                    .or_default()
-                    .extend_from_slice(&chunk[..read]),
-                // A cut body keeps what arrived.
-                Err(_) => break,
-            }
+        // A cut body keeps what arrived.
+        while let Ok(Some(chunk)) = body.chunk().await {
+            self.lock()
+                .partials
+                .entry(blob)
+                .or_default()
+                .extend_from_slice(&chunk);
         }
         let mut state = self.lock();
         let held = state.partials.get(&blob).map_or(0, Vec::len) as u64;

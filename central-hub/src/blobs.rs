@@ -494,31 +494,14 @@ impl ChunkWriter {
         })
     }
 
-    /// Appends `chunks` with as few `writev` calls as the kernel allows,
-    /// and hashes them.
+    /// Appends `chunks` to the partial and hashes them.
     fn write(&mut self, chunks: &[Bytes]) -> Result<(), BlobError> {
         if chunks.is_empty() {
             // Nothing arrived (a resumed request cut at once): no reason to
             // open the partial and hash what it holds.
             return Ok(());
         }
-        let path = self.path.clone();
-        let failed = |source| BlobError::Io {
-            action: "write",
-            path,
-            source,
-        };
-        let mut file = self.file()?;
-        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
-        let mut left = &mut slices[..];
-        while !left.is_empty() {
-            match file.write_vectored(left) {
-                Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into())),
-                Ok(written) => IoSlice::advance_slices(&mut left, written),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(failed(source)),
-            }
-        }
+        write_all_vectored(self.file()?, chunks).map_err(BlobError::io("write", &self.path))?;
         for chunk in chunks {
             self.hasher.update(chunk);
         }
@@ -549,6 +532,21 @@ impl ChunkWriter {
         }
         Ok(())
     }
+}
+
+/// Writes all of `chunks`, with as few `writev` calls as the kernel allows.
+fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match file.write_vectored(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut left, written),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 async fn join_io<T>(handle: tokio::task::JoinHandle<Result<T, BlobError>>) -> Result<T, BlobError> {

@@ -998,9 +998,7 @@ async fn read_body(
             format!("the {what} is over the hub's limit of {limit} bytes"),
         )
     };
-    let encoded = header_text(headers, CONTENT_ENCODING.as_str())?
-        .is_some_and(|encoding| !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity"));
-    if !encoded
+    if !is_zstd(headers)?
         && header_u64(headers, CONTENT_LENGTH.as_str())?.is_some_and(|length| length > limit)
     {
         return Err(too_large());

@@ -1825,9 +1825,10 @@ fn print_sync(lang: Lang, report: &SyncReport) {
     );
     for failure in &report.failures {
         println!(
-            "  {} {}: {} ({} {})",
+            "  {} {}: {}: {} ({} {})",
             lang.pick("批次", "batch"),
             failure.batch,
+            dangan_edge::sync::failure_label(lang, &failure.code),
             failure.error,
             lang.pick("下次重试", "next attempt"),
             failure.next_attempt_at

@@ -422,7 +422,8 @@ pub fn finish(conn: &mut Connection, name: &str, actor: &Actor) -> Result<Outcom
     let now = now();
     if state == BatchState::Accepted {
         tx.execute(
-            "UPDATE batches SET accepted_at = ?1, sync_error = NULL, sync_attempts = 0,
+            "UPDATE batches SET accepted_at = ?1, sync_error = NULL, sync_error_code = NULL,
+                 sync_attempts = 0,
                  next_attempt_at = NULL
              WHERE id = ?2",
             params![now, batch_id],

@@ -403,6 +403,11 @@ CREATE TABLE warehouse_events (
     recorded_at TEXT NOT NULL
 );
 "#,
+    r#"
+-- 9: the kind of a batch's last sync failure (sync::BatchError::code), so
+-- that it is shown in the reader's language beside the technical message.
+ALTER TABLE batches ADD COLUMN sync_error_code TEXT;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -787,6 +787,15 @@ fn a_damaged_cache_file_fails_only_its_batch_and_says_so() -> Result<()> {
     // Named as local damage with what to do, not as a network failure
     // retried until the pass gives up.
     assert!(error.contains(&blob) && error.contains("fsck"), "{report}");
+    assert_eq!(failures[0]["code"], "blob_damaged", "{report}");
+    // An operator reading the pass in Chinese (the default) is told what
+    // happened in Chinese, with the technical message after it.
+    let out = edge.command(&["sync"])?.env("DANGAN_LANG", "zh").output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("缓存中的图像已损坏，请运行 dangan-edge fsck") && text.contains(&blob),
+        "{text}"
+    );
     assert_eq!(edge.batch_state("B-fine")?, "archived");
     assert_ne!(edge.batch_state("B-damaged")?, "archived");
     assert!(

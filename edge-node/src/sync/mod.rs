@@ -30,6 +30,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::node::Node;
 use crate::store::{Store, StoreError};
+use crate::text::Lang;
 use enrolment::{Enrolment, EnrolmentError};
 use queue::QueueEntry;
 
@@ -84,6 +85,47 @@ impl BatchError {
     fn unreachable(&self) -> bool {
         matches!(self, BatchError::Hub(err) if err.is_retryable())
     }
+
+    /// A stable name of the kind of failure, stored beside the message so
+    /// that people are told what happened in their language
+    /// ([`failure_label`]); the message itself stays technical.
+    fn code(&self) -> &'static str {
+        match self {
+            BatchError::Store(_) => "store",
+            BatchError::Hub(err) if err.is_retryable() => "hub_unreachable",
+            BatchError::Hub(ClientError::Hub { .. }) => "hub_refused",
+            BatchError::Hub(_) => "hub_error",
+            BatchError::LocalBlob { .. } => "blob_unreadable",
+            BatchError::LocalBlobCorrupt { .. } => "blob_damaged",
+            BatchError::Receipt(_) => "receipt_invalid",
+            BatchError::Manifest(_) => "manifest",
+        }
+    }
+}
+
+/// What a failed sync attempt's code ([`BatchFailure::code`]) means, for
+/// the people who read it.
+pub fn failure_label(lang: Lang, code: &str) -> &'static str {
+    match code {
+        "store" => lang.pick("本地数据库出错", "the local database failed"),
+        "hub_unreachable" => lang.pick(
+            "无法连接中心（将自动重试）",
+            "the hub could not be reached (retried automatically)",
+        ),
+        "hub_refused" => lang.pick("中心拒绝了请求", "the hub refused the request"),
+        "hub_error" => lang.pick("与中心通信出错", "talking to the hub failed"),
+        "blob_unreadable" => lang.pick("无法读取缓存中的图像", "a cached image cannot be read"),
+        "blob_damaged" => lang.pick(
+            "缓存中的图像已损坏，请运行 dangan-edge fsck",
+            "a cached image is damaged; run dangan-edge fsck",
+        ),
+        "receipt_invalid" => lang.pick(
+            "中心回执验证失败，批次未归档",
+            "the hub's receipt did not verify; the batch is not archived",
+        ),
+        "manifest" => lang.pick("无法生成批次清单", "the batch manifest cannot be made"),
+        _ => lang.pick("同步出错", "sync failed"),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +173,8 @@ pub struct SyncReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchFailure {
     pub batch: String,
+    /// The kind of failure ([`failure_label`] says it in words).
+    pub code: String,
     pub error: String,
     pub next_attempt_at: String,
 }
@@ -350,9 +394,15 @@ pub async fn run_pass(
                     .strftime("%Y-%m-%dT%H:%M:%SZ")
                     .to_string();
                     warn!(batch = %name, error = %err, "batch not archived in this pass");
-                    lock(store).record_sync_failure(entry.batch.id, &err.to_string(), &next)?;
+                    lock(store).record_sync_failure(
+                        entry.batch.id,
+                        err.code(),
+                        &err.to_string(),
+                        &next,
+                    )?;
                     report.failures.push(BatchFailure {
                         batch: name,
+                        code: err.code().to_owned(),
                         error: err.to_string(),
                         next_attempt_at: next,
                     });

@@ -16,6 +16,8 @@ pub struct QueueEntry {
     pub manifest_hash: Option<String>,
     pub archived_at: Option<String>,
     pub sync_error: Option<String>,
+    /// The kind of the last failure (see `sync::failure_label`).
+    pub sync_error_code: Option<String>,
     pub sync_attempts: i64,
     pub next_attempt_at: Option<String>,
     pub pages: i64,
@@ -44,7 +46,7 @@ impl From<rusqlite::Error> for AcceptError {
 
 const ENTRY_COLUMNS: &str = "b.id, b.name, b.district, b.business_type, b.state, b.created_at,
     b.updated_at, b.accepted_at, b.manifest_hash, b.archived_at, b.sync_error, b.sync_attempts,
-    b.next_attempt_at,
+    b.next_attempt_at, b.sync_error_code,
     (SELECT count(*) FROM pages p WHERE p.batch_id = b.id),
     (SELECT coalesce(sum(x.size), 0) FROM blobs x
        WHERE x.id IN (SELECT blob_id FROM pages p WHERE p.batch_id = b.id))";
@@ -58,8 +60,9 @@ fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
         sync_error: row.get(10)?,
         sync_attempts: row.get(11)?,
         next_attempt_at: row.get(12)?,
-        pages: row.get(13)?,
-        bytes: row.get(14)?,
+        sync_error_code: row.get(13)?,
+        pages: row.get(14)?,
+        bytes: row.get(15)?,
     })
 }
 
@@ -101,7 +104,8 @@ impl Store {
         }
         lifecycle::transition(&tx, id, BatchState::Accepted, actor, Some(reason), true)?;
         tx.execute(
-            "UPDATE batches SET accepted_at = ?1, sync_error = NULL, sync_attempts = 0,
+            "UPDATE batches SET accepted_at = ?1, sync_error = NULL, sync_error_code = NULL,
+                 sync_attempts = 0,
                  next_attempt_at = NULL
              WHERE id = ?2",
             params![now(), id],
@@ -158,14 +162,15 @@ impl Store {
     pub fn record_sync_failure(
         &self,
         id: i64,
+        code: &str,
         error: &str,
         next_attempt_at: &str,
     ) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE batches SET sync_error = ?1, sync_attempts = sync_attempts + 1,
-                 next_attempt_at = ?2, updated_at = ?3
-             WHERE id = ?4",
-            params![error, next_attempt_at, now(), id],
+            "UPDATE batches SET sync_error = ?1, sync_error_code = ?2,
+                 sync_attempts = sync_attempts + 1, next_attempt_at = ?3, updated_at = ?4
+             WHERE id = ?5",
+            params![error, code, next_attempt_at, now(), id],
         )?;
         Ok(())
     }
@@ -177,6 +182,7 @@ impl Store {
             .map_err(lifecycle_store_error)?;
         tx.execute(
             "UPDATE batches SET receipt = ?1, archived_at = ?2, sync_error = NULL,
+                 sync_error_code = NULL,
                  next_attempt_at = NULL
              WHERE id = ?3",
             params![receipt_json, now(), id],

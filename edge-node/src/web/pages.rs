@@ -216,11 +216,13 @@ pub(super) struct SyncInfo {
     next_attempt_at: Option<String>,
     error: Option<String>,
     archived_at: Option<String>,
+    error_code: Option<String>,
 }
 
 fn sync_infos(store: &Store) -> Result<HashMap<String, SyncInfo>, ApiError> {
     let mut statement = store.conn().prepare(
-        "SELECT name, sync_attempts, next_attempt_at, sync_error, archived_at FROM batches
+        "SELECT name, sync_attempts, next_attempt_at, sync_error, archived_at, sync_error_code
+         FROM batches
          WHERE state IN ('accepted', 'syncing', 'archived')",
     )?;
     let rows = statement.query_map([], |row| {
@@ -231,10 +233,20 @@ fn sync_infos(store: &Store) -> Result<HashMap<String, SyncInfo>, ApiError> {
                 next_attempt_at: row.get(2)?,
                 error: row.get(3)?,
                 archived_at: row.get(4)?,
+                error_code: row.get(5)?,
             },
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A sync failure for people: what happened, in their language, then the
+/// technical message.
+fn sync_error_text(l: Lang, code: Option<&str>, error: &str) -> String {
+    match code {
+        Some(code) => format!("{}: {error}", crate::sync::failure_label(l, code)),
+        None => error.to_owned(),
+    }
 }
 
 /// What the sync column says: queued, in flight, archived, or the last error.
@@ -244,11 +256,11 @@ fn sync_cell(l: Lang, state: &str, info: Option<&SyncInfo>) -> Markup {
             ("archived", Some(info)) => span.sync.archived title=[info.archived_at.as_deref()] { (l.pick("已归档", "archived")) },
             ("syncing", Some(info)) => {
                 span.sync.inflight { (l.pick("传输中", "in flight")) }
-                @if let Some(error) = &info.error { " " span.sync.error title=(error) { (l.pick("上次出错", "last error")) ": " (error) } }
+                @if let Some(error) = &info.error { " " span.sync.error title=(error) { (l.pick("上次出错", "last error")) ": " (sync_error_text(l, info.error_code.as_deref(), error)) } }
             }
             ("accepted", Some(info)) => {
                 span.sync.queued { (l.pick("排队中", "queued")) }
-                @if let Some(error) = &info.error { " " span.sync.error title=(error) { (l.pick("上次出错", "last error")) ": " (error) } }
+                @if let Some(error) = &info.error { " " span.sync.error title=(error) { (l.pick("上次出错", "last error")) ": " (sync_error_text(l, info.error_code.as_deref(), error)) } }
                 @if info.attempts > 0 { " " small { (l.pick("已尝试", "attempts")) " " (info.attempts) } }
             }
             _ => span.muted { "—" },
@@ -530,7 +542,7 @@ fn render_batch(viewer: &Viewer, detail: &BatchDetail, extras: &BatchExtras) -> 
             section.sync-box {
                 h2 { (l.pick("同步", "Sync")) }
                 p {
-                    (sync_cell(l, state, Some(&SyncInfo { attempts: entry.sync_attempts, next_attempt_at: entry.next_attempt_at.clone(), error: entry.sync_error.clone(), archived_at: entry.archived_at.clone() })))
+                    (sync_cell(l, state, Some(&SyncInfo { attempts: entry.sync_attempts, next_attempt_at: entry.next_attempt_at.clone(), error: entry.sync_error.clone(), archived_at: entry.archived_at.clone(), error_code: entry.sync_error_code.clone() })))
                     @if let Some(next) = &entry.next_attempt_at { " · " (l.pick("下次尝试", "next attempt")) " " (short_time(next)) }
                     @if let Some(hash) = &entry.manifest_hash { " · " (l.pick("清单", "manifest")) " " code { (hash.get(..12).unwrap_or(hash)) } }
                 }
@@ -817,13 +829,13 @@ pub(super) async fn sync_status(State(state): State<ApiState>, viewer: Viewer) -
                 @for e in &queue {
                     tr data-batch=(e.batch.name) {
                         td { a href=(batch_url(&e.batch.name)) { (e.batch.name) } }
-                        td { (sync_cell(l, &e.batch.state, Some(&SyncInfo { attempts: e.sync_attempts, next_attempt_at: e.next_attempt_at.clone(), error: None, archived_at: e.archived_at.clone() }))) }
+                        td { (sync_cell(l, &e.batch.state, Some(&SyncInfo { attempts: e.sync_attempts, next_attempt_at: e.next_attempt_at.clone(), error: None, archived_at: e.archived_at.clone(), error_code: None }))) }
                         td.num { (e.pages) }
                         td.num { (human_bytes(e.bytes)) }
                         td.muted { (e.accepted_at.as_deref().map(short_time).unwrap_or_default()) }
                         td.num { (e.sync_attempts) }
                         td.muted { (e.next_attempt_at.as_deref().map(short_time).unwrap_or_default()) }
-                        td.error { (e.sync_error.as_deref().unwrap_or("")) }
+                        td.error { (e.sync_error.as_deref().map(|error| sync_error_text(l, e.sync_error_code.as_deref(), error)).unwrap_or_default()) }
                         td.muted { (e.archived_at.as_deref().map(short_time).unwrap_or_default()) }
                     }
                 }

@@ -427,6 +427,8 @@ fn a_hub_that_cannot_store_keeps_the_edge_waiting_and_nothing_lost() -> Result<(
     let (ok, report) = edge.try_json(&["sync"])?;
     assert!(!ok, "{report}");
     assert_ne!(edge.batch_state("B-1")?, "archived");
+    // Told as a hub that cannot take data for now, not as damage here.
+    assert_eq!(report["failures"][0]["code"], "hub_unavailable", "{report}");
     // The edge keeps every image.
     let fsck = edge.json(&["fsck"])?;
     assert_eq!(fsck["consistent"], true, "{fsck}");

@@ -92,7 +92,8 @@ impl BatchError {
     fn code(&self) -> &'static str {
         match self {
             BatchError::Store(_) => "store",
-            BatchError::Hub(err) if err.is_retryable() => "hub_unreachable",
+            // Unreachable, or answering "later" (full disk, 5xx, busy).
+            BatchError::Hub(err) if err.is_retryable() => "hub_unavailable",
             BatchError::Hub(ClientError::Hub { .. }) => "hub_refused",
             BatchError::Hub(_) => "hub_error",
             BatchError::LocalBlob { .. } => "blob_unreadable",
@@ -108,9 +109,9 @@ impl BatchError {
 pub fn failure_label(lang: Lang, code: &str) -> &'static str {
     match code {
         "store" => lang.pick("本地数据库出错", "the local database failed"),
-        "hub_unreachable" => lang.pick(
-            "无法连接中心（将自动重试）",
-            "the hub could not be reached (retried automatically)",
+        "hub_unavailable" => lang.pick(
+            "中心暂时无法连接或无法接收（将自动重试）",
+            "the hub cannot be reached or cannot take data for now (retried automatically)",
         ),
         "hub_refused" => lang.pick("中心拒绝了请求", "the hub refused the request"),
         "hub_error" => lang.pick("与中心通信出错", "talking to the hub failed"),

@@ -395,18 +395,19 @@ pub async fn run_pass(
                     .strftime("%Y-%m-%dT%H:%M:%SZ")
                     .to_string();
                     warn!(batch = %name, error = %err, "batch not archived in this pass");
-                    lock(store).record_sync_failure(
-                        entry.batch.id,
-                        err.code(),
-                        &err.to_string(),
-                        &next,
-                    )?;
-                    report.failures.push(BatchFailure {
+                    let failure = BatchFailure {
                         batch: name,
                         code: err.code().to_owned(),
                         error: err.to_string(),
                         next_attempt_at: next,
-                    });
+                    };
+                    lock(store).record_sync_failure(
+                        entry.batch.id,
+                        &failure.code,
+                        &failure.error,
+                        &failure.next_attempt_at,
+                    )?;
+                    report.failures.push(failure);
                     if err.unreachable() {
                         break;
                     }
